@@ -1,0 +1,71 @@
+"""The Celery app and the one beat schedule of SubscriptionHub.
+
+Every periodic task is listed below with when it runs and why. Time-driven
+domain work is a *scheduled job* registered by its context
+(``sharedkernel.scheduling.scheduled_job``); beat runs it on real time, and
+advancing a test clock runs the same job for that clock's customers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery, signals
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("subscriptionhub")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+def _job(name: str, seconds: float, why: str) -> tuple[str, dict]:
+    return name, {"task": "sharedkernel.run_scheduled_job", "schedule": seconds, "args": (name,), "why": why}
+
+
+SCHEDULE = dict(
+    [
+        # -- plumbing --------------------------------------------------------------
+        (
+            "sharedkernel.relay_outbox",
+            {
+                "task": "sharedkernel.relay_outbox",
+                "schedule": 5.0,
+                "why": "every 5 s: re-dispatch event deliveries the broker lost or whose retry is due",
+            },
+        ),
+        (
+            "sharedkernel.beat_heartbeat",
+            {
+                "task": "sharedkernel.beat_heartbeat",
+                "schedule": 30.0,
+                "why": "every 30 s: tell /healthz that beat is alive",
+            },
+        ),
+        # -- subscriptions ---------------------------------------------------------
+        _job("subscriptions.expire_trials", 60, "every minute: trials whose end has passed convert or suspend"),
+        _job(
+            "subscriptions.remind_trials_ending",
+            300,
+            "every 5 min: TrialEndingSoon for trials ending within TRIAL_REMINDER_DAYS",
+        ),
+        _job(
+            "subscriptions.renew_subscriptions",
+            60,
+            "every minute: periods that ended roll over (SubscriptionRenewed) or end a scheduled cancellation",
+        ),
+    ]
+)
+
+app.conf.beat_schedule = {
+    name: {key: value for key, value in entry.items() if key != "why"} for name, entry in SCHEDULE.items()
+}
+
+
+@signals.worker_ready.connect
+def _announce_ready(sender=None, **kwargs):
+    """Tests and the run script wait for this file before sending work."""
+    ready_file = os.environ.get("WORKER_READY_FILE")
+    if ready_file:
+        with open(ready_file, "w") as handle:
+            handle.write(str(os.getpid()))

@@ -1,0 +1,261 @@
+"""Demo data with history, made the honest way.
+
+Nothing is written behind the domain's back: the seeder calls the same
+commands the API calls, at past moments (a FixedClock), and runs the same beat
+jobs day by day from ``months`` ago until now, draining every event through
+the real handlers in-process. What you see afterwards — trials that converted,
+renewals, cancellations, suspensions — happened through the event chains.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from sharedkernel.bus import drain
+from sharedkernel.clock import FixedClock
+from sharedkernel.errors import DomainError
+from sharedkernel.scheduling import JOBS, run_job
+from sharedkernel.values import Money
+from subscriptions import commands as subs
+from subscriptions.models import Plan
+
+DEMO_PASSWORD = "subscriptionhub-demo"
+
+PLANS = [
+    # code, name, tier, interval, trial days, prices, features, included usage
+    (
+        "starter-monthly",
+        "Starter",
+        "basic",
+        "month",
+        14,
+        ["19.00 USD", "18.00 EUR", "2500 JPY", "6.000 KWD"],
+        ["1 workspace", "Email support"],
+        {"api_calls": 10_000},
+    ),
+    (
+        "pro-monthly",
+        "Pro",
+        "professional",
+        "month",
+        14,
+        ["49.00 USD", "45.00 EUR", "6500 JPY", "15.000 KWD"],
+        ["10 workspaces", "Priority support", "Webhooks"],
+        {"api_calls": 100_000},
+    ),
+    (
+        "pro-annual",
+        "Pro (annual)",
+        "professional",
+        "year",
+        14,
+        ["490.00 USD", "450.00 EUR", "65000 JPY"],
+        ["10 workspaces", "Priority support", "Webhooks", "Two months free"],
+        {"api_calls": 100_000},
+    ),
+    (
+        "team-monthly",
+        "Team",
+        "professional",
+        "month",
+        0,
+        ["99.00 USD", "92.00 EUR"],
+        ["Unlimited workspaces", "SSO", "Audit log"],
+        {"api_calls": 500_000},
+    ),
+    (
+        "enterprise-annual",
+        "Enterprise",
+        "enterprise",
+        "year",
+        0,
+        ["4990.00 USD", "4600.00 EUR"],
+        ["Dedicated support", "Custom contract", "99.95% SLA"],
+        {"api_calls": 10_000_000},
+    ),
+]
+
+OVERAGE = {"USD": "0.01", "EUR": "0.01", "JPY": "1", "KWD": "0.003"}  # per unit over the included quantity
+
+NAMES = [
+    "Acme Analytics",
+    "Blue Harbor",
+    "Cobalt Labs",
+    "Delta Freight",
+    "Evergreen Foods",
+    "Fjord Systems",
+    "Granite Health",
+    "Helios Energy",
+    "Iris Studio",
+    "Juniper Legal",
+    "Kite Robotics",
+    "Lumen Media",
+    "Maple Finance",
+    "Nimbus Cloud",
+    "Orbit Travel",
+    "Pioneer Retail",
+    "Quartz Security",
+    "Redwood Games",
+    "Summit Logistics",
+    "Tidal Audio",
+    "Umbra Design",
+    "Vertex Bio",
+    "Willow Schools",
+    "Xenon Motors",
+    "Yarrow Farms",
+    "Zephyr Air",
+    "Atlas Insurance",
+    "Beacon Realty",
+    "Cedar Clinics",
+    "Dune Outdoor",
+    "Ember Coffee",
+    "Falcon Couriers",
+    "Glacier Water",
+    "Harbor Dental",
+    "Indigo Fashion",
+    "Jasper Tools",
+]
+COUNTRIES = [
+    ("US", "CA", "USD"),
+    ("US", "NY", "USD"),
+    ("DE", "", "EUR"),
+    ("FR", "", "EUR"),
+    ("JP", "", "JPY"),
+    ("KW", "", "KWD"),
+    ("GB", "", "USD"),
+    ("US", "TX", "USD"),
+]
+
+
+@dataclass
+class Seeded:
+    plans: int = 0
+    customers: int = 0
+    subscriptions: int = 0
+    days: int = 0
+
+
+def _plans(now: datetime) -> list[Plan]:
+    made = []
+    for code, name, tier, interval, trial, prices, features, usage in PLANS:
+        existing = Plan.objects.filter(code=code).first()
+        if existing:
+            made.append(existing)
+            continue
+        money = [Money(*p.split()) for p in prices]
+        rates = {"api_calls": [Money(OVERAGE[m.currency], m.currency) for m in money]}
+        made.append(
+            subs.define_plan(
+                code=code,
+                name=name,
+                tier=tier,
+                interval=interval,
+                trial_days=trial,
+                prices=money,
+                features=features,
+                included_usage=usage,
+                overage_rates=rates,
+                clock=FixedClock(now),
+            )
+        )
+    return made
+
+
+def _logins(customer_email: str):
+    """A staff login and one customer login whose e-mail is already verified."""
+    from allauth.account.models import EmailAddress
+
+    User = get_user_model()
+    staff = User.objects.filter(username="admin").first()
+    if staff is None:
+        staff = User.objects.create_superuser("admin", "admin@example.com", DEMO_PASSWORD)
+    customer_user = User.objects.filter(email=customer_email).first()
+    if customer_user is None:
+        customer_user = User.objects.create_user(customer_email, customer_email, DEMO_PASSWORD)
+        EmailAddress.objects.create(user=customer_user, email=customer_email, verified=True, primary=True)
+    return staff, customer_user
+
+
+def seed(*, months: int = 6, customers: int = 36, seed_value: int = 7, log=print) -> Seeded:
+    """Create plans and ``customers`` customers over the last ``months`` months."""
+    rng = random.Random(seed_value)
+    previous_mode = settings.EVENT_DISPATCH
+    settings.EVENT_DISPATCH = "manual"  # handlers run here, in order, before the worker starts
+    result = Seeded()
+    try:
+        now = timezone.now().replace(microsecond=0)
+        start = now - timedelta(days=30 * months)
+        plans = _plans(start)
+        result.plans = len(plans)
+        _, demo_user = _logins("demo@example.com")
+        signups = sorted(
+            start + timedelta(seconds=rng.randrange(int((now - start).total_seconds()))) for _ in range(customers)
+        )
+        day = start
+        index = 0
+        while day <= now:
+            while index < len(signups) and signups[index] <= day:
+                _sign_up(index, signups[index], plans, rng, demo_user if index == len(signups) - 1 else None, result)
+                index += 1
+            _act_on_existing(day, rng)
+            for name in JOBS:
+                run_job(name, now=day)
+            drain()
+            result.days += 1
+            day += timedelta(days=1)
+        drain()
+    finally:
+        settings.EVENT_DISPATCH = previous_mode
+    log(
+        f"Demo data: {result.plans} plans, {result.customers} customers, {result.subscriptions} subscriptions, "
+        f"{result.days} days of history."
+    )
+    return result
+
+
+def _sign_up(index: int, when: datetime, plans: list[Plan], rng: random.Random, user, result: Seeded) -> None:
+    country, region, currency = COUNTRIES[index % len(COUNTRIES)]
+    name = NAMES[index % len(NAMES)]
+    email = user.email if user else f"billing{index}@{name.lower().replace(' ', '')}.example"
+    customer, _ = subs.register_customer(
+        name=name,
+        email=email,
+        currency=currency,
+        country=country,
+        region=region,
+        tax_exempt=index % 11 == 0,
+        user=user,
+        clock=FixedClock(when),
+    )
+    result.customers += 1
+    offered = [p for p in plans if p.price_in(currency) is not None]
+    plan = rng.choice(offered)
+    trial = plan.trial_days > 0 and rng.random() < 0.7
+    try:
+        subs.subscribe(customer_id=customer.pk, plan_id=plan.pk, currency=currency, trial=trial, clock=FixedClock(when))
+        result.subscriptions += 1
+    except DomainError:
+        pass
+
+
+def _act_on_existing(day: datetime, rng: random.Random) -> None:
+    """Now and then a customer cancels, schedules a cancellation or changes plan."""
+    from subscriptions.models import Subscription
+
+    live = list(Subscription.objects.filter(status__in=["active", "trialing"]).select_related("plan"))
+    for sub in live:
+        roll = rng.random()
+        clock = FixedClock(day + timedelta(hours=rng.randrange(1, 20)))
+        try:
+            if roll < 0.004:
+                subs.cancel_subscription(subscription_id=sub.pk, reason="switching to a competitor", clock=clock)
+            elif roll < 0.008:
+                subs.cancel_subscription(subscription_id=sub.pk, reason="budget cuts", at_period_end=True, clock=clock)
+        except DomainError:
+            pass

@@ -1,0 +1,30 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from config import views
+from sharedkernel.health import healthz
+
+api_v1 = [
+    path("", include("sharedkernel.api.urls")),
+    path("", include("subscriptions.api.urls")),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("app/", include("subscriptions.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+]
+
+handler404 = "config.views.not_found"
+handler500 = "config.views.server_error"
+
+admin.site.site_header = "SubscriptionHub staff"
+admin.site.site_title = "SubscriptionHub"
+admin.site.index_title = "Run the business"

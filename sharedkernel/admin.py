@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+
+from sharedkernel import bus
+from sharedkernel.errors import DomainError
+from sharedkernel.models import DeliveryStatus, EventDelivery, StoredEvent, TestClock
+from sharedkernel.scheduling import advance_test_clock
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(StoredEvent)
+class StoredEventAdmin(ReadOnlyAdmin):
+    """The event store: append-only, so staff can read it and nothing else."""
+
+    list_display = ["position", "event_type", "aggregate_type", "aggregate_id", "occurred_on", "correlation_id"]
+    list_filter = ["event_type", "aggregate_type"]
+    search_fields = ["=aggregate_id", "=correlation_id", "=event_id"]
+    date_hierarchy = "occurred_on"
+    readonly_fields = [
+        "position",
+        "event_id",
+        "event_type",
+        "event_version",
+        "occurred_on",
+        "recorded_at",
+        "aggregate_type",
+        "aggregate_id",
+        "aggregate_version",
+        "correlation_id",
+        "causation_id",
+        "test_clock_id",
+        "pretty_payload",
+        "delivery_states",
+    ]
+    exclude = ["payload"]
+    show_full_result_count = False
+
+    @admin.display(description="payload")
+    def pretty_payload(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
+
+    @admin.display(description="deliveries")
+    def delivery_states(self, obj):
+        rows = obj.deliveries.order_by("handler").values_list("pk", "handler", "status")
+        return format_html(
+            "<br>".join(
+                format_html(
+                    '<a href="{}">{}</a>: {}', reverse("admin:sharedkernel_eventdelivery_change", args=[pk]), h, s
+                )
+                for pk, h, s in rows
+            )
+        )
+
+
+@admin.register(EventDelivery)
+class EventDeliveryAdmin(ReadOnlyAdmin):
+    """Who has handled which event. Failed rows carry the error; "retry" runs them again."""
+
+    list_display = ["id", "handler", "event_link", "status", "attempts", "dispatch_after", "completed_at"]
+    list_filter = ["status", "handler"]
+    search_fields = ["=event__event_id", "handler"]
+    readonly_fields = [
+        "event",
+        "handler",
+        "status",
+        "attempts",
+        "dispatch_after",
+        "created_at",
+        "completed_at",
+        "test_clock_id",
+        "error",
+    ]
+    exclude = ["last_error"]
+    actions = ["retry"]
+    list_select_related = ["event"]
+    show_full_result_count = False
+
+    @admin.display(description="event")
+    def event_link(self, obj):
+        url = reverse("admin:sharedkernel_storedevent_change", args=[obj.event_id])
+        return format_html('<a href="{}">#{} {}</a>', url, obj.event_id, obj.event.event_type)
+
+    @admin.display(description="last error")
+    def error(self, obj):
+        return format_html("<pre>{}</pre>", obj.last_error or "—")
+
+    @admin.action(description="Retry the selected failed deliveries")
+    def retry(self, request, queryset):
+        ids = list(queryset.filter(status=DeliveryStatus.FAILED).values_list("pk", flat=True))
+        count = bus.retry_failed(ids)
+        skipped = queryset.count() - count
+        self.message_user(request, f"{count} failed delivery(ies) queued for retry.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"{skipped} selected row(s) were not failed and were left alone.", messages.INFO)
+
+
+@admin.register(TestClock)
+class TestClockAdmin(admin.ModelAdmin):
+    list_display = ["name", "frozen_time", "status", "created_at", "id"]
+    readonly_fields = ["id", "status", "created_at"]
+    actions = ["advance_one_day", "advance_one_month"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Time only moves forward, through "advance", which runs the due work.
+        return [*self.readonly_fields, "frozen_time"] if obj else self.readonly_fields
+
+    def _advance(self, request, queryset, delta: timedelta):
+        for clock in queryset:
+            try:
+                advance_test_clock(str(clock.pk), clock.frozen_time + delta)
+            except (DomainError, TimeoutError) as exc:
+                self.message_user(request, f"{clock}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{clock.name or clock.pk} advanced by {delta.days} day(s).")
+
+    @admin.action(description="Advance by one day (runs the due work)")
+    def advance_one_day(self, request, queryset):
+        self._advance(request, queryset, timedelta(days=1))
+
+    @admin.action(description="Advance by 30 days (runs the due work)")
+    def advance_one_month(self, request, queryset):
+        self._advance(request, queryset, timedelta(days=30))

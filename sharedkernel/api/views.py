@@ -1,0 +1,97 @@
+"""API of the plumbing: the event store (staff) and test clocks (staff)."""
+
+from __future__ import annotations
+
+import django_filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sharedkernel.api.permissions import IsStaff
+from sharedkernel.eventstore import to_domain_event
+from sharedkernel.models import StoredEvent, TestClock
+from sharedkernel.scheduling import advance_test_clock
+
+
+class StoredEventSerializer(serializers.Serializer):
+    """The envelope of a stored event, its payload upcast to the current version."""
+
+    position = serializers.IntegerField()
+    event_id = serializers.UUIDField()
+    event_type = serializers.CharField()
+    event_version = serializers.IntegerField()
+    occurred_on = serializers.DateTimeField()
+    aggregate_type = serializers.CharField()
+    aggregate_id = serializers.CharField()
+    aggregate_version = serializers.IntegerField()
+    payload = serializers.JSONField()
+    correlation_id = serializers.CharField()
+    causation_id = serializers.CharField(allow_null=True)
+
+    def to_representation(self, instance: StoredEvent) -> dict:
+        return to_domain_event(instance).to_json()
+
+
+class EventFilter(django_filters.FilterSet):
+    type = django_filters.CharFilter(method="filter_type", help_text="Event type, or several separated by commas.")
+    aggregate_id = django_filters.CharFilter()
+    correlation_id = django_filters.CharFilter()
+    after = django_filters.NumberFilter(field_name="position", lookup_expr="gt", help_text="Global position.")
+
+    class Meta:
+        model = StoredEvent
+        fields = ["type", "aggregate_id", "correlation_id", "after"]
+
+    def filter_type(self, queryset, name, value):
+        types = [t.strip() for t in value.split(",") if t.strip()]
+        return queryset.filter(event_type__in=types)
+
+
+class EventListView(generics.ListAPIView):
+    """The event store in global order (staff)."""
+
+    permission_classes = [IsStaff]
+    serializer_class = StoredEventSerializer
+    filterset_class = EventFilter
+    queryset = StoredEvent.objects.order_by("position")
+
+
+class TestClockSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TestClock
+        fields = ["id", "name", "frozen_time", "status", "created_at"]
+        read_only_fields = ["id", "status", "created_at"]
+
+
+class TestClockListCreateView(generics.ListCreateAPIView):
+    """Stripe-like test clocks: customers created with ``test_clock`` live on its frozen time."""
+
+    __test__ = False
+    permission_classes = [IsStaff]
+    serializer_class = TestClockSerializer
+    queryset = TestClock.objects.all()
+
+
+class TestClockDetailView(generics.RetrieveAPIView):
+    __test__ = False
+    permission_classes = [IsStaff]
+    serializer_class = TestClockSerializer
+    queryset = TestClock.objects.all()
+
+
+class AdvanceInput(serializers.Serializer):
+    to = serializers.DateTimeField()
+
+
+class TestClockAdvanceView(APIView):
+    __test__ = False
+    permission_classes = [IsStaff]
+
+    @extend_schema(request=AdvanceInput, responses=TestClockSerializer)
+    def post(self, request, pk):
+        clock = generics.get_object_or_404(TestClock, pk=pk)
+        data = AdvanceInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        clock = advance_test_clock(str(clock.pk), data.validated_data["to"])
+        return Response(TestClockSerializer(clock).data, status=status.HTTP_200_OK)

@@ -1,0 +1,337 @@
+"""Delivery of committed events to the policies and projections that react to them.
+
+The contract, end to end:
+
+1. A command appends events in its own transaction (:mod:`sharedkernel.eventstore`),
+   which also writes one :class:`EventDelivery` row per subscribed handler.
+2. After commit, ``events_committed`` hands the delivery ids to
+   :func:`dispatch_committed`, which enqueues Celery tasks, grouped by handler
+   and chunked (a bill run is not one task per event).
+3. A worker runs :func:`run_deliveries`: in one transaction it claims the open
+   delivery rows (marking them done), runs the handler, and commits — so the
+   handler's effect and its ledger entry commit together, and a duplicate
+   delivery finds nothing left to claim. Handlers must therefore keep all their
+   effects in the database transaction (or be idempotent towards the outside,
+   e.g. a payment gateway called with an idempotency key).
+4. A failing handler is rolled back; its delivery is retried with exponential
+   backoff, and after ``OUTBOX_MAX_ATTEMPTS`` it is marked failed with the error
+   for staff to inspect and retry in the admin.
+5. :func:`relay` (beat, every few seconds) re-dispatches deliveries that are
+   still open past their ``dispatch_after``: the broker was down at commit, the
+   worker died, or a retry is due. Nothing is lost; at worst it runs twice and
+   the ledger makes the second run a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+import traceback
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.dispatch import receiver
+from django.utils import timezone
+
+from sharedkernel.correlation import caused_by
+from sharedkernel.events import DomainEvent
+from sharedkernel.eventstore import cause_of, to_domain_event
+from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery, StoredEvent
+from sharedkernel.signals import events_committed
+
+logger = logging.getLogger(__name__)
+
+BatchHandler = Callable[[Sequence[DomainEvent]], None]
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """A subscription of one handler (policy or projection) to event types."""
+
+    name: str
+    patterns: tuple[str, ...]
+    fn: Callable
+    batch: bool = False
+    batch_size: int = 200
+    #: Safe to re-run over old events (projections); replay refuses others unless forced.
+    replay_safe: bool = False
+    accepts: Callable[[str], bool] | None = field(default=None, compare=False)
+    #: Empties what the handler builds, so ``replay_events --reset`` can rebuild it.
+    reset: Callable[[], None] | None = field(default=None, compare=False)
+
+    @property
+    def context(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    def subscribes_to(self, event_type: str) -> bool:
+        if not any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.patterns):
+            return False
+        return self.accepts is None or self.accepts(event_type)
+
+    def handle(self, events: Sequence[DomainEvent]) -> None:
+        if self.batch:
+            self.fn(events)
+            return
+        for event in events:
+            with caused_by(cause_of(event)):
+                self.fn(event)
+
+
+HANDLERS: dict[str, HandlerSpec] = {}
+_subscribers_cache: dict[str, list[HandlerSpec]] = {}
+
+
+def reacts_to(
+    *patterns: str,
+    batch: bool = False,
+    batch_size: int | None = None,
+    replay_safe: bool = False,
+    accepts: Callable[[str], bool] | None = None,
+    reset: Callable[[], None] | None = None,
+    name: str | None = None,
+) -> Callable:
+    """Subscribe the decorated function to events matching ``patterns``.
+
+    Patterns are event types (``"billing.PaymentFailed"``) or globs
+    (``"billing.*"``, ``"*"``). A plain handler takes one :class:`DomainEvent`
+    and runs with that event as the cause of whatever it records; a
+    ``batch=True`` handler takes a list and uses :func:`cause_of` itself.
+    """
+
+    def register(fn: Callable) -> Callable:
+        handler_name = name or f"{fn.__module__.split('.')[0]}.{fn.__name__}"
+        if handler_name in HANDLERS and HANDLERS[handler_name].fn.__qualname__ != fn.__qualname__:
+            raise RuntimeError(f"Handler name {handler_name} registered twice.")
+        HANDLERS[handler_name] = HandlerSpec(
+            name=handler_name,
+            patterns=patterns,
+            fn=fn,
+            batch=batch,
+            batch_size=batch_size or settings.OUTBOX_BATCH_SIZE,
+            replay_safe=replay_safe,
+            accepts=accepts,
+            reset=reset,
+        )
+        _subscribers_cache.clear()
+        return fn
+
+    return register
+
+
+def subscribers_for(event_type: str) -> list[HandlerSpec]:
+    try:
+        return _subscribers_cache[event_type]
+    except KeyError:
+        found = sorted((h for h in HANDLERS.values() if h.subscribes_to(event_type)), key=lambda h: h.name)
+        _subscribers_cache[event_type] = found
+        return found
+
+
+# -- running handlers ------------------------------------------------------------
+
+_in_handler: ContextVar[bool] = ContextVar("sharedkernel_in_handler", default=False)
+
+
+def in_handler_transaction() -> bool:
+    return _in_handler.get()
+
+
+@contextlib.contextmanager
+def handler_transaction() -> Iterator[None]:
+    """The transaction a handler's effect and its ledger entry share."""
+    token = _in_handler.set(True)
+    try:
+        with transaction.atomic(durable=True):
+            yield
+    finally:
+        _in_handler.reset(token)
+
+
+def _claim(ids: Sequence[int]) -> list[DomainEvent]:
+    """Mark the still-open deliveries done (inside the handler transaction) and load their events."""
+    rows = list(
+        EventDelivery.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=ids, status__in=OPEN_STATUSES)
+        .values_list("pk", "event_id")
+    )
+    if not rows:
+        return []
+    EventDelivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+        status=DeliveryStatus.DONE, completed_at=timezone.now(), attempts=F("attempts") + 1
+    )
+    events = StoredEvent.objects.filter(position__in=[event_id for _, event_id in rows]).order_by("position")
+    return [to_domain_event(row) for row in events]
+
+
+def run_deliveries(handler_name: str, delivery_ids: Sequence[int]) -> int:
+    """Run ``handler_name`` for the given deliveries; returns how many were handled."""
+    spec = HANDLERS.get(handler_name)
+    if spec is None:
+        logger.error("No handler named %s is registered; deliveries %s left open.", handler_name, delivery_ids)
+        return 0
+    ids = sorted(set(delivery_ids))
+    if spec.batch and len(ids) > 1:
+        try:
+            with handler_transaction():
+                events = _claim(ids)
+                if events:
+                    spec.handle(events)
+            return len(events)
+        except Exception:
+            logger.warning("Batch of %d for %s failed; isolating the failing event.", len(ids), handler_name)
+    handled = 0
+    for delivery_id in ids:
+        handled += _run_one(spec, delivery_id)
+    return handled
+
+
+def _run_one(spec: HandlerSpec, delivery_id: int) -> int:
+    try:
+        with handler_transaction():
+            events = _claim([delivery_id])
+            if events:
+                with caused_by(cause_of(events[0])):
+                    spec.handle(events)
+        return len(events)
+    except Exception as exc:
+        logger.exception("Handler %s failed on delivery %s", spec.name, delivery_id)
+        _record_failure(spec, delivery_id, exc)
+        return 0
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff after the n-th failed attempt, capped at an hour."""
+    return timedelta(seconds=min(3600, settings.OUTBOX_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)))
+
+
+def _record_failure(spec: HandlerSpec, delivery_id: int, exc: BaseException) -> None:
+    error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
+    with transaction.atomic():
+        delivery = EventDelivery.objects.select_for_update().filter(pk=delivery_id, status__in=OPEN_STATUSES).first()
+        if delivery is None:
+            return
+        delivery.attempts += 1
+        delivery.last_error = error
+        delay = retry_delay(delivery.attempts)
+        if delivery.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+            delivery.status = DeliveryStatus.FAILED
+        else:
+            delivery.status = DeliveryStatus.RETRYING
+            delivery.dispatch_after = timezone.now() + delay
+        delivery.save(update_fields=["attempts", "last_error", "status", "dispatch_after"])
+    if delivery.status == DeliveryStatus.RETRYING and settings.EVENT_DISPATCH == "celery":
+        _send(spec.name, [delivery_id], countdown=delay.total_seconds())
+
+
+# -- dispatching -------------------------------------------------------------------
+
+
+def _chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+def _send(handler_name: str, ids: Sequence[int], *, countdown: float | None = None) -> None:
+    mode = settings.EVENT_DISPATCH
+    if mode == "manual" or not ids:
+        return
+    spec = HANDLERS.get(handler_name)
+    size = spec.batch_size if spec else settings.OUTBOX_BATCH_SIZE
+    if mode == "inline":
+        for chunk in _chunks(ids, size):
+            run_deliveries(handler_name, chunk)
+        return
+    from sharedkernel.tasks import deliver_events
+
+    for chunk in _chunks(ids, size):
+        deliver_events.apply_async(args=(handler_name, chunk), countdown=countdown)
+
+
+def send_grouped(deliveries: Iterable[tuple[str, int]]) -> None:
+    by_handler: dict[str, list[int]] = defaultdict(list)
+    for handler_name, delivery_id in deliveries:
+        by_handler[handler_name].append(delivery_id)
+    for handler_name, ids in by_handler.items():
+        _send(handler_name, ids)
+
+
+@receiver(events_committed, dispatch_uid="sharedkernel.dispatch_committed")
+def dispatch_committed(sender, deliveries: list[tuple[str, int]], **kwargs) -> None:
+    """Hand committed deliveries to workers. If the broker is unreachable the
+    deliveries stay open and become due for the relay at once."""
+    try:
+        send_grouped(deliveries)
+    except Exception as exc:  # broker down: the relay is the other path
+        logger.warning("Could not dispatch %d deliveries (%s); the relay will.", len(deliveries), exc)
+        EventDelivery.objects.filter(pk__in=[pk for _, pk in deliveries], status__in=OPEN_STATUSES).update(
+            dispatch_after=timezone.now()
+        )
+
+
+def relay(*, limit: int = 5000, test_clock_id: str | None = None) -> int:
+    """Re-dispatch open deliveries whose ``dispatch_after`` has passed."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = EventDelivery.objects.select_for_update(skip_locked=True).filter(
+            status__in=OPEN_STATUSES, dispatch_after__lte=now
+        )
+        if test_clock_id:
+            due = due.filter(test_clock_id=test_clock_id)
+        rows = list(due.order_by("pk").values_list("handler", "pk")[:limit])
+        if not rows:
+            return 0
+        EventDelivery.objects.filter(pk__in=[pk for _, pk in rows]).update(
+            dispatch_after=now + settings.OUTBOX_REDISPATCH_AFTER
+        )
+        if settings.EVENT_DISPATCH == "celery":
+            send_grouped(rows)  # inside the transaction: a broker error rolls the bump back
+    if settings.EVENT_DISPATCH != "celery":
+        for handler_name, ids in _group(rows).items():
+            run_deliveries(handler_name, ids)
+    logger.info("Relayed %d open deliveries.", len(rows))
+    return len(rows)
+
+
+def _group(rows: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = defaultdict(list)
+    for handler_name, pk in rows:
+        grouped[handler_name].append(pk)
+    return grouped
+
+
+def drain(*, test_clock_id: str | None = None, max_rounds: int = 10_000) -> int:
+    """Run every open delivery in this process until none is left (tests, demo data).
+
+    Handlers that keep failing end up failed after their attempts; that ends
+    the loop too.
+    """
+    total = 0
+    for _ in range(max_rounds):
+        query = EventDelivery.objects.filter(status__in=OPEN_STATUSES)
+        if test_clock_id:
+            query = query.filter(test_clock_id=test_clock_id)
+        rows = list(query.order_by("pk").values_list("handler", "pk")[:2000])
+        if not rows:
+            return total
+        for handler_name, ids in _group(rows).items():
+            spec = HANDLERS.get(handler_name)
+            for chunk in _chunks(ids, spec.batch_size if spec else 200):
+                total += run_deliveries(handler_name, chunk)
+    raise RuntimeError("drain() did not finish: a handler keeps producing events.")
+
+
+def retry_failed(delivery_ids: Iterable[int]) -> int:
+    """Staff action: give failed deliveries a fresh set of attempts, now."""
+    ids = list(delivery_ids)
+    updated = EventDelivery.objects.filter(pk__in=ids, status=DeliveryStatus.FAILED).update(
+        status=DeliveryStatus.RETRYING, attempts=0, dispatch_after=timezone.now()
+    )
+    transaction.on_commit(lambda: send_grouped(EventDelivery.objects.filter(pk__in=ids).values_list("handler", "pk")))
+    return updated

@@ -1,0 +1,133 @@
+"""The event store, which is also the transactional outbox.
+
+Contract:
+
+* :func:`append` must run inside the transaction that saves the aggregate. It
+  writes the events and one :class:`EventDelivery` per subscribed handler;
+  nothing is sent before commit. After commit the ``events_committed`` signal
+  announces the deliveries (see :mod:`sharedkernel.bus`).
+* Stored events are never updated or deleted; ``position`` is the global order
+  used by replay and by ``GET /api/v1/events/?after=``.
+* Reading always upcasts old payload versions, so readers see the current shape.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from sharedkernel.aggregates import AggregateRoot, RecordedEvent, save_aggregate
+from sharedkernel.correlation import Cause, current_cause
+from sharedkernel.events import DomainEvent, upcast
+from sharedkernel.models import EventDelivery, StoredEvent
+from sharedkernel.signals import events_committed
+
+
+def save_and_publish(aggregate: AggregateRoot, *, cause: Cause | None = None) -> list[DomainEvent]:
+    """The last line of a command: version-checked save, then append its events."""
+    save_aggregate(aggregate)
+    return append(aggregate.pull_events(), cause=cause)
+
+
+def append(recorded: Sequence[RecordedEvent], *, cause: Cause | None = None) -> list[DomainEvent]:
+    """Append events caused by ``cause`` (default: the current chain)."""
+    return append_batch([(cause or current_cause(), recorded)])
+
+
+def append_batch(groups: Iterable[tuple[Cause, Sequence[RecordedEvent]]]) -> list[DomainEvent]:
+    """Append many aggregates' events at once (bulk handlers), each group with its own cause."""
+    from sharedkernel.bus import subscribers_for  # the registry imports the store
+
+    rows: list[StoredEvent] = []
+    for cause, recorded in groups:
+        for item in recorded:
+            rows.append(
+                StoredEvent(
+                    event_id=uuid.uuid4(),
+                    event_type=item.event.event_type,
+                    event_version=item.event.event_version,
+                    occurred_on=item.occurred_on,
+                    aggregate_type=item.aggregate_type,
+                    aggregate_id=item.aggregate_id,
+                    aggregate_version=item.aggregate_version,
+                    payload=item.event.payload(),
+                    correlation_id=cause.correlation_id,
+                    causation_id=cause.causation_id,
+                    test_clock_id=item.test_clock_id or cause.test_clock_id,
+                )
+            )
+    if not rows:
+        return []
+    conn = transaction.get_connection()
+    if not conn.in_atomic_block:
+        raise RuntimeError("Events are appended inside the transaction that saves their aggregate.")
+    StoredEvent.objects.bulk_create(rows)
+    now = timezone.now()
+    redispatch_at = now + settings.OUTBOX_REDISPATCH_AFTER
+    deliveries = [
+        EventDelivery(
+            event_id=row.position,
+            handler=handler.name,
+            dispatch_after=redispatch_at,
+            created_at=now,
+            test_clock_id=row.test_clock_id,
+        )
+        for row in rows
+        for handler in subscribers_for(row.event_type)
+    ]
+    EventDelivery.objects.bulk_create(deliveries)
+    if deliveries:
+        announced = [(d.handler, d.pk) for d in deliveries]
+        transaction.on_commit(partial(events_committed.send, sender=StoredEvent, deliveries=announced))
+    return [to_domain_event(row) for row in rows]
+
+
+def to_domain_event(row: StoredEvent) -> DomainEvent:
+    version, payload = upcast(row.event_type, row.event_version, row.payload)
+    return DomainEvent(
+        event_id=str(row.event_id),
+        event_type=row.event_type,
+        event_version=version,
+        occurred_on=row.occurred_on,
+        aggregate_type=row.aggregate_type,
+        aggregate_id=row.aggregate_id,
+        aggregate_version=row.aggregate_version,
+        payload=payload,
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id,
+        position=row.position,
+        test_clock_id=str(row.test_clock_id) if row.test_clock_id else None,
+    )
+
+
+def read(
+    *,
+    after: int = 0,
+    event_types: Iterable[str] | None = None,
+    aggregate_id: str | None = None,
+    chunk: int = 1000,
+) -> Iterator[DomainEvent]:
+    """Stored events in global order after ``after``, upcast, streamed in chunks."""
+    position = after
+    while True:
+        query = StoredEvent.objects.filter(position__gt=position).order_by("position")
+        if event_types is not None:
+            query = query.filter(event_type__in=list(event_types))
+        if aggregate_id is not None:
+            query = query.filter(aggregate_id=aggregate_id)
+        rows = list(query[:chunk])
+        if not rows:
+            return
+        for row in rows:
+            yield to_domain_event(row)
+        position = rows[-1].position
+
+
+def cause_of(event: DomainEvent) -> Cause:
+    """The cause for whatever a handler records in reaction to ``event``."""
+    return Cause(event.correlation_id, event.event_id, event.test_clock_id)

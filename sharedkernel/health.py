@@ -1,0 +1,47 @@
+"""/healthz: is the database answering, the broker reachable and beat alive?"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.utils import timezone
+
+from sharedkernel.models import Heartbeat
+
+
+def _database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return "ok"
+
+
+def _broker() -> str:
+    from celery import current_app
+
+    with current_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+    return "ok"
+
+
+def _beat() -> str:
+    beat_at = Heartbeat.objects.filter(name="beat").values_list("beat_at", flat=True).first()
+    if beat_at is None:
+        raise RuntimeError("beat has never reported")
+    age = timezone.now() - beat_at
+    if age > settings.BEAT_HEARTBEAT_MAX_AGE:
+        raise RuntimeError(f"last heartbeat {int(age.total_seconds())}s ago")
+    return "ok"
+
+
+def healthz(request):
+    checks = {}
+    healthy = True
+    for name, check in (("database", _database), ("broker", _broker), ("beat", _beat)):
+        try:
+            checks[name] = check()
+        except Exception as exc:  # report, don't crash: this page is for when things are broken
+            checks[name] = f"failing: {exc}"
+            healthy = False
+    return JsonResponse({"status": "ok" if healthy else "failing", "checks": checks}, status=200 if healthy else 503)

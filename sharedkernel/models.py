@@ -1,0 +1,168 @@
+"""Tables of the event plumbing. No business data lives here.
+
+* :class:`StoredEvent` — the event store and transactional outbox: append-only,
+  global ``position`` order, written in the same transaction as the aggregate.
+* :class:`EventDelivery` — one row per (event, subscribed handler). It is both
+  the delivery tracker the relay sweeps and the handler's idempotency ledger:
+  a handler marks its row ``done`` in the same transaction as its effect, so a
+  second delivery of the same event finds nothing left to do.
+* :class:`TestClock` — a Stripe-like frozen clock customers can live on.
+* :class:`IdempotencyRecord` — first response to a POST with an Idempotency-Key.
+* :class:`Heartbeat` — liveness of beat, for /healthz.
+* :class:`CustomerLogin` — which customer a login acts for (API scoping).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("The event store is append-only: stored events are never updated.")
+
+    def delete(self):
+        raise TypeError("The event store is append-only: stored events are never deleted.")
+
+
+class StoredEvent(models.Model):
+    position = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    event_type = models.CharField(max_length=100, db_index=True)
+    event_version = models.PositiveSmallIntegerField(default=1)
+    occurred_on = models.DateTimeField()
+    recorded_at = models.DateTimeField(default=timezone.now)
+    aggregate_type = models.CharField(max_length=60)
+    aggregate_id = models.CharField(max_length=64, db_index=True)
+    aggregate_version = models.PositiveIntegerField(default=0)
+    payload = models.JSONField()
+    correlation_id = models.CharField(max_length=64, db_index=True)
+    causation_id = models.CharField(max_length=64, null=True, blank=True)
+    test_clock_id = models.UUIDField(null=True, blank=True, db_index=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["position"]
+        verbose_name = "stored event"
+
+    def __str__(self) -> str:
+        return f"#{self.position} {self.event_type} {self.aggregate_type}:{self.aggregate_id}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise TypeError("The event store is append-only: stored events are never updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("The event store is append-only: stored events are never deleted.")
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RETRYING = "retrying", "Retrying after a failure"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed (attempts exhausted)"
+
+
+OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+
+
+class EventDelivery(models.Model):
+    event = models.ForeignKey(StoredEvent, on_delete=models.PROTECT, related_name="deliveries")
+    handler = models.CharField(max_length=120)
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    #: When the relay may (re)dispatch this delivery if it is still open.
+    dispatch_after = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    test_clock_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "event deliveries"
+        constraints = [models.UniqueConstraint(fields=["event", "handler"], name="one_delivery_per_handler")]
+        indexes = [
+            models.Index(
+                fields=["dispatch_after"],
+                name="open_delivery_due",
+                condition=Q(status__in=["pending", "retrying"]),
+            ),
+            models.Index(
+                fields=["test_clock_id"],
+                name="open_delivery_clock",
+                condition=Q(status__in=["pending", "retrying"]),
+            ),
+            models.Index(fields=["status", "handler"], name="delivery_status_handler"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.handler} ← event #{self.event_id} ({self.status})"
+
+
+class TestClock(models.Model):
+    __test__ = False  # not a pytest test class
+
+    class Status(models.TextChoices):
+        READY = "ready", "Ready"
+        ADVANCING = "advancing", "Advancing"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100, blank=True)
+    frozen_time = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'Test clock'} @ {self.frozen_time:%Y-%m-%d %H:%M}"
+
+
+class IdempotencyRecord(models.Model):
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress"
+        COMPLETE = "complete"
+
+    scope = models.CharField(max_length=64, help_text="Hash of the caller's credentials.")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.IN_PROGRESS)
+    status_code = models.PositiveSmallIntegerField(null=True)
+    response_body = models.BinaryField(null=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="one_record_per_key")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} [{self.key}] {self.state}"
+
+
+class Heartbeat(models.Model):
+    name = models.CharField(max_length=50, primary_key=True)
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class CustomerLogin(models.Model):
+    """Which customer a login acts for. Written by Subscriptions on registration;
+    read by every context's edges to scope requests (no context reads another's tables)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="customer_login")
+    customer_id = models.UUIDField(unique=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} → customer {self.customer_id}"

@@ -1,0 +1,212 @@
+"""Value objects every context speaks: Money and EmailAddress.
+
+No Django here (an import-linter contract keeps it out): these are plain,
+immutable values, equal by their attributes, valid from construction on.
+
+Money rounding happens in exactly one place, :func:`round_half_up`, to the
+currency's minor unit (ISO 4217: JPY 0 digits, USD 2, KWD 3). Every amount a
+Money holds is already at that precision, so sums are exact and a float can
+never sneak in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import cache
+
+import moneyed
+from email_validator import EmailNotValidError, validate_email
+
+# Codes in ISO 4217 that are not money a customer can be billed in
+# (precious metals, testing and fund codes).
+_NOT_BILLABLE = {"XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX"}
+
+
+class CurrencyMismatch(ValueError):
+    """Two amounts in different currencies were combined."""
+
+
+class UnknownCurrency(ValueError):
+    """The code is not a billable ISO 4217 currency."""
+
+
+@cache
+def minor_digits(currency: str) -> int:
+    """Number of decimal places of the currency's minor unit (USD 2, JPY 0, KWD 3)."""
+    code = (currency or "").upper()
+    if code in _NOT_BILLABLE:
+        raise UnknownCurrency(f"{currency!r} is not a billable currency.")
+    try:
+        sub_unit = moneyed.get_currency(code).sub_unit
+    except (moneyed.CurrencyDoesNotExist, KeyError, AttributeError):
+        raise UnknownCurrency(f"{currency!r} is not an ISO 4217 currency code.") from None
+    return len(str(sub_unit)) - 1
+
+
+def is_currency(code: str) -> bool:
+    try:
+        minor_digits(code)
+    except UnknownCurrency:
+        return False
+    return True
+
+
+def _exponent(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_digits(currency))
+
+
+def round_half_up(value: Decimal, currency: str) -> Decimal:
+    """The one rounding rule of SubscriptionHub: half-up to the minor unit."""
+    return value.quantize(_exponent(currency), rounding=ROUND_HALF_UP)
+
+
+def _to_decimal(value: Decimal | int | str) -> Decimal:
+    if isinstance(value, float):
+        raise TypeError("Money never takes a float; pass a Decimal, an int or a string.")
+    if isinstance(value, bool):
+        raise TypeError("Money amount must be a number.")
+    try:
+        result = Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a decimal amount.") from None
+    if not result.is_finite():
+        raise ValueError(f"{value!r} is not a finite amount.")
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An exact amount in one currency, always at the currency's minor precision.
+
+    ``Money("49.99", "USD")`` is fine; ``Money("49.999", "USD")`` raises — use
+    :meth:`rounded` when a computation produces more digits.
+    """
+
+    amount: Decimal
+    currency: str
+
+    def __init__(self, amount: Decimal | int | str, currency: str) -> None:
+        code = (currency or "").upper()
+        exponent = _exponent(code)
+        value = _to_decimal(amount)
+        quantized = value.quantize(exponent)
+        if quantized != value:
+            raise ValueError(
+                f"{value} has more decimals than {code} allows ({minor_digits(code)}); use Money.rounded()."
+            )
+        object.__setattr__(self, "amount", quantized)
+        object.__setattr__(self, "currency", code)
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def rounded(cls, amount: Decimal | int | str, currency: str) -> Money:
+        return cls(round_half_up(_to_decimal(amount), currency.upper()), currency)
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        return cls(0, currency)
+
+    @classmethod
+    def from_minor(cls, minor: int, currency: str) -> Money:
+        if not isinstance(minor, int) or isinstance(minor, bool):
+            raise TypeError("Minor units are an integer.")
+        return cls(Decimal(minor).scaleb(-minor_digits(currency)), currency)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Money:
+        if not isinstance(data, dict) or set(data) - {"amount", "currency"} or "amount" not in data:
+            raise ValueError('Money is {"amount": "<decimal string>", "currency": "<ISO 4217>"}.')
+        return cls(data["amount"], data.get("currency", ""))
+
+    # -- representation -----------------------------------------------------
+    @property
+    def minor_units(self) -> int:
+        return int(self.amount.scaleb(minor_digits(self.currency)))
+
+    def to_json(self) -> dict:
+        return {"amount": f"{self.amount:f}", "currency": self.currency}
+
+    def __str__(self) -> str:
+        return f"{self.amount:,f} {self.currency}"
+
+    def __repr__(self) -> str:
+        return f"Money('{self.amount:f}', '{self.currency}')"
+
+    # -- arithmetic ---------------------------------------------------------
+    def _check(self, other: object) -> Money:
+        if not isinstance(other, Money):
+            raise TypeError(f"Cannot combine Money with {type(other).__name__}.")
+        if other.currency != self.currency:
+            raise CurrencyMismatch(f"Cannot combine {self.currency} with {other.currency}.")
+        return other
+
+    def __add__(self, other: Money) -> Money:
+        other = self._check(other)
+        return Money(self.amount + other.amount, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        other = self._check(other)
+        return Money(self.amount - other.amount, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.amount, self.currency)
+
+    def __abs__(self) -> Money:
+        return Money(abs(self.amount), self.currency)
+
+    def __lt__(self, other: Money) -> bool:
+        return self.amount < self._check(other).amount
+
+    def __le__(self, other: Money) -> bool:
+        return self.amount <= self._check(other).amount
+
+    def __gt__(self, other: Money) -> bool:
+        return self.amount > self._check(other).amount
+
+    def __ge__(self, other: Money) -> bool:
+        return self.amount >= self._check(other).amount
+
+    def times(self, factor: Decimal | int | str) -> Money:
+        """Multiply by an exact factor, rounding the result half-up."""
+        return Money.rounded(self.amount * _to_decimal(factor), self.currency)
+
+    def is_zero(self) -> bool:
+        return self.amount == 0
+
+    def is_positive(self) -> bool:
+        return self.amount > 0
+
+    def is_negative(self) -> bool:
+        return self.amount < 0
+
+    @staticmethod
+    def total(amounts, currency: str) -> Money:
+        """Sum of amounts that must all be in ``currency`` (zero when empty)."""
+        result = Money.zero(currency)
+        for amount in amounts:
+            result = result + amount
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class EmailAddress:
+    """A syntactically valid e-mail address, domain normalised to lower case."""
+
+    value: str
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("An e-mail address is required.")
+        try:
+            normalized = validate_email(value.strip(), check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(f"{value!r} is not a valid e-mail address: {exc}") from None
+        object.__setattr__(self, "value", normalized)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def domain(self) -> str:
+        return self.value.rsplit("@", 1)[1]

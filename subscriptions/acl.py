@@ -1,0 +1,45 @@
+"""Translation of other contexts' payloads into what Subscriptions needs.
+
+Billing publishes these events (see billing/events.py); we read only the
+fields named here, so Billing may add fields freely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InvoiceSettled:
+    """billing.PaymentSucceeded: an invoice of a subscription was paid."""
+
+    subscription_id: str | None
+    customer_id: str
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> InvoiceSettled:
+        return cls(subscription_id=payload.get("subscription_id"), customer_id=payload["customer_id"])
+
+
+@dataclass(frozen=True)
+class CollectionGaveUp:
+    """billing.DunningExhausted: every retry and reminder failed."""
+
+    subscription_id: str | None
+    customer_id: str
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> CollectionGaveUp:
+        return cls(subscription_id=payload.get("subscription_id"), customer_id=payload["customer_id"])
+
+
+@dataclass(frozen=True)
+class PaymentMethodNotice:
+    """billing.PaymentMethodUpdated: whether the customer can be charged now."""
+
+    customer_id: str
+    present: bool
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> PaymentMethodNotice:
+        return cls(customer_id=payload["customer_id"], present=bool(payload.get("has_payment_method")))

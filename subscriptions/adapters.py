@@ -1,0 +1,26 @@
+"""allauth hook: a verified e-mail address makes the person a customer."""
+
+from __future__ import annotations
+
+from allauth.account.adapter import DefaultAccountAdapter
+
+from subscriptions import commands
+from subscriptions.models import Customer, SignupProfile
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    def confirm_email(self, request, email_address) -> bool:
+        confirmed = super().confirm_email(request, email_address)
+        user = email_address.user
+        if confirmed and not Customer.objects.filter(user=user).exists():
+            profile = SignupProfile.objects.filter(user=user).first()
+            if profile is not None:
+                commands.register_customer(
+                    name=profile.name,
+                    email=email_address.email,
+                    currency=profile.currency,
+                    country=profile.country,
+                    region=profile.region,
+                    user=user,
+                )
+        return confirmed

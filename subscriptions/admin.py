@@ -1,0 +1,438 @@
+"""Staff edges of the Subscriptions context.
+
+Nothing here writes a model directly: forms collect input and call a command,
+actions call a command per selected row. Status and prices of a subscription
+are never editable fields.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import redirect, render
+from django.utils.html import format_html
+
+from sharedkernel.errors import DomainError
+from sharedkernel.values import Money, UnknownCurrency
+from subscriptions import commands
+from subscriptions.models import Customer, Plan, ResumeInitiator, Subscription, SubscriptionStatus
+
+
+def _run_for_each(modeladmin, request, queryset, label: str, run) -> None:
+    done, refused = 0, []
+    for obj in queryset:
+        try:
+            run(obj)
+            done += 1
+        except DomainError as exc:
+            refused.append(f"{obj}: {exc.message}")
+    if done:
+        modeladmin.message_user(request, f"{label}: {done} done.", messages.SUCCESS)
+    for line in refused:
+        modeladmin.message_user(request, f"{label} refused — {line}", messages.WARNING)
+
+
+# -- plans -------------------------------------------------------------------------
+
+
+def _parse_money_lines(text: str, field: str) -> list[Money]:
+    """'49.00 USD' per line."""
+    prices = []
+    for line in filter(None, (line.strip() for line in text.splitlines())):
+        try:
+            amount, currency = line.split()
+            prices.append(Money(Decimal(amount), currency))
+        except (ValueError, ArithmeticError, UnknownCurrency):
+            raise forms.ValidationError({field: f"“{line}” is not “<amount> <CURRENCY>”, e.g. 49.00 USD."}) from None
+    return prices
+
+
+class PlanForm(forms.ModelForm):
+    prices_text = forms.CharField(
+        label="Prices", widget=forms.Textarea(attrs={"rows": 3}), help_text="One per line: 49.00 USD"
+    )
+    features_text = forms.CharField(
+        label="Features", required=False, widget=forms.Textarea(attrs={"rows": 4}), help_text="One per line."
+    )
+    usage_text = forms.CharField(
+        label="Included usage",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="One per line: api_calls 10000",
+    )
+    overage_text = forms.CharField(
+        label="Overage rates",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="One per line and currency: api_calls 0.01 USD",
+    )
+
+    class Meta:
+        model = Plan
+        fields = ["code", "name", "tier", "interval", "trial_days"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        plan = self.instance
+        if plan.pk:
+            self.fields["prices_text"].initial = "\n".join(f"{p.amount} {p.currency}" for p in plan.prices)
+            self.fields["features_text"].initial = "\n".join(plan.features)
+            self.fields["usage_text"].initial = "\n".join(f"{m} {q}" for m, q in plan.included_usage.items())
+            self.fields["overage_text"].initial = "\n".join(
+                f"{m} {r.amount} {r.currency}" for m, rates in plan.overage_rates.items() for r in rates
+            )
+
+    def clean(self):
+        data = super().clean()
+        data["prices"] = _parse_money_lines(data.get("prices_text", ""), "prices_text")
+        data["features"] = [f.strip() for f in data.get("features_text", "").splitlines() if f.strip()]
+        usage = {}
+        for line in filter(None, (x.strip() for x in data.get("usage_text", "").splitlines())):
+            try:
+                metric, quantity = line.split()
+                usage[metric] = int(quantity)
+            except ValueError:
+                raise forms.ValidationError({"usage_text": f"“{line}” is not “metric quantity”."}) from None
+        data["included_usage"] = usage
+        rates: dict[str, list[Money]] = {}
+        for line in filter(None, (x.strip() for x in data.get("overage_text", "").splitlines())):
+            try:
+                metric, rest = line.split(maxsplit=1)
+            except ValueError:
+                raise forms.ValidationError({"overage_text": f"“{line}” is not “metric amount CURRENCY”."}) from None
+            rates.setdefault(metric, []).extend(_parse_money_lines(rest, "overage_text"))
+        data["overage_rates"] = rates
+        if not self.errors:
+            self._validate_with_aggregate(data)
+        return data
+
+    def _validate_with_aggregate(self, data) -> None:
+        # The aggregate owns the rules: run them on a throwaway plan so the
+        # form shows its refusals next to the fields before anything is saved.
+        probe = Plan(code=data.get("code") or self.instance.code)
+        try:
+            probe._apply(
+                name=data.get("name", ""),
+                tier=data.get("tier") or self.instance.tier,
+                interval=data.get("interval") or self.instance.interval,
+                trial_days=data.get("trial_days", 0),
+                prices=data["prices"],
+                features=data["features"],
+                included_usage=data["included_usage"],
+                overage_rates=data["overage_rates"],
+            )
+        except DomainError as exc:
+            field_map = {
+                "prices": "prices_text",
+                "features": "features_text",
+                "included_usage": "usage_text",
+                "overage_rates": "overage_text",
+            }
+            for field, problem in exc.details.items():
+                self.add_error(field_map.get(field, field if field in self.fields else None), problem)
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    form = PlanForm
+    list_display = ["name", "code", "tier", "interval", "price_list", "trial_days", "archived", "subscriber_count"]
+    list_filter = ["tier", "interval", "archived"]
+    search_fields = ["name", "code"]
+    actions = ["archive", "restore"]
+    readonly_fields = ["archived", "created_at", "version"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("price_rows", "overage_rows")
+
+    def get_readonly_fields(self, request, obj=None):
+        # Tier and interval define what existing subscribers bought: fixed after creation.
+        return [*self.readonly_fields, "code", "tier", "interval"] if obj else self.readonly_fields
+
+    @admin.display(description="prices")
+    def price_list(self, plan):
+        return ", ".join(str(p) for p in plan.prices)
+
+    @admin.display(description="live subscriptions")
+    def subscriber_count(self, plan):
+        return plan.subscriptions.exclude(status=SubscriptionStatus.CANCELLED).count()
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        terms = dict(
+            name=data["name"],
+            trial_days=data["trial_days"],
+            prices=data["prices"],
+            features=data["features"],
+            included_usage=data["included_usage"],
+            overage_rates=data["overage_rates"],
+        )
+        if change:
+            plan = commands.revise_plan(plan_id=obj.pk, **terms)
+        else:
+            plan = commands.define_plan(code=data["code"], tier=data["tier"], interval=data["interval"], **terms)
+        obj.pk = plan.pk
+        obj._state.adding = False
+
+    def save_related(self, request, form, formsets, change):
+        pass  # prices and rates were written by the command
+
+    @admin.action(description="Archive (no new subscriptions; existing ones stay)")
+    def archive(self, request, queryset):
+        _run_for_each(self, request, queryset, "Archive", lambda p: commands.archive_plan(plan_id=p.pk))
+
+    @admin.action(description="Offer again")
+    def restore(self, request, queryset):
+        _run_for_each(self, request, queryset, "Restore", lambda p: commands.restore_plan(plan_id=p.pk))
+
+
+# -- customers ---------------------------------------------------------------------
+
+
+class CustomerAddForm(forms.ModelForm):
+    class Meta:
+        model = Customer
+        fields = ["name", "email", "currency", "country", "region", "tax_exempt", "test_clock"]
+
+
+class SubscriptionInline(admin.TabularInline):
+    model = Subscription
+    fk_name = "customer"
+    fields = ["plan", "status", "price_display", "current_period_end", "trial_end", "cancel_at_period_end"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="price")
+    def price_display(self, sub):
+        return str(sub.price)
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ["name", "email", "currency", "country", "has_payment_method", "test_clock", "created_at"]
+    list_filter = ["currency", "country", "has_payment_method", "tax_exempt"]
+    search_fields = ["name", "email", "=id"]
+    readonly_fields = [
+        "id",
+        "name",
+        "email",
+        "currency",
+        "country",
+        "region",
+        "tax_exempt",
+        "user",
+        "test_clock",
+        "has_payment_method",
+        "created_at",
+        "version",
+    ]
+    inlines = [SubscriptionInline]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = CustomerAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj else ["has_payment_method"]
+
+    def get_fields(self, request, obj=None):
+        return self.readonly_fields if obj else CustomerAddForm._meta.fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        data = form.cleaned_data
+        customer, _ = commands.register_customer(
+            name=data["name"],
+            email=data["email"],
+            currency=data["currency"],
+            country=data["country"],
+            region=data.get("region", ""),
+            tax_exempt=data.get("tax_exempt", False),
+            test_clock_id=data["test_clock"].pk if data.get("test_clock") else None,
+        )
+        obj.pk = customer.pk
+        obj._state.adding = False
+
+    def save_related(self, request, form, formsets, change):
+        pass
+
+
+# -- subscriptions -----------------------------------------------------------------
+
+
+class SubscriptionAddForm(forms.Form):
+    customer = forms.ModelChoiceField(Customer.objects.all())
+    plan = forms.ModelChoiceField(Plan.objects.filter(archived=False))
+    currency = forms.CharField(max_length=3, required=False, help_text="Defaults to the customer's currency.")
+    trial = forms.BooleanField(required=False, help_text="Start with the plan's free trial.")
+
+
+class ChangePlanForm(forms.Form):
+    plan = forms.ModelChoiceField(Plan.objects.filter(archived=False), label="New plan")
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = [
+        "customer",
+        "plan",
+        "status_badge",
+        "price_display",
+        "current_period_end",
+        "trial_end",
+        "cancel_at_period_end",
+        "pending_plan",
+        "created_at",
+    ]
+    list_filter = ["status", "plan", "interval", "cancel_at_period_end", "suspension_reason"]
+    search_fields = ["customer__name", "customer__email", "=id"]
+    list_select_related = ["customer", "plan", "pending_plan"]
+    date_hierarchy = "created_at"
+    actions = [
+        "cancel_now",
+        "cancel_at_period_end",
+        "suspend",
+        "resume",
+        "change_plan",
+        "approve_plan_change",
+        "decline_plan_change",
+    ]
+    readonly_fields = [
+        "id",
+        "customer",
+        "plan",
+        "status",
+        "currency",
+        "price_display",
+        "interval",
+        "billing_anchor",
+        "period_index",
+        "current_period_start",
+        "current_period_end",
+        "trial_start",
+        "trial_end",
+        "trial_reminder_sent",
+        "cancel_at_period_end",
+        "cancellation_reason",
+        "cancelled_at",
+        "activated_at",
+        "suspended_at",
+        "suspension_reason",
+        "pending_plan",
+        "test_clock_id",
+        "created_at",
+        "version",
+    ]
+
+    def get_fields(self, request, obj=None):
+        return self.readonly_fields
+
+    def add_view(self, request, form_url="", extra_context=None):
+        form = SubscriptionAddForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                sub = commands.subscribe(
+                    customer_id=data["customer"].pk,
+                    plan_id=data["plan"].pk,
+                    currency=data["currency"] or None,
+                    trial=data["trial"],
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(request, f"Subscription created ({sub.get_status_display()}).", messages.SUCCESS)
+                return redirect("admin:subscriptions_subscription_change", sub.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Add subscription",
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/subscriptions/subscription_add.html", context)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, sub):
+        return format_html('<span class="status status-{}">{}</span>', sub.status, sub.get_status_display())
+
+    @admin.display(description="price")
+    def price_display(self, sub):
+        return f"{sub.price} / {sub.interval}"
+
+    @admin.action(description="Cancel now")
+    def cancel_now(self, request, queryset):
+        _run_for_each(
+            self,
+            request,
+            queryset,
+            "Cancel",
+            lambda s: commands.cancel_subscription(subscription_id=s.pk, reason="cancelled by staff"),
+        )
+
+    @admin.action(description="Cancel at period end")
+    def cancel_at_period_end(self, request, queryset):
+        _run_for_each(
+            self,
+            request,
+            queryset,
+            "Schedule cancellation",
+            lambda s: commands.cancel_subscription(
+                subscription_id=s.pk, reason="cancelled by staff", at_period_end=True
+            ),
+        )
+
+    @admin.action(description="Suspend (pause collection and service)")
+    def suspend(self, request, queryset):
+        _run_for_each(self, request, queryset, "Suspend", lambda s: commands.suspend_subscription(subscription_id=s.pk))
+
+    @admin.action(description="Resume")
+    def resume(self, request, queryset):
+        _run_for_each(
+            self,
+            request,
+            queryset,
+            "Resume",
+            lambda s: commands.resume_subscription(subscription_id=s.pk, initiator=ResumeInitiator.STAFF),
+        )
+
+    @admin.action(description="Approve requested plan change")
+    def approve_plan_change(self, request, queryset):
+        _run_for_each(self, request, queryset, "Approve", lambda s: commands.approve_plan_change(subscription_id=s.pk))
+
+    @admin.action(description="Decline requested plan change")
+    def decline_plan_change(self, request, queryset):
+        _run_for_each(self, request, queryset, "Decline", lambda s: commands.decline_plan_change(subscription_id=s.pk))
+
+    @admin.action(description="Change plan…")
+    def change_plan(self, request, queryset):
+        form = ChangePlanForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            target = form.cleaned_data["plan"]
+            _run_for_each(
+                self,
+                request,
+                queryset,
+                "Change plan",
+                lambda s: commands.change_plan(subscription_id=s.pk, plan_id=target.pk, by_staff=True),
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "subscriptions": queryset,
+            "title": "Change plan",
+            "opts": self.model._meta,
+            "action": "change_plan",
+        }
+        return render(request, "admin/subscriptions/change_plan.html", context)
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,290 @@
+"""Events published by the Subscriptions context — its published language.
+
+Every field below is a payload field, as consumers receive it in JSON:
+Money is ``{"amount": "49.99", "currency": "USD"}``, times are ISO 8601 UTC,
+ids are UUID strings. Consumers translate these payloads in their own acl.py.
+
+Every subscription event carries ``customer_id``, the ``plan`` (a PlanRef) and
+``status`` — the subscription's status *after* the event — so a consumer never
+needs to ask for more. ``aggregate_version`` in the envelope orders the events
+of one subscription.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sharedkernel.events import Event
+from sharedkernel.values import EmailAddress, Money
+
+
+@dataclass(frozen=True)
+class PlanRef:
+    """The plan as billing, notifications and analytics need it."""
+
+    id: str
+    code: str
+    name: str
+    tier: str  #: basic | professional | enterprise
+    interval: str  #: month | year
+
+
+@dataclass(frozen=True)
+class PeriodRef:
+    start: datetime
+    end: datetime
+
+
+# -- customers ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerRegistered(Event):
+    """A customer exists. Billing opens an account, Notifications a recipient."""
+
+    event_type = "subscriptions.CustomerRegistered"
+    aggregate_type = "Customer"
+    aggregate_id_field = "customer_id"
+
+    customer_id: str
+    name: str
+    email: EmailAddress
+    currency: str  #: preferred ISO 4217 currency
+    country: str  #: ISO 3166-1 alpha-2
+    region: str  #: state/province code, "" when none
+    tax_exempt: bool
+    test_clock_id: str | None = None  #: the test clock the customer lives on
+    user_id: int | None = None  #: their login, if they have one
+
+
+# -- plans (internal catalogue events, not sent to webhooks) -----------------------------
+
+
+@dataclass(frozen=True)
+class PlanCreated(Event):
+    """A plan was added to the catalogue."""
+
+    event_type = "subscriptions.PlanCreated"
+    aggregate_type = "Plan"
+    aggregate_id_field = "plan_id"
+    public = False
+
+    plan_id: str
+    code: str
+    name: str
+    tier: str
+    interval: str
+    trial_days: int
+    prices: list[Money]  #: one per currency the plan is sold in
+    features: list[str] = field(default_factory=list)
+    included_usage: dict[str, int] = field(default_factory=dict)  #: metric → quantity per period
+    overage_rates: dict[str, list[Money]] = field(default_factory=dict)  #: metric → price per unit, per currency
+
+
+@dataclass(frozen=True)
+class PlanUpdated(PlanCreated):
+    """A plan's name, trial, features or prices changed. Existing subscriptions keep their price."""
+
+    event_type = "subscriptions.PlanUpdated"
+
+
+@dataclass(frozen=True)
+class PlanArchived(Event):
+    """No new subscriptions to this plan; existing ones stay valid."""
+
+    event_type = "subscriptions.PlanArchived"
+    aggregate_type = "Plan"
+    aggregate_id_field = "plan_id"
+    public = False
+
+    plan_id: str
+    code: str
+
+
+@dataclass(frozen=True)
+class PlanRestored(PlanArchived):
+    """An archived plan is offered again."""
+
+    event_type = "subscriptions.PlanRestored"
+
+
+# -- subscriptions -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubscriptionEvent(Event):
+    aggregate_type = "Subscription"
+    aggregate_id_field = "subscription_id"
+
+    subscription_id: str
+    customer_id: str
+    plan: PlanRef
+    status: str  #: trialing | pending_payment | active | suspended | cancelled (after the event)
+
+
+@dataclass(frozen=True)
+class SubscriptionCreated(SubscriptionEvent):
+    """A subscription exists. Without a trial it waits in ``pending_payment``
+    for its first invoice to be paid (Billing invoices it on this event)."""
+
+    event_type = "subscriptions.SubscriptionCreated"
+
+    price: Money  #: price per period in the subscription's currency
+    period: PeriodRef  #: the first period (the trial, when there is one)
+    trial: bool
+    trial_end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PlanSelected(SubscriptionEvent):
+    """The customer chose the plan the subscription starts on."""
+
+    event_type = "subscriptions.PlanSelected"
+
+    price: Money
+
+
+@dataclass(frozen=True)
+class TrialStarted(SubscriptionEvent):
+    event_type = "subscriptions.TrialStarted"
+
+    trial_start: datetime
+    trial_end: datetime
+    trial_days: int
+
+
+@dataclass(frozen=True)
+class TrialEndingSoon(SubscriptionEvent):
+    """The trial ends within TRIAL_REMINDER_DAYS and the subscription is still
+    trialing: the trigger for the trial-ending reminder."""
+
+    event_type = "subscriptions.TrialEndingSoon"
+
+    trial_end: datetime
+    days_left: int
+    has_payment_method: bool
+
+
+@dataclass(frozen=True)
+class TrialExpired(SubscriptionEvent):
+    """The trial ran out. ``converted``: it becomes active (a payment method was
+    on file) — followed by SubscriptionActivated — or else suspended."""
+
+    event_type = "subscriptions.TrialExpired"
+
+    trial_end: datetime
+    converted: bool
+
+
+@dataclass(frozen=True)
+class PlanChangeRequested(SubscriptionEvent):
+    """A change to a plan that needs staff approval (enterprise) is waiting."""
+
+    event_type = "subscriptions.PlanChangeRequested"
+
+    requested_plan: PlanRef
+    requested_price: Money
+
+
+@dataclass(frozen=True)
+class PlanChangeDeclined(SubscriptionEvent):
+    event_type = "subscriptions.PlanChangeDeclined"
+
+    requested_plan: PlanRef
+
+
+@dataclass(frozen=True)
+class PlanChanged(SubscriptionEvent):
+    """The subscription moved to another plan at ``changed_at``.
+
+    ``plan`` is the new plan. Billing prorates from ``old_price`` over
+    ``period`` (the period current at the change) to ``new_price`` over
+    ``new_period``; the two are equal unless the interval changed (then the
+    new period starts at the change). ``in_trial``: nothing to prorate.
+    """
+
+    event_type = "subscriptions.PlanChanged"
+
+    old_plan: PlanRef
+    old_price: Money
+    new_price: Money
+    changed_at: datetime
+    period: PeriodRef
+    new_period: PeriodRef
+    direction: str  #: upgrade | downgrade
+    in_trial: bool
+
+
+@dataclass(frozen=True)
+class SubscriptionActivated(SubscriptionEvent):
+    """The subscription is live and billable from ``period.start``.
+
+    ``reason``: ``first_payment`` (its first invoice was paid — already billed)
+    or ``trial_converted`` (bill the first period now)."""
+
+    event_type = "subscriptions.SubscriptionActivated"
+
+    price: Money
+    period: PeriodRef
+    activated_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class SubscriptionSuspended(SubscriptionEvent):
+    """Service paused. ``reason``: non_payment | no_payment_method | staff."""
+
+    event_type = "subscriptions.SubscriptionSuspended"
+
+    reason: str
+    suspended_at: datetime
+
+
+@dataclass(frozen=True)
+class SubscriptionResumed(SubscriptionEvent):
+    """Back to active. ``resumed_from``: suspended | scheduled_cancellation.
+    ``period_restarted``: a new period starts now and has not been billed."""
+
+    event_type = "subscriptions.SubscriptionResumed"
+
+    price: Money
+    resumed_from: str
+    resumed_at: datetime
+    period: PeriodRef
+    period_restarted: bool
+
+
+@dataclass(frozen=True)
+class SubscriptionCancellationScheduled(SubscriptionEvent):
+    """The subscription will end at ``cancel_at`` (end of the current period or trial)."""
+
+    event_type = "subscriptions.SubscriptionCancellationScheduled"
+
+    cancel_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class SubscriptionCancelled(SubscriptionEvent):
+    """The subscription ended. Billing issues the final invoice and stops billing it."""
+
+    event_type = "subscriptions.SubscriptionCancelled"
+
+    price: Money
+    reason: str
+    cancelled_at: datetime
+    at_period_end: bool
+    period: PeriodRef  #: the period in which it ended
+    previous_status: str
+
+
+@dataclass(frozen=True)
+class SubscriptionRenewed(SubscriptionEvent):
+    """A period rolled over into ``period``; bill it (and ``previous_period``'s usage)."""
+
+    event_type = "subscriptions.SubscriptionRenewed"
+
+    price: Money
+    previous_period: PeriodRef
+    period: PeriodRef

@@ -1,0 +1,105 @@
+"""Time-driven work of the Subscriptions context (run by beat and by test clocks).
+
+    expire_trials            trials whose end passed → TrialExpired (+ Activated/Suspended/Cancelled)
+    remind_trials_ending     TRIAL_REMINDER_DAYS before the end → TrialEndingSoon
+    renew_subscriptions      periods that ended → SubscriptionRenewed, or the scheduled cancellation
+
+Each is idempotent: what it did is no longer due, so a second run finds nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Min, Q, QuerySet
+
+from sharedkernel.clock import FixedClock
+from sharedkernel.correlation import new_chain
+from sharedkernel.errors import DomainError
+from sharedkernel.scheduling import scheduled_job
+from subscriptions import commands
+from subscriptions.models import Subscription, SubscriptionStatus
+
+
+def in_scope(query: QuerySet, test_clock_id: str | None) -> QuerySet:
+    """Real-time jobs touch customers on no test clock; a clock's jobs only its own."""
+    return query.filter(test_clock_id=test_clock_id) if test_clock_id else query.filter(test_clock_id__isnull=True)
+
+
+def _each(ids, run) -> int:
+    handled = 0
+    for subscription_id in ids:
+        with new_chain():
+            try:
+                run(subscription_id)
+                handled += 1
+            except DomainError:
+                pass  # someone else got there first (a customer cancelled, a second beat)
+    return handled
+
+
+# -- trial expiry ------------------------------------------------------------------
+
+
+def _trialing(test_clock_id):
+    return in_scope(Subscription.objects.filter(status=SubscriptionStatus.TRIALING), test_clock_id)
+
+
+def next_trial_end(test_clock_id: str | None) -> datetime | None:
+    return _trialing(test_clock_id).aggregate(at=Min("trial_end"))["at"]
+
+
+@scheduled_job("subscriptions.expire_trials", next_due=next_trial_end)
+def expire_trials(now: datetime, test_clock_id: str | None) -> int:
+    clock = FixedClock(now)
+    ids = list(_trialing(test_clock_id).filter(trial_end__lte=now).values_list("pk", flat=True))
+    return _each(ids, lambda pk: commands.expire_trial(subscription_id=pk, clock=clock))
+
+
+# -- trial-ending reminder -------------------------------------------------------------
+
+
+def _unreminded(test_clock_id):
+    return _trialing(test_clock_id).filter(trial_reminder_sent=False)
+
+
+def next_trial_reminder(test_clock_id: str | None) -> datetime | None:
+    first_end = _unreminded(test_clock_id).aggregate(at=Min("trial_end"))["at"]
+    return first_end - timedelta(days=settings.TRIAL_REMINDER_DAYS) if first_end else None
+
+
+@scheduled_job("subscriptions.remind_trials_ending", next_due=next_trial_reminder)
+def remind_trials_ending(now: datetime, test_clock_id: str | None) -> int:
+    days = settings.TRIAL_REMINDER_DAYS
+    clock = FixedClock(now)
+    ids = list(
+        _unreminded(test_clock_id)
+        .filter(trial_end__lte=now + timedelta(days=days), trial_end__gt=now)
+        .values_list("pk", flat=True)
+    )
+    return _each(ids, lambda pk: commands.remind_trial_ending(subscription_id=pk, days_before=days, clock=clock))
+
+
+# -- renewals and cancellations at period end -------------------------------------------
+
+
+def _renewable(test_clock_id):
+    due = Q(status=SubscriptionStatus.ACTIVE) | Q(status=SubscriptionStatus.SUSPENDED, cancel_at_period_end=True)
+    return in_scope(Subscription.objects.filter(due), test_clock_id)
+
+
+def next_period_end(test_clock_id: str | None) -> datetime | None:
+    return _renewable(test_clock_id).aggregate(at=Min("current_period_end"))["at"]
+
+
+@scheduled_job("subscriptions.renew_subscriptions", next_due=next_period_end)
+def renew_subscriptions(now: datetime, test_clock_id: str | None) -> int:
+    total = 0
+    while True:
+        renewed = commands.renew_due_subscriptions(
+            due=_renewable(test_clock_id).filter(current_period_end__lte=now), now=now
+        )
+        total += renewed
+        if not renewed:
+            return total

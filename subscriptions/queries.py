@@ -1,0 +1,121 @@
+"""Read models of the Subscriptions context.
+
+* SubscriptionSummary — what a customer sees on their dashboard: plan, status,
+  next billing date, trial days left.
+* PlanCatalog — the plans on offer, with prices, shown at sign-up and plan change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sharedkernel.clock import clock_for
+from sharedkernel.values import Money
+from subscriptions.models import Customer, Plan, PlanPrice, Subscription, SubscriptionStatus
+from subscriptions.values import PlanTier, TrialDuration
+
+
+@dataclass(frozen=True)
+class SubscriptionSummary:
+    id: str
+    plan_name: str
+    plan_code: str
+    tier: str
+    interval: str
+    status: str
+    status_label: str
+    price: Money
+    next_billing_date: datetime | None
+    trial_end: datetime | None
+    trial_days_left: int | None
+    cancel_at_period_end: bool
+    ends_at: datetime | None
+    cancelled_at: datetime | None
+    pending_plan_name: str | None
+    suspension_reason: str
+    version: int
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.status != SubscriptionStatus.CANCELLED
+
+    @property
+    def can_resume(self) -> bool:
+        return self.cancel_at_period_end and self.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING)
+
+    @property
+    def can_change_plan(self) -> bool:
+        return self.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING) and not self.pending_plan_name
+
+
+def summarize(sub: Subscription, now: datetime) -> SubscriptionSummary:
+    trialing = sub.status == SubscriptionStatus.TRIALING
+    billing_continues = (
+        sub.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING) and not sub.cancel_at_period_end
+    )
+    return SubscriptionSummary(
+        id=str(sub.pk),
+        plan_name=sub.plan.name,
+        plan_code=sub.plan.code,
+        tier=sub.plan.tier,
+        interval=sub.interval,
+        status=sub.status,
+        status_label=sub.get_status_display(),
+        price=sub.price,
+        next_billing_date=sub.current_period_end if billing_continues else None,
+        trial_end=sub.trial_end if trialing else None,
+        trial_days_left=TrialDuration.days_left(sub.trial_end, now) if trialing else None,
+        cancel_at_period_end=sub.cancel_at_period_end,
+        ends_at=sub.current_period_end if sub.cancel_at_period_end else None,
+        cancelled_at=sub.cancelled_at,
+        pending_plan_name=sub.pending_plan.name if sub.pending_plan_id else None,
+        suspension_reason=sub.get_suspension_reason_display() if sub.suspension_reason else "",
+        version=sub.version,
+    )
+
+
+def subscription_summaries(customer: Customer) -> list[SubscriptionSummary]:
+    now = clock_for(customer.test_clock_id).now()
+    subs = customer.subscriptions.select_related("plan", "pending_plan").order_by("status", "-created_at")
+    return [summarize(sub, now) for sub in subs]
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    id: str
+    code: str
+    name: str
+    tier: str
+    interval: str
+    trial_days: int
+    price: Money
+    features: list[str]
+    included_usage: dict[str, int]
+
+
+def plan_catalog(currency: str) -> list[CatalogEntry]:
+    """Plans on offer in ``currency``, cheapest tier first."""
+    entries = []
+    for plan in Plan.objects.filter(archived=False).prefetch_related("price_rows"):
+        price = plan.price_in(currency)
+        if price is None:
+            continue
+        entries.append(
+            CatalogEntry(
+                id=str(plan.pk),
+                code=plan.code,
+                name=plan.name,
+                tier=plan.tier,
+                interval=plan.interval,
+                trial_days=plan.trial_days,
+                price=price,
+                features=list(plan.features),
+                included_usage=dict(plan.included_usage),
+            )
+        )
+    return sorted(entries, key=lambda e: (e.interval, PlanTier(e.tier).rank, e.price.amount))
+
+
+def catalog_currencies() -> list[str]:
+    return sorted(set(PlanPrice.objects.filter(plan__archived=False).values_list("currency", flat=True)))

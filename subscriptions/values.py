@@ -1,0 +1,127 @@
+"""Value objects of the Subscriptions context (no Django here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from dateutil.relativedelta import relativedelta
+
+
+class PlanTier(StrEnum):
+    """Basic < Professional < Enterprise. Enterprise changes need staff approval."""
+
+    BASIC = "basic"
+    PROFESSIONAL = "professional"
+    ENTERPRISE = "enterprise"
+
+    @property
+    def rank(self) -> int:
+        return list(PlanTier).index(self)
+
+    @property
+    def requires_approval(self) -> bool:
+        return self is PlanTier.ENTERPRISE
+
+
+class BillingInterval(StrEnum):
+    MONTH = "month"
+    YEAR = "year"
+
+    @property
+    def months(self) -> int:
+        return 1 if self is BillingInterval.MONTH else 12
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionPeriod:
+    """[start, end) of one billing period.
+
+    Periods follow the billing anchor (anniversary billing): period *n* ends
+    ``anchor + (n+1) intervals``, counted from the anchor each time so a
+    Jan 31 anchor gives Feb 28 (or 29), then Mar 31 — never drifting to the 28th.
+    """
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("Periods are bounded by timezone-aware times.")
+        if self.end <= self.start:
+            raise ValueError("A period ends after it starts.")
+
+    @classmethod
+    def nth(cls, anchor: datetime, interval: BillingInterval, index: int) -> SubscriptionPeriod:
+        if index < 0:
+            raise ValueError("Period index starts at 0.")
+        return cls(
+            start=anchor + relativedelta(months=interval.months * index),
+            end=anchor + relativedelta(months=interval.months * (index + 1)),
+        )
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+    def remaining(self, moment: datetime) -> timedelta:
+        if moment <= self.start:
+            return self.end - self.start
+        return max(self.end - moment, timedelta(0))
+
+    def remaining_fraction(self, moment: datetime) -> Decimal:
+        """Share of the period left at ``moment``, exact to the second."""
+        total = Decimal(int((self.end - self.start).total_seconds()))
+        left = Decimal(int(self.remaining(moment).total_seconds()))
+        return left / total
+
+    @property
+    def length(self) -> timedelta:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class TrialDuration:
+    days: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.days <= 365:
+            raise ValueError("A trial lasts between 0 and 365 days.")
+
+    @property
+    def offered(self) -> bool:
+        return self.days > 0
+
+    def ends_at(self, start: datetime) -> datetime:
+        return start + timedelta(days=self.days)
+
+    @staticmethod
+    def days_left(trial_end: datetime, moment: datetime) -> int:
+        """Whole days left, counting a started day (0 once the trial is over)."""
+        seconds = (trial_end - moment).total_seconds()
+        if seconds <= 0:
+            return 0
+        return int(-(-seconds // 86400))
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuota:
+    """Included quantity of a metric per period, with the thresholds that are announced."""
+
+    metric: str
+    included: int
+    thresholds: tuple[int, ...] = (80, 100)
+
+    def __post_init__(self) -> None:
+        if self.included < 0:
+            raise ValueError("Included usage cannot be negative.")
+
+    def overage(self, used: int) -> int:
+        return max(0, used - self.included)
+
+    def crossed(self, before: int, after: int) -> list[int]:
+        """Threshold percentages crossed when usage goes from ``before`` to ``after``."""
+        if self.included == 0:
+            return []
+        return [p for p in self.thresholds if before * 100 < p * self.included <= after * 100]

@@ -1,0 +1,159 @@
+"""Shared fixtures.
+
+* Unit tests of aggregates and value objects need no database.
+* Integration tests run with EVENT_DISPATCH=manual and :func:`drain` the
+  deliveries in-process — the same handler code the worker runs.
+* Flow tests (``@pytest.mark.flow``) commit for real and are handled by a real
+  ``celery worker`` process started once per session against the test database
+  and the broker (Redis when REDIS_URL is set, else the filesystem transport).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TESTING", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(autouse=True)
+def _manual_dispatch(settings, request):
+    """Outside flow tests nothing is sent to a broker; tests drain deliveries themselves."""
+    if request.node.get_closest_marker("flow") is None:
+        settings.EVENT_DISPATCH = "manual"
+
+
+@pytest.fixture
+def drain():
+    from sharedkernel.bus import drain as run_all
+
+    return run_all
+
+
+def at(text: str) -> datetime:
+    """UTC datetime from '2025-01-31 10:00'."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# -- a real worker -------------------------------------------------------------------
+
+
+def _database_url(settings_dict: dict) -> str:
+    engine = settings_dict["ENGINE"]
+    if engine.endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or ""
+    password = settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "localhost"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+
+
+class Worker:
+    def __init__(self, queue: str, env: dict, log_path: Path):
+        self.queue, self.env, self.log_path = queue, env, log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        ready = Path(self.env["WORKER_READY_FILE"])
+        ready.unlink(missing_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's lifetime
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                self.queue,
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Celery worker exited; see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Celery worker not ready after {timeout}s; see {self.log_path}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    from django.conf import settings
+    from django.db import connection
+
+    from config.celery import app
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    app.conf.task_default_queue = queue
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=_database_url(connection.settings_dict),
+        EVENT_DISPATCH="celery",
+        CELERY_QUEUE=queue,
+        TESTING="1",
+        WORKER_READY_FILE=str(ARTIFACTS / f"worker-{queue}.ready"),
+        OUTBOX_RETRY_BASE_SECONDS="1",
+        SUBSCRIPTIONHUB_VAR_DIR=str(settings.VAR_DIR),
+    )
+    worker = Worker(queue, env, ARTIFACTS / "celery-worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def wait_until_handled(timeout: float = 60) -> None:
+    """Block until the worker has handled every open delivery (relaying due retries)."""
+    from sharedkernel.bus import relay
+    from sharedkernel.models import OPEN_STATUSES, EventDelivery
+
+    deadline = time.monotonic() + timeout
+    while EventDelivery.objects.filter(status__in=OPEN_STATUSES).exists():
+        relay()
+        if time.monotonic() > deadline:
+            stuck = list(EventDelivery.objects.filter(status__in=OPEN_STATUSES).values_list("handler", "status")[:10])
+            raise AssertionError(f"Deliveries still open after {timeout}s: {stuck}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def flow(celery_worker, transactional_db, settings):
+    """A committed-for-real test whose events the real worker handles."""
+    settings.EVENT_DISPATCH = "celery"
+    settings.OUTBOX_RETRY_BASE_SECONDS = 1
+    yield celery_worker
+    wait_until_handled()  # never truncate tables under a busy worker

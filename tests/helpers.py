@@ -1,0 +1,78 @@
+"""Helpers shared by integration and flow tests."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from sharedkernel.aggregates import RecordedEvent
+from sharedkernel.events import DomainEvent
+from sharedkernel.eventstore import append
+from sharedkernel.models import StoredEvent
+
+
+@dataclass(frozen=True)
+class ForeignEvent:
+    """An event of another context, as its publisher documents it (feeds policies in tests)."""
+
+    event_type: str
+    body: dict
+    event_version: int = 1
+
+    def payload(self) -> dict:
+        return self.body
+
+
+def publish(
+    event_type: str,
+    payload: dict,
+    *,
+    aggregate_type: str = "Test",
+    aggregate_id: str | None = None,
+    occurred_on: datetime | None = None,
+    test_clock_id: str | None = None,
+) -> DomainEvent:
+    with transaction.atomic():
+        [event] = append(
+            [
+                RecordedEvent(
+                    ForeignEvent(event_type, payload),
+                    occurred_on or timezone.now(),
+                    aggregate_type,
+                    aggregate_id or str(uuid.uuid4()),
+                    1,
+                    test_clock_id,
+                )
+            ]
+        )
+    return event
+
+
+def event_types(aggregate_id) -> list[str]:
+    return list(
+        StoredEvent.objects.filter(aggregate_id=str(aggregate_id))
+        .order_by("position")
+        .values_list("event_type", flat=True)
+    )
+
+
+def api_client(user=None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def staff_user(username="staff"):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(
+        username=username, password="pw-Staff-12345", is_staff=True, is_superuser=True, email=f"{username}@example.com"
+    )
