@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.shortcuts import redirect, render
 from django.utils.html import format_html
 
+from sharedkernel.adminkit import CommandDrivenAdmin
 from sharedkernel.errors import DomainError
 from sharedkernel.values import Money, UnknownCurrency
 from subscriptions import commands
@@ -135,7 +136,7 @@ class PlanForm(forms.ModelForm):
 
 
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
+class PlanAdmin(CommandDrivenAdmin):
     form = PlanForm
     list_display = ["name", "code", "tier", "interval", "price_list", "trial_days", "archived", "subscriber_count"]
     list_filter = ["tier", "interval", "archived"]
@@ -214,7 +215,7 @@ class SubscriptionInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(CommandDrivenAdmin):
     list_display = ["name", "email", "currency", "country", "has_payment_method", "test_clock", "created_at"]
     list_filter = ["currency", "country", "has_payment_method", "tax_exempt"]
     search_fields = ["name", "email", "=id"]
@@ -233,6 +234,9 @@ class CustomerAdmin(admin.ModelAdmin):
         "version",
     ]
     inlines = [SubscriptionInline]
+
+    def get_inlines(self, request, obj=None):
+        return self.inlines if obj else []
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -280,7 +284,7 @@ class ChangePlanForm(forms.Form):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(CommandDrivenAdmin):
     list_display = [
         "customer",
         "plan",
