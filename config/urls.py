@@ -8,6 +8,9 @@ from sharedkernel.health import healthz
 api_v1 = [
     path("", include("sharedkernel.api.urls")),
     path("", include("subscriptions.api.urls")),
+    path("", include("billing.api.urls")),
+    path("", include("notifications.api.urls")),
+    path("", include("analytics.api.urls")),
 ]
 
 urlpatterns = [
@@ -16,6 +19,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("app/", include("subscriptions.urls")),
+    path("billing/", include("billing.urls")),
+    path("notifications/", include("notifications.urls")),
+    path("staff/analytics/", include("analytics.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

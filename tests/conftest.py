@@ -23,7 +23,7 @@ import pytest
 os.environ.setdefault("TESTING", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / "test-artifacts"))
 
 
 @pytest.fixture(autouse=True)
