@@ -54,6 +54,10 @@ SCHEDULE = dict(
             60,
             "every minute: periods that ended roll over (SubscriptionRenewed) or end a scheduled cancellation",
         ),
+        # -- billing ---------------------------------------------------------------
+        _job("billing.retry_payments", 60, "every minute: failed payments whose retry (+1 h, +24 h, +72 h) is due"),
+        _job("billing.escalate_dunning", 300, "every 5 min: dunning steps that are due (reminder + one more charge)"),
+        _job("billing.retry_tax", 300, "every 5 min: draft invoices waiting for the tax calculator"),
     ]
 )
 

@@ -76,3 +76,26 @@ def staff_user(username="staff"):
     return get_user_model().objects.create_user(
         username=username, password="pw-Staff-12345", is_staff=True, is_superuser=True, email=f"{username}@example.com"
     )
+
+
+def payment_succeeded_payload(customer_id: str, subscription_id: str | None, amount: str = "49.00 USD") -> dict:
+    """A complete billing.PaymentSucceeded payload, as Billing publishes it, for an invoice
+    Billing does not hold (tests that stand in for a payment)."""
+    from billing.events import PaymentSucceeded
+    from sharedkernel.values import Money
+
+    return PaymentSucceeded(
+        payment_id=str(uuid.uuid4()),
+        invoice_id=str(uuid.uuid4()),
+        invoice_number="INV-TEST",
+        customer_id=str(customer_id),
+        subscription_id=str(subscription_id) if subscription_id else None,
+        amount=Money(*amount.split()),
+        customer_name="Test",
+        customer_email="test@example.com",
+        plan_name="Test",
+        billing_reason="subscription_create",
+        attempt=1,
+        paid_at=timezone.now(),
+        gateway_reference="ch_test",
+    ).payload()

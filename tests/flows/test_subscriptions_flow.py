@@ -20,7 +20,7 @@ from sharedkernel.models import DeliveryStatus, EventDelivery, StoredEvent, Test
 from sharedkernel.scheduling import run_job
 from subscriptions.models import Subscription
 from tests.conftest import ARTIFACTS, Worker, at, wait_until_handled
-from tests.helpers import api_client, event_types, publish, staff_user
+from tests.helpers import api_client, event_types, payment_succeeded_payload, publish, staff_user
 
 pytestmark = pytest.mark.flow
 
@@ -97,7 +97,7 @@ def test_a_renewal_fires_once_when_beat_runs_twice(staff):
         format="json",
     ).json()
     sub = staff.post("/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan["id"]}, format="json").json()
-    publish("billing.PaymentSucceeded", {"customer_id": customer["id"], "subscription_id": sub["id"]})
+    publish("billing.PaymentSucceeded", payment_succeeded_payload(customer["id"], sub["id"]))
     wait_until_handled()
     assert Subscription.objects.get(pk=sub["id"]).status == "active"
     period_end = Subscription.objects.get(pk=sub["id"]).current_period_end
@@ -129,7 +129,7 @@ def test_a_handler_run_twice_on_one_event_has_one_effect(staff):
         format="json",
     ).json()
     sub = staff.post("/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan["id"]}, format="json").json()
-    event = publish("billing.PaymentSucceeded", {"customer_id": customer["id"], "subscription_id": sub["id"]})
+    event = publish("billing.PaymentSucceeded", payment_succeeded_payload(customer["id"], sub["id"]))
     wait_until_handled()
     delivery = EventDelivery.objects.get(event_id=event.position, handler="subscriptions.activate_or_resume_when_paid")
 
@@ -157,7 +157,7 @@ def test_two_concurrent_plan_changes_one_wins_the_other_gets_409(staff, settings
         format="json",
     ).json()
     sub = staff.post("/api/v1/subscriptions/", {"customer": customer["id"], "plan": basic["id"]}, format="json").json()
-    publish("billing.PaymentSucceeded", {"customer_id": customer["id"], "subscription_id": sub["id"]})
+    publish("billing.PaymentSucceeded", payment_succeeded_payload(customer["id"], sub["id"]))
     wait_until_handled()
 
     # both requests read the subscription before either writes
@@ -265,6 +265,8 @@ def test_with_the_broker_stopped_a_command_commits_and_the_relay_delivers_later(
             "/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan["id"]}, format="json"
         ).json()
 
+        wait_until_handled()  # Billing's first-invoice chain has run; the worker is idle
+
         # the broker goes away
         redis.terminate()
         redis.wait()
@@ -272,7 +274,7 @@ def test_with_the_broker_stopped_a_command_commits_and_the_relay_delivers_later(
         reset_producers(app)
 
         # a payment arrives: the event commits even though nothing can be sent
-        event = publish("billing.PaymentSucceeded", {"customer_id": customer["id"], "subscription_id": sub["id"]})
+        event = publish("billing.PaymentSucceeded", payment_succeeded_payload(customer["id"], sub["id"]))
         assert StoredEvent.objects.filter(event_id=event.event_id).exists()
         delivery = EventDelivery.objects.get(
             event_id=event.position, handler="subscriptions.activate_or_resume_when_paid"

@@ -153,7 +153,7 @@ def test_event_store_is_read_only_and_failed_deliveries_can_be_retried(admin_cli
     from sharedkernel.bus import drain
 
     drain()
-    delivery = EventDelivery.objects.get(event_id=event.position)
+    delivery = EventDelivery.objects.get(event_id=event.position, handler="subscriptions.activate_or_resume_when_paid")
     assert delivery.status == DeliveryStatus.FAILED and "customer_id" in delivery.last_error
     page = admin_client.get(f"/admin/sharedkernel/eventdelivery/{delivery.pk}/change/").content.decode()
     assert "KeyError" in page

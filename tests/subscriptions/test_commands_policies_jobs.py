@@ -166,7 +166,7 @@ def test_events_of_unknown_subscriptions_are_ignored(drain):
     publish("billing.PaymentSucceeded", {"customer_id": "c", "subscription_id": "00000000-0000-0000-0000-000000000000"})
     publish("billing.PaymentSucceeded", {"customer_id": "c", "subscription_id": None})
     drain()
-    assert not EventDelivery.objects.exclude(status="done").exists()
+    assert not EventDelivery.objects.filter(handler__startswith="subscriptions.").exclude(status="done").exists()
 
 
 # -- beat jobs ------------------------------------------------------------------------------

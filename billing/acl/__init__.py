@@ -1,0 +1,1 @@
+"""Anti-corruption layers: external systems (payments, tax) and other contexts' payloads."""

@@ -1,0 +1,148 @@
+"""PaymentGateway adapters: an offline sandbox and Stripe (through the official package).
+
+Both translate into PaymentResult / RefundResult / PaymentMethodInfo; no gateway
+type leaks into the domain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import stripe
+from django.conf import settings
+
+from billing.values import (
+    InvalidPaymentMethod,
+    PaymentMethodInfo,
+    PaymentOutcome,
+    PaymentResult,
+    RefundResult,
+)
+from sharedkernel.values import Money
+
+logger = logging.getLogger(__name__)
+
+
+class SandboxGateway:
+    """Test card tokens of API.md, answered in-process and deterministically.
+
+    pm_card_visa succeeds; pm_card_chargeDeclined and pm_card_insufficientFunds
+    decline; pm_card_processingError is a transient gateway error. The same
+    idempotency key always gets the same answer and the same reference.
+    """
+
+    CARDS = {
+        "pm_card_visa": ("visa", "4242", None),
+        "pm_card_mastercard": ("mastercard", "4444", None),
+        "pm_card_chargeDeclined": ("visa", "0002", ("card_declined", "Your card was declined.")),
+        "pm_card_insufficientFunds": ("visa", "9995", ("insufficient_funds", "Your card has insufficient funds.")),
+        "pm_card_processingError": (
+            "visa",
+            "0119",
+            ("processing_error", "An error occurred while processing the card."),
+        ),
+    }
+
+    def describe(self, token: str) -> PaymentMethodInfo:
+        if token not in self.CARDS:
+            raise InvalidPaymentMethod(
+                f"Unknown payment method {token!r}. Sandbox test tokens: {', '.join(sorted(self.CARDS))}."
+            )
+        brand, last4, _ = self.CARDS[token]
+        return PaymentMethodInfo(token=token, brand=brand, last4=last4)
+
+    def charge(self, *, amount: Money, token: str, idempotency_key: str, description: str) -> PaymentResult:
+        reference = "ch_sandbox_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+        if token not in self.CARDS:
+            return PaymentResult(PaymentOutcome.DECLINED, "", "invalid_payment_method", "No usable payment method.")
+        _, _, failure = self.CARDS[token]
+        raw = {"id": reference, "amount": amount.minor_units, "currency": amount.currency, "token": token}
+        if failure is None:
+            return PaymentResult(PaymentOutcome.SUCCEEDED, reference, raw=raw | {"status": "succeeded"})
+        code, message = failure
+        outcome = PaymentOutcome.ERROR if code == "processing_error" else PaymentOutcome.DECLINED
+        return PaymentResult(outcome, reference, code, message, raw=raw | {"status": "failed", "code": code})
+
+    def refund(self, *, charge_reference: str, amount: Money, idempotency_key: str) -> RefundResult:
+        reference = "re_sandbox_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+        return RefundResult(
+            True, reference, raw={"id": reference, "charge": charge_reference, "amount": amount.minor_units}
+        )
+
+
+class StripeGateway:
+    """Stripe PaymentIntents through the official ``stripe`` package.
+
+    STRIPE_API_KEY and (for tests against a local fake) STRIPE_API_BASE come from
+    settings. Card errors are declines; connection, rate-limit and 5xx errors are
+    transient. Idempotency keys are passed to Stripe, so a retried charge after a
+    crash never charges twice.
+    """
+
+    def __init__(self) -> None:
+        api_base = getattr(settings, "STRIPE_API_BASE", "") or None
+        self.client = stripe.StripeClient(
+            getattr(settings, "STRIPE_API_KEY", ""),
+            base_addresses={"api": api_base} if api_base else {},
+            max_network_retries=2,
+        )
+
+    def describe(self, token: str) -> PaymentMethodInfo:
+        try:
+            method = self.client.payment_methods.retrieve(token)
+        except stripe.InvalidRequestError as exc:
+            raise InvalidPaymentMethod(exc.user_message or str(exc)) from None
+        card = method.get("card") or {}
+        return PaymentMethodInfo(
+            token=token, brand=card.get("brand", method.get("type", "")), last4=card.get("last4", "")
+        )
+
+    def charge(self, *, amount: Money, token: str, idempotency_key: str, description: str) -> PaymentResult:
+        params = {
+            "amount": amount.minor_units,
+            "currency": amount.currency.lower(),
+            "payment_method": token,
+            "confirm": True,
+            "off_session": True,
+            "description": description,
+        }
+        try:
+            intent = self.client.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
+        except stripe.CardError as exc:
+            error = exc.error
+            code = (error.decline_code or error.code or "card_declined") if error else "card_declined"
+            return PaymentResult(
+                PaymentOutcome.DECLINED,
+                getattr(error, "payment_intent", None) and error.payment_intent.get("id", "") or "",
+                code,
+                exc.user_message or str(exc),
+                raw=exc.json_body or {},
+            )
+        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
+            logger.warning("Stripe unavailable: %s", exc)
+            return PaymentResult(PaymentOutcome.ERROR, "", "gateway_unavailable", str(exc) or "Stripe unavailable")
+        raw = intent.to_dict() if hasattr(intent, "to_dict") else dict(intent)
+        if intent.status == "succeeded":
+            return PaymentResult(PaymentOutcome.SUCCEEDED, intent.id, raw=raw)
+        return PaymentResult(
+            PaymentOutcome.DECLINED,
+            intent.id,
+            intent.status,
+            f"Payment not completed (status {intent.status}).",
+            raw=raw,
+        )
+
+    def refund(self, *, charge_reference: str, amount: Money, idempotency_key: str) -> RefundResult:
+        try:
+            refund = self.client.refunds.create(
+                params={"payment_intent": charge_reference, "amount": amount.minor_units},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            return RefundResult(False, "", exc.user_message or str(exc))
+        return RefundResult(
+            refund.status in ("succeeded", "pending"),
+            refund.id,
+            raw=refund.to_dict() if hasattr(refund, "to_dict") else dict(refund),
+        )

@@ -1,0 +1,35 @@
+from billing.models.accounts import (
+    BilledSubscription,
+    BillingAccount,
+    BillingPlan,
+    Coupon,
+    CreditEntry,
+    CurrencyMismatch,
+    Discount,
+)
+from billing.models.config import DunningSchedule, Sequence, TaxRate
+from billing.models.invoices import Invoice, InvoiceLine, InvoiceStatus, NothingToInvoice
+from billing.models.payments import AttemptTrigger, Payment, PaymentAttempt, PaymentStatus, Refund, RefundTooLarge
+
+__all__ = [
+    "AttemptTrigger",
+    "BilledSubscription",
+    "BillingAccount",
+    "BillingPlan",
+    "Coupon",
+    "CreditEntry",
+    "CurrencyMismatch",
+    "Discount",
+    "DunningSchedule",
+    "Invoice",
+    "InvoiceLine",
+    "InvoiceStatus",
+    "NothingToInvoice",
+    "Payment",
+    "PaymentAttempt",
+    "PaymentStatus",
+    "Refund",
+    "RefundTooLarge",
+    "Sequence",
+    "TaxRate",
+]

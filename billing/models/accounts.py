@@ -1,0 +1,325 @@
+"""BillingAccount (the aggregate of a customer's money matters) and Billing's projections.
+
+Billing learns about customers, plans and subscriptions only from Subscriptions'
+events; ``BillingPlan`` and ``BilledSubscription`` are its own copies of what it
+needs from them (prices, periods, status), kept up to date by policies.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.db import models
+
+from billing import events as ev
+from billing.values import Jurisdiction, PaymentMethodInfo
+from sharedkernel.aggregates import AggregateRoot
+from sharedkernel.errors import DomainError, InvalidTransition
+from sharedkernel.values import Money
+
+
+class CurrencyMismatch(DomainError):
+    code = "currency_mismatch"
+
+
+class BillingAccount(AggregateRoot):
+    """A customer as Billing sees them: where they are taxed, how they pay, what credit they hold."""
+
+    customer_id = models.UUIDField(primary_key=True)
+    name = models.CharField(max_length=200)
+    email = models.EmailField()
+    user_id = models.IntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3)
+    country = models.CharField(max_length=2)
+    region = models.CharField(max_length=10, blank=True)
+    tax_exempt = models.BooleanField(default=False)
+    address = models.TextField(blank=True, help_text="Billing address printed on invoices.")
+    payment_token = models.CharField(max_length=100, blank=True)
+    payment_brand = models.CharField(max_length=30, blank=True)
+    payment_last4 = models.CharField(max_length=4, blank=True)
+    #: Credit balance per currency, in minor units: {"USD": 1250}.
+    credit_minor = models.JSONField(default=dict, blank=True)
+    test_clock_id = models.UUIDField(null=True, blank=True, db_index=True)
+    opened_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        customer_id: str,
+        name: str,
+        email: str,
+        currency: str,
+        country: str,
+        region: str,
+        tax_exempt: bool,
+        user_id: int | None,
+        test_clock_id: str | None,
+        at: datetime,
+    ) -> BillingAccount:
+        account = cls(
+            customer_id=uuid.UUID(str(customer_id)),
+            name=name,
+            email=email,
+            currency=currency,
+            country=country,
+            region=region or "",
+            tax_exempt=tax_exempt,
+            user_id=user_id,
+            test_clock_id=test_clock_id,
+            opened_at=at,
+        )
+        account.record(
+            ev.BillingAccountOpened(
+                customer_id=str(account.customer_id),
+                currency=currency,
+                country=country,
+                region=account.region,
+                tax_exempt=tax_exempt,
+            ),
+            at=at,
+        )
+        return account
+
+    # -- payment method --------------------------------------------------------------
+    @property
+    def has_payment_method(self) -> bool:
+        return bool(self.payment_token)
+
+    @property
+    def payment_method_label(self) -> str:
+        return (
+            PaymentMethodInfo(self.payment_token, self.payment_brand, self.payment_last4).label
+            if self.payment_token
+            else ""
+        )
+
+    def set_payment_method(self, method: PaymentMethodInfo | None, *, at: datetime) -> None:
+        self.payment_token = method.token if method else ""
+        self.payment_brand = method.brand if method else ""
+        self.payment_last4 = method.last4 if method else ""
+        self.record(
+            ev.PaymentMethodUpdated(
+                customer_id=str(self.customer_id),
+                has_payment_method=method is not None,
+                brand=self.payment_brand,
+                last4=self.payment_last4,
+            ),
+            at=at,
+        )
+
+    # -- tax -------------------------------------------------------------------------
+    @property
+    def jurisdiction(self) -> Jurisdiction:
+        return Jurisdiction(self.country, self.region)
+
+    # -- credit ----------------------------------------------------------------------
+    def credit(self, currency: str) -> Money:
+        return Money.from_minor(int(self.credit_minor.get(currency, 0)), currency)
+
+    def add_credit(
+        self, amount: Money, *, reason: str, source: str, at: datetime, subscription_id: str | None = None
+    ) -> Money:
+        """ApplyCredit: the amount pays down the next invoices in that currency."""
+        if not amount.is_positive():
+            raise InvalidTransition("A credit is a positive amount.")
+        if not reason.strip():
+            raise InvalidTransition("Say why the credit is given; the customer sees it.")
+        balance = self.credit(amount.currency) + amount
+        self.credit_minor = {**self.credit_minor, amount.currency: balance.minor_units}
+        self.record(
+            ev.CreditApplied(
+                customer_id=str(self.customer_id),
+                amount=amount,
+                balance=balance,
+                reason=reason.strip(),
+                source=source,
+                subscription_id=str(subscription_id) if subscription_id else None,
+            ),
+            at=at,
+        )
+        return balance
+
+    def use_credit(self, up_to: Money) -> Money:
+        """Take as much credit as there is, up to ``up_to``; returns what was taken."""
+        if not up_to.is_positive():
+            return Money.zero(up_to.currency)
+        available = self.credit(up_to.currency)
+        taken = min(available, up_to)
+        if taken.is_positive():
+            self.credit_minor = {**self.credit_minor, up_to.currency: (available - taken).minor_units}
+        return taken
+
+
+class CreditEntry(models.Model):
+    """The ledger behind a credit balance: every grant and every use (append-only)."""
+
+    class Source(models.TextChoices):
+        GRANT = "grant", "Granted by staff"
+        PRORATION = "proration", "Unused time after a downgrade"
+        INVOICE = "invoice", "Used on an invoice"
+
+    id = models.BigAutoField(primary_key=True)
+    customer_id = models.UUIDField(db_index=True)
+    currency = models.CharField(max_length=3)
+    amount_minor = models.BigIntegerField(help_text="Positive: credit given; negative: credit used.")
+    balance_minor = models.BigIntegerField()
+    source = models.CharField(max_length=20, choices=Source.choices)
+    reason = models.CharField(max_length=300)
+    invoice_id = models.UUIDField(null=True, blank=True)
+    subscription_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "credit entries"
+
+    def __str__(self) -> str:
+        return f"{self.amount} ({self.get_source_display()})"
+
+    @property
+    def amount(self) -> Money:
+        return Money.from_minor(self.amount_minor, self.currency)
+
+    @property
+    def balance(self) -> Money:
+        return Money.from_minor(self.balance_minor, self.currency)
+
+
+class BillingPlan(models.Model):
+    """Billing's copy of a plan (from PlanCreated/PlanUpdated/PlanArchived/PlanRestored)."""
+
+    plan_id = models.UUIDField(primary_key=True)
+    code = models.CharField(max_length=50)
+    name = models.CharField(max_length=100)
+    tier = models.CharField(max_length=20)
+    interval = models.CharField(max_length=10)
+    #: {"USD": "49.99", ...}
+    prices = models.JSONField(default=dict)
+    included_usage = models.JSONField(default=dict)
+    #: {"api_calls": {"USD": "0.0100"}}
+    overage_rates = models.JSONField(default=dict)
+    archived = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def price(self, currency: str) -> Money | None:
+        amount = self.prices.get(currency)
+        return Money(amount, currency) if amount is not None else None
+
+
+class BilledSubscription(models.Model):
+    """Billing's view of a subscription: what to charge, for which period, and whether to."""
+
+    subscription_id = models.UUIDField(primary_key=True)
+    customer_id = models.UUIDField(db_index=True)
+    plan_id = models.UUIDField()
+    plan_name = models.CharField(max_length=100)
+    plan_code = models.CharField(max_length=50)
+    interval = models.CharField(max_length=10)
+    currency = models.CharField(max_length=3)
+    price_minor = models.BigIntegerField()
+    status = models.CharField(max_length=20)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    #: The subscription's aggregate version this row reflects (older events are ignored).
+    source_version = models.PositiveIntegerField(default=0)
+    test_clock_id = models.UUIDField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.plan_name} for {self.customer_id}"
+
+    @property
+    def price(self) -> Money:
+        return Money.from_minor(self.price_minor, self.currency)
+
+    @property
+    def live(self) -> bool:
+        return self.status != "cancelled"
+
+
+class Coupon(models.Model):
+    """A discount code. Percent or a fixed amount (in one currency); once, for N periods, or forever."""
+
+    class Duration(models.TextChoices):
+        ONCE = "once", "Once (the next invoice)"
+        REPEATING = "repeating", "For a number of periods"
+        FOREVER = "forever", "Forever"
+
+    code = models.CharField(max_length=40, primary_key=True, help_text="What customers type, e.g. WELCOME20")
+    name = models.CharField(max_length=100)
+    percent_off = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    amount_off_minor = models.BigIntegerField(null=True, blank=True, help_text="In minor units of the currency")
+    currency = models.CharField(max_length=3, blank=True, help_text="For an amount off")
+    duration = models.CharField(max_length=10, choices=Duration.choices, default=Duration.ONCE)
+    duration_in_periods = models.PositiveIntegerField(null=True, blank=True)
+    max_redemptions = models.PositiveIntegerField(null=True, blank=True)
+    times_redeemed = models.PositiveIntegerField(default=0, editable=False)
+    redeem_by = models.DateTimeField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(percent_off__isnull=False, amount_off_minor__isnull=True)
+                    | models.Q(percent_off__isnull=True, amount_off_minor__isnull=False)
+                ),
+                name="coupon_percent_xor_amount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.describe()})"
+
+    @property
+    def amount_off(self) -> Money | None:
+        return Money.from_minor(self.amount_off_minor, self.currency) if self.amount_off_minor is not None else None
+
+    def describe(self) -> str:
+        off = f"{self.percent_off.normalize():f} % off" if self.percent_off is not None else f"{self.amount_off} off"
+        if self.duration == self.Duration.REPEATING:
+            return f"{off} for {self.duration_in_periods} periods"
+        return f"{off} {'once' if self.duration == self.Duration.ONCE else 'forever'}"
+
+    def discount_on(self, amount: Money) -> Money:
+        """The (negative) discount on ``amount``, rounded half-up; never more than the amount."""
+        if not amount.is_positive():
+            return Money.zero(amount.currency)
+        if self.percent_off is not None:
+            off = Money.rounded(amount.amount * self.percent_off / 100, amount.currency)
+        elif self.currency == amount.currency:
+            off = self.amount_off
+        else:
+            return Money.zero(amount.currency)
+        return -min(off, amount)
+
+
+class Discount(models.Model):
+    """A coupon redeemed on a subscription; applied to its recurring invoices."""
+
+    subscription_id = models.UUIDField(primary_key=True)
+    customer_id = models.UUIDField(db_index=True)
+    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="discounts")
+    #: None: forever; otherwise how many more invoices it applies to.
+    periods_remaining = models.PositiveIntegerField(null=True, blank=True)
+    redeemed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.coupon_id} on {self.subscription_id}"
+
+    @property
+    def exhausted(self) -> bool:
+        return self.periods_remaining == 0

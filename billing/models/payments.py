@@ -1,0 +1,386 @@
+"""The Payment aggregate: collecting one invoice, attempt by attempt.
+
+    Pending ──charge ok──▶ Succeeded ──refund…
+       │
+       └─declined─▶ Failed ──retry (+1 h, +24 h, +72 h)──▶ Succeeded
+                       │
+                       └─retries used up─▶ dunning: step 1 … step n-1 (DunningEscalated,
+                                            one more charge each) ─▶ step n: DunningExhausted
+
+Retries and dunning steps follow the DunningSchedule from the first failure /
+the start of dunning; a manual "pay now" or a new card tries at once without
+shifting that schedule. The gateway's answer is kept on each attempt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.db import models
+
+from billing import events as ev
+from billing.values import DunningPlan, PaymentResult
+from sharedkernel.aggregates import AggregateRoot
+from sharedkernel.errors import DomainError, InvalidTransition
+from sharedkernel.values import Money
+
+
+class PaymentStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class AttemptTrigger(models.TextChoices):
+    INITIAL = "initial", "Invoice finalized"
+    RETRY = "retry", "Scheduled retry"
+    DUNNING = "dunning", "Dunning step"
+    MANUAL = "manual", "Pay now"
+    PAYMENT_METHOD = "payment_method", "Payment method updated"
+
+
+class RefundTooLarge(DomainError):
+    code = "refund_exceeds_payment"
+
+
+class Payment(AggregateRoot):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    invoice_id = models.UUIDField(unique=True)
+    invoice_number = models.CharField(max_length=30)
+    customer_id = models.UUIDField(db_index=True)
+    subscription_id = models.UUIDField(null=True, blank=True)
+    currency = models.CharField(max_length=3)
+    amount_minor = models.BigIntegerField()
+    status = models.CharField(
+        max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    scheduled_failures = models.PositiveIntegerField(
+        default=0, help_text="Failures of the initial charge and its retries"
+    )
+    first_failed_at = models.DateTimeField(null=True, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    dunning_level = models.PositiveSmallIntegerField(default=0)
+    dunning_started_at = models.DateTimeField(null=True, blank=True)
+    next_dunning_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    exhausted_at = models.DateTimeField(null=True, blank=True)
+    failure_code = models.CharField(max_length=50, blank=True)
+    failure_message = models.CharField(max_length=300, blank=True)
+    gateway_reference = models.CharField(max_length=100, blank=True)
+    payment_method = models.CharField(max_length=60, blank=True)
+    amount_refunded_minor = models.BigIntegerField(default=0)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    # snapshots for the events people read
+    customer_name = models.CharField(max_length=200)
+    customer_email = models.EmailField()
+    plan_name = models.CharField(max_length=100, blank=True)
+    billing_reason = models.CharField(max_length=30)
+    update_payment_method_url = models.CharField(max_length=300, blank=True)
+    test_clock_id = models.UUIDField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Payment of {self.amount} for {self.invoice_number}"
+
+    @property
+    def amount(self) -> Money:
+        return Money.from_minor(self.amount_minor, self.currency)
+
+    @property
+    def amount_refunded(self) -> Money:
+        return Money.from_minor(self.amount_refunded_minor, self.currency)
+
+    @property
+    def refundable(self) -> Money:
+        return (
+            self.amount - self.amount_refunded if self.status == PaymentStatus.SUCCEEDED else Money.zero(self.currency)
+        )
+
+    @property
+    def in_dunning(self) -> bool:
+        return self.dunning_started_at is not None and self.status == PaymentStatus.FAILED
+
+    @property
+    def _new_children(self) -> list:
+        return self.__dict__.setdefault("_unsaved_children", [])
+
+    def take_new_children(self) -> list:
+        children = list(self._new_children)
+        self._new_children.clear()
+        return children
+
+    def _base(self) -> dict:
+        return {
+            "payment_id": str(self.id),
+            "invoice_id": str(self.invoice_id),
+            "invoice_number": self.invoice_number,
+            "customer_id": str(self.customer_id),
+            "subscription_id": str(self.subscription_id) if self.subscription_id else None,
+            "amount": self.amount,
+        }
+
+    def _person(self) -> dict:
+        return {
+            "customer_name": self.customer_name,
+            "customer_email": self.customer_email,
+            "plan_name": self.plan_name or None,
+        }
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        invoice_id: str,
+        invoice_number: str,
+        customer_id: str,
+        subscription_id: str | None,
+        amount: Money,
+        customer_name: str,
+        customer_email: str,
+        plan_name: str,
+        billing_reason: str,
+        update_payment_method_url: str,
+        at: datetime,
+        test_clock_id: str | None = None,
+    ) -> Payment:
+        if amount.is_negative():
+            raise InvalidTransition("A payment collects a positive amount (or zero, paid by credit).")
+        return cls(
+            id=uuid.uuid4(),
+            invoice_id=invoice_id,
+            invoice_number=invoice_number,
+            customer_id=customer_id,
+            subscription_id=subscription_id,
+            currency=amount.currency,
+            amount_minor=amount.minor_units,
+            customer_name=customer_name,
+            customer_email=customer_email,
+            plan_name=plan_name or "",
+            billing_reason=billing_reason,
+            update_payment_method_url=update_payment_method_url,
+            created_at=at,
+            test_clock_id=test_clock_id,
+        )
+
+    # -- attempts ----------------------------------------------------------------------
+    def can_attempt(self) -> bool:
+        return self.status in (PaymentStatus.PENDING, PaymentStatus.FAILED)
+
+    def begin_attempt(self, *, trigger: AttemptTrigger, payment_method: str, at: datetime) -> int:
+        """The next charge is about to go to the gateway; returns its attempt number."""
+        if not self.can_attempt():
+            raise InvalidTransition(f"This payment is {self.status}; there is nothing to collect.")
+        if trigger == AttemptTrigger.RETRY and (self.next_retry_at is None or self.next_retry_at > at):
+            raise InvalidTransition("No retry of this payment is due.")
+        self.attempts += 1
+        self.payment_method = payment_method
+        self.record(ev.PaymentAttempted(**self._base(), attempt=self.attempts, payment_method=payment_method), at=at)
+        return self.attempts
+
+    @property
+    def idempotency_key(self) -> str:
+        """Per attempt: a crash-and-retry of the same attempt never charges twice."""
+        return f"{self.id}:{self.attempts}"
+
+    def record_result(
+        self, result: PaymentResult, *, trigger: AttemptTrigger, plan: DunningPlan, at: datetime
+    ) -> PaymentAttempt:
+        attempt = PaymentAttempt(
+            payment=self,
+            number=self.attempts,
+            trigger=trigger,
+            at=at,
+            outcome=result.outcome.value,
+            amount_minor=self.amount_minor,
+            payment_method=self.payment_method,
+            gateway_reference=result.reference,
+            failure_code=result.failure_code,
+            failure_message=result.failure_message[:300],
+            raw=result.raw,
+        )
+        self._new_children.append(attempt)
+        if result.succeeded:
+            self._succeed(result.reference, at=at)
+        else:
+            self._fail(result, trigger=trigger, plan=plan, at=at)
+        return attempt
+
+    def _succeed(self, reference: str, *, at: datetime) -> None:
+        self.status = PaymentStatus.SUCCEEDED
+        self.gateway_reference = reference
+        self.paid_at = at
+        self.next_retry_at = self.next_dunning_at = None
+        self.failure_code = self.failure_message = ""
+        self.record(
+            ev.PaymentSucceeded(
+                **self._base(),
+                **self._person(),
+                billing_reason=self.billing_reason,
+                attempt=self.attempts,
+                paid_at=at,
+                gateway_reference=reference,
+            ),
+            at=at,
+        )
+
+    def _fail(self, result: PaymentResult, *, trigger: AttemptTrigger, plan: DunningPlan, at: datetime) -> None:
+        self.status = PaymentStatus.FAILED
+        self.failure_code, self.failure_message = result.failure_code, result.failure_message[:300]
+        start_dunning = False
+        if trigger in (AttemptTrigger.INITIAL, AttemptTrigger.RETRY):
+            self.first_failed_at = self.first_failed_at or at
+            self.scheduled_failures += 1
+            self.next_retry_at = plan.next_retry(self.first_failed_at, self.scheduled_failures)
+            start_dunning = self.next_retry_at is None and self.dunning_started_at is None
+        self.record(
+            ev.PaymentFailed(
+                **self._base(),
+                **self._person(),
+                attempt=self.attempts,
+                failure_code=result.failure_code,
+                failure_message=result.failure_message,
+                transient=result.transient,
+                next_retry_at=self.next_retry_at,
+                update_payment_method_url=self.update_payment_method_url,
+            ),
+            at=at,
+        )
+        if start_dunning:
+            self.dunning_started_at = at
+            self.next_dunning_at = plan.step_at(at, 1)
+            self.record(ev.DunningStarted(**self._base(), started_at=at, next_step_at=self.next_dunning_at), at=at)
+
+    def pay_with_credit(self, *, at: datetime) -> None:
+        """Nothing is due (credit covered it): the payment succeeds without the gateway."""
+        if self.amount.is_positive():
+            raise InvalidTransition("Only a zero amount is settled without a charge.")
+        self.begin_attempt(trigger=AttemptTrigger.INITIAL, payment_method="account credit", at=at)
+        self._succeed("", at=at)
+
+    # -- dunning -----------------------------------------------------------------------
+    def escalate(self, *, plan: DunningPlan, at: datetime) -> bool:
+        """Take the next dunning step. Returns True when another charge should be tried."""
+        if not self.in_dunning or self.exhausted_at is not None:
+            raise InvalidTransition("This payment is not in dunning.")
+        if self.next_dunning_at is None or self.next_dunning_at > at:
+            raise InvalidTransition("No dunning step is due.")
+        self.dunning_level += 1
+        if self.dunning_level >= plan.steps:
+            self.exhausted_at, self.next_dunning_at = at, None
+            self.record(ev.DunningExhausted(**self._base(), exhausted_at=at), at=at)
+            return False
+        self.next_dunning_at = plan.step_at(self.dunning_started_at, self.dunning_level + 1)
+        self.record(
+            ev.DunningEscalated(
+                **self._base(),
+                **self._person(),
+                level=self.dunning_level,
+                final=self.dunning_level == plan.steps - 1,
+                next_step_at=self.next_dunning_at,
+                update_payment_method_url=self.update_payment_method_url,
+            ),
+            at=at,
+        )
+        return True
+
+    def cancel(self, *, at: datetime) -> None:
+        """The invoice was voided: stop collecting."""
+        if self.status == PaymentStatus.SUCCEEDED:
+            raise InvalidTransition("A succeeded payment is refunded, not cancelled.")
+        self.status = PaymentStatus.CANCELLED
+        self.next_retry_at = self.next_dunning_at = None
+
+    # -- refunds -----------------------------------------------------------------------
+    def check_refund(self, amount: Money) -> None:
+        if self.status != PaymentStatus.SUCCEEDED:
+            raise InvalidTransition(f"Only a succeeded payment can be refunded (this one is {self.status}).")
+        if amount.currency != self.currency:
+            raise InvalidTransition(f"This payment is in {self.currency}; refund in {self.currency}.")
+        if not amount.is_positive():
+            raise InvalidTransition("A refund is a positive amount.")
+        if amount > self.refundable:
+            raise RefundTooLarge(
+                f"At most {self.refundable} can be refunded ({self.amount} paid, {self.amount_refunded} refunded)."
+            )
+
+    def refund(
+        self, amount: Money, *, reason: str, credit_note_number: str, gateway_reference: str, raw: dict, at: datetime
+    ) -> Refund:
+        self.check_refund(amount)
+        self.amount_refunded_minor += amount.minor_units
+        refund = Refund(
+            id=uuid.uuid4(),
+            payment=self,
+            amount_minor=amount.minor_units,
+            reason=reason,
+            credit_note_number=credit_note_number,
+            gateway_reference=gateway_reference,
+            raw=raw,
+            created_at=at,
+        )
+        self._new_children.append(refund)
+        self.record(
+            ev.RefundIssued(
+                **{**self._base(), "amount": amount},
+                **self._person(),
+                refund_id=str(refund.id),
+                reason=reason,
+                total_refunded=self.amount_refunded,
+                credit_note_number=credit_note_number,
+                refunded_at=at,
+            ),
+            at=at,
+        )
+        return refund
+
+
+class PaymentAttempt(models.Model):
+    """One charge sent to the gateway, with its answer as received."""
+
+    id = models.BigAutoField(primary_key=True)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="attempt_rows")
+    number = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=20, choices=AttemptTrigger.choices)
+    at = models.DateTimeField()
+    outcome = models.CharField(max_length=20)
+    amount_minor = models.BigIntegerField()
+    payment_method = models.CharField(max_length=60, blank=True)
+    gateway_reference = models.CharField(max_length=100, blank=True)
+    failure_code = models.CharField(max_length=50, blank=True)
+    failure_message = models.CharField(max_length=300, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["payment", "number"]
+        constraints = [models.UniqueConstraint(fields=["payment", "number"], name="one_row_per_attempt")]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number}: {self.outcome}"
+
+
+class Refund(models.Model):
+    """Money given back, with its credit note number."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount_minor = models.BigIntegerField()
+    reason = models.CharField(max_length=300)
+    credit_note_number = models.CharField(max_length=30, unique=True)
+    gateway_reference = models.CharField(max_length=100, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.credit_note_number}: {self.amount}"
+
+    @property
+    def amount(self) -> Money:
+        return Money.from_minor(self.amount_minor, self.payment.currency)

@@ -1,0 +1,211 @@
+"""Reactions of the Billing context (the purple stickies).
+
+    subscriptions.CustomerRegistered       → OpenBillingAccount
+    subscriptions.Plan*                    → Billing's copy of the plan (prices for previews)
+    subscriptions.SubscriptionCreated      → first invoice when payment is due now (no trial)
+    subscriptions.SubscriptionActivated    → first invoice when a trial converted
+    subscriptions.SubscriptionRenewed      → invoice for the new period (the bill run, in batches)
+    subscriptions.SubscriptionResumed      → invoice when a new period started on resuming
+    subscriptions.PlanChanged              → prorated invoice (net > 0) or account credit (net < 0)
+    subscriptions.SubscriptionCancelled    → stop billing; void the unpaid first invoice
+    billing.InvoiceGenerated               → CalculateTax
+    billing.TaxCalculated                  → FinalizeInvoice
+    billing.InvoiceFinalized               → ProcessPayment
+    billing.PaymentSucceeded               → mark the invoice paid
+    billing.PaymentMethodUpdated           → retry failed payments at once
+
+Every reaction happens at its cause's time (``occurred_on``) and carries its
+cause, so a chain CustomerRegistered → … → PaymentSucceeded shares one
+correlation id. Pipeline steps take whole batches of events.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from billing import commands
+from billing.acl.subscriptions import CustomerFacts, PlanChangeFacts, PlanFacts, SubscriptionFacts
+from billing.commands import InvoiceRequest, Work, plan_line
+from billing.models import BilledSubscription, BillingAccount, BillingPlan, Invoice, InvoiceStatus
+from billing.values import BillingReason
+from sharedkernel.bus import reacts_to
+from sharedkernel.events import DomainEvent
+from sharedkernel.eventstore import cause_of
+from sharedkernel.values import Money
+
+
+@reacts_to("subscriptions.CustomerRegistered")
+def open_billing_account(event: DomainEvent) -> None:
+    facts = CustomerFacts.from_payload(event.payload)
+    commands.open_account(
+        customer_id=facts.customer_id,
+        name=facts.name,
+        email=facts.email,
+        currency=facts.currency,
+        country=facts.country,
+        region=facts.region,
+        tax_exempt=facts.tax_exempt,
+        user_id=facts.user_id,
+        test_clock_id=facts.test_clock_id,
+        at=event.occurred_on,
+    )
+
+
+def _forget_plans() -> None:
+    BillingPlan.objects.all().delete()
+
+
+@reacts_to(
+    "subscriptions.PlanCreated",
+    "subscriptions.PlanUpdated",
+    "subscriptions.PlanArchived",
+    "subscriptions.PlanRestored",
+    replay_safe=True,
+    reset=_forget_plans,
+)
+def follow_plans(event: DomainEvent) -> None:
+    if event.name in ("PlanArchived", "PlanRestored"):
+        BillingPlan.objects.filter(pk=event.payload["plan_id"]).update(archived=event.name == "PlanArchived")
+        return
+    plan = PlanFacts.from_payload(event.payload)
+    BillingPlan.objects.update_or_create(
+        plan_id=plan.plan_id,
+        defaults={
+            "code": plan.code,
+            "name": plan.name,
+            "tier": plan.tier,
+            "interval": plan.interval,
+            "prices": plan.prices,
+            "included_usage": plan.included_usage,
+            "overage_rates": plan.overage_rates,
+        },
+    )
+
+
+SUBSCRIPTION_EVENTS = (
+    "subscriptions.SubscriptionCreated",
+    "subscriptions.SubscriptionActivated",
+    "subscriptions.SubscriptionSuspended",
+    "subscriptions.SubscriptionResumed",
+    "subscriptions.SubscriptionRenewed",
+    "subscriptions.SubscriptionCancelled",
+    "subscriptions.PlanChanged",
+    "subscriptions.TrialExpired",
+)
+
+
+def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
+    """Keep BilledSubscription in step; an event older than the row is ignored here."""
+    ids = {facts.subscription_id for _, facts in events}
+    rows = {str(r.subscription_id): r for r in BilledSubscription.objects.select_for_update().filter(pk__in=ids)}
+    clocks = dict(
+        BillingAccount.objects.filter(pk__in={f.customer_id for _, f in events}).values_list("pk", "test_clock_id")
+    )
+    created, changed = {}, {}
+    for event, facts in events:
+        row = rows.get(facts.subscription_id)
+        if row is None:
+            if facts.price is None or facts.period is None:
+                continue  # a creation event arrives with both; wait for it
+            row = BilledSubscription(
+                subscription_id=facts.subscription_id,
+                customer_id=facts.customer_id,
+                test_clock_id=clocks.get(uuid.UUID(facts.customer_id)),
+            )
+            rows[facts.subscription_id] = created[facts.subscription_id] = row
+        elif event.aggregate_version <= row.source_version:
+            continue
+        else:
+            changed[facts.subscription_id] = row
+        row.source_version = event.aggregate_version
+        row.plan_id, row.plan_name, row.plan_code = facts.plan_id, facts.plan_name, facts.plan_code
+        row.interval, row.status = facts.interval, facts.status
+        if facts.price is not None:
+            row.currency, row.price_minor = facts.price.currency, facts.price.minor_units
+        if facts.period is not None:
+            row.period_start, row.period_end = facts.period.start, facts.period.end
+    BilledSubscription.objects.bulk_create(created.values())
+    fields = ["plan_id", "plan_name", "plan_code", "interval", "status", "currency", "price_minor"]
+    BilledSubscription.objects.bulk_update(
+        [r for k, r in changed.items() if k not in created], [*fields, "period_start", "period_end", "source_version"]
+    )
+
+
+def _invoice_for(event: DomainEvent, facts: SubscriptionFacts, reason: BillingReason) -> InvoiceRequest:
+    return InvoiceRequest(
+        customer_id=facts.customer_id,
+        subscription_id=facts.subscription_id,
+        plan_name=facts.plan_name,
+        currency=facts.price.currency,
+        reason=reason,
+        lines=(plan_line(facts.plan_name, facts.price, facts.period),),
+        at=event.occurred_on,
+        cause=cause_of(event),
+        period=facts.period,
+    )
+
+
+@reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=500)
+def bill_subscriptions(events: list[DomainEvent]) -> None:
+    """GenerateInvoice / GenerateProratedInvoice / ApplyCredit / VoidInvoice for subscription events."""
+    read = [(event, SubscriptionFacts.from_payload(event.event_type, event.payload)) for event in events]
+    _project(read)
+    requests: list[InvoiceRequest] = []
+    for event, facts in read:
+        p = facts.raw
+        if (
+            event.name == "SubscriptionCreated"
+            and facts.status == "pending_payment"
+            or event.name == "SubscriptionActivated"
+            and p.get("reason") == "trial_converted"
+        ):
+            requests.append(_invoice_for(event, facts, BillingReason.SUBSCRIPTION_CREATE))
+        elif event.name == "SubscriptionRenewed":
+            requests.append(_invoice_for(event, facts, BillingReason.SUBSCRIPTION_CYCLE))
+        elif event.name == "SubscriptionResumed" and p.get("period_restarted"):
+            requests.append(_invoice_for(event, facts, BillingReason.SUBSCRIPTION_RESUME))
+        elif event.name == "PlanChanged":
+            commands.prorate_change(PlanChangeFacts.from_payload(p), cause=cause_of(event))
+        elif event.name == "SubscriptionCancelled" and p.get("previous_status") == "pending_payment":
+            unpaid = Invoice.objects.filter(
+                subscription_id=facts.subscription_id, status__in=[InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED]
+            ).values_list("pk", flat=True)
+            commands.void_many(
+                [Work(str(pk), event.occurred_on, cause_of(event)) for pk in unpaid],
+                reason="Subscription cancelled before its first payment",
+            )
+    commands.generate_invoices(requests)
+
+
+def _work(events: list[DomainEvent], key: str = "invoice_id") -> list[Work]:
+    return [Work(event.payload[key], event.occurred_on, cause_of(event)) for event in events]
+
+
+@reacts_to("billing.InvoiceGenerated", batch=True, batch_size=500)
+def calculate_tax(events: list[DomainEvent]) -> None:
+    commands.calculate_tax_many(_work(events))
+
+
+@reacts_to("billing.TaxCalculated", batch=True, batch_size=500)
+def finalize_invoice(events: list[DomainEvent]) -> None:
+    commands.finalize_many(_work(events))
+
+
+@reacts_to("billing.InvoiceFinalized", batch=True, batch_size=500)
+def process_payment(events: list[DomainEvent]) -> None:
+    commands.collect_many(_work(events))
+
+
+@reacts_to("billing.PaymentSucceeded", batch=True, batch_size=500)
+def mark_invoice_paid(events: list[DomainEvent]) -> None:
+    commands.mark_paid_many(
+        [(work, Money.from_json(event.payload["amount"])) for work, event in zip(_work(events), events, strict=True)]
+    )
+
+
+@reacts_to("billing.PaymentMethodUpdated")
+def retry_with_new_payment_method(event: DomainEvent) -> None:
+    if event.payload.get("has_payment_method"):
+        commands.retry_after_new_payment_method(
+            event.payload["customer_id"], at=event.occurred_on, cause=cause_of(event)
+        )

@@ -1,0 +1,53 @@
+"""Ports: the interfaces Billing owns for the outside world. Adapters live in billing/acl/.
+
+Which adapter runs is a setting (BILLING_PAYMENT_GATEWAY = sandbox | stripe,
+BILLING_TAX_CALCULATOR = table | http); the defaults work offline.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Protocol
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from billing.values import Jurisdiction, PaymentMethodInfo, PaymentResult, RefundResult, TaxCalculation
+from sharedkernel.values import Money
+
+
+class PaymentGateway(Protocol):
+    def charge(self, *, amount: Money, token: str, idempotency_key: str, description: str) -> PaymentResult:
+        """Charge ``amount``; the same ``idempotency_key`` never charges twice."""
+
+    def refund(self, *, charge_reference: str, amount: Money, idempotency_key: str) -> RefundResult: ...
+
+    def describe(self, token: str) -> PaymentMethodInfo:
+        """Brand and last four digits; raises InvalidPaymentMethod for an unknown token."""
+
+
+class TaxCalculator(Protocol):
+    def calculate(self, *, amount: Money, jurisdiction: Jurisdiction, exempt: bool) -> TaxCalculation:
+        """Tax on ``amount`` (exclusive); raises TaxUnavailable rather than guess."""
+
+
+GATEWAYS = {"sandbox": "billing.acl.payments.SandboxGateway", "stripe": "billing.acl.payments.StripeGateway"}
+TAX_CALCULATORS = {"table": "billing.acl.tax.TaxRateTable", "http": "billing.acl.tax.HttpTaxCalculator"}
+
+
+@cache
+def _build(path: str):
+    return import_string(path)()
+
+
+def payment_gateway() -> PaymentGateway:
+    return _build(GATEWAYS[getattr(settings, "BILLING_PAYMENT_GATEWAY", "sandbox")])
+
+
+def tax_calculator() -> TaxCalculator:
+    return _build(TAX_CALCULATORS[getattr(settings, "BILLING_TAX_CALCULATOR", "table")])
+
+
+def reset_adapters() -> None:
+    """Forget built adapters (tests switch settings)."""
+    _build.cache_clear()

@@ -1,0 +1,36 @@
+"""Setting up customers and plans through the real commands (as an API client would)."""
+
+from __future__ import annotations
+
+from billing import commands as billing
+from sharedkernel.clock import FixedClock
+from sharedkernel.values import Money
+from subscriptions import commands as subs
+
+
+def plan(code="pro", price="30.00 USD", interval="month", tier="professional", trial_days=0, **extra):
+    prices = [Money(*p.split()) for p in price.split(",")]
+    return subs.define_plan(
+        code=code, name=code.title(), tier=tier, interval=interval, trial_days=trial_days, prices=prices, **extra
+    )
+
+
+def customer(drain, *, card="pm_card_visa", currency="USD", country="US", region="CA", test_clock_id=None, **kw):
+    c, _ = subs.register_customer(
+        name=kw.pop("name", "Ada Lovelace"),
+        email=kw.pop("email", "ada@example.com"),
+        currency=currency,
+        country=country,
+        region=region,
+        test_clock_id=test_clock_id,
+        **kw,
+    )
+    drain()
+    if card:
+        billing.update_payment_method(customer_id=str(c.id), token=card)
+        drain()
+    return c
+
+
+def at_clock(moment):
+    return FixedClock(moment)
