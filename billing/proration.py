@@ -44,6 +44,11 @@ class Proration:
     def credits(self) -> bool:
         return self.net.is_negative()
 
+    @property
+    def size(self) -> Money:
+        """How much is charged or credited (the net without its sign)."""
+        return abs(self.net)
+
 
 def _fraction_left(period: InvoicePeriod, at: datetime) -> Decimal:
     total = int((period.end - period.start).total_seconds())

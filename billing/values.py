@@ -28,6 +28,17 @@ class BillingReason(StrEnum):
     MANUAL = "manual"
 
     @property
+    def label(self) -> str:
+        return {
+            "subscription_create": "First invoice",
+            "subscription_cycle": "Renewal",
+            "subscription_update": "Plan change",
+            "subscription_resume": "Resumed subscription",
+            "subscription_cancel": "Final invoice",
+            "manual": "Manual invoice",
+        }[self.value]
+
+    @property
     def recurring(self) -> bool:
         """Invoices for a subscription's period: at most one per (subscription, period)."""
         return self in (

@@ -15,3 +15,39 @@ class CommandDrivenAdmin(admin.ModelAdmin):
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         return self._changeform_view(request, object_id, form_url, extra_context)
+
+
+def run_for_each(modeladmin, request, queryset, label: str, run) -> None:
+    """Run a command per selected row; say what was done and why anything was refused."""
+    from django.contrib import messages
+
+    from sharedkernel.errors import DomainError
+
+    done, refused = 0, []
+    for obj in queryset:
+        try:
+            run(obj)
+            done += 1
+        except DomainError as exc:
+            refused.append(f"{obj}: {exc.message}")
+    if done:
+        modeladmin.message_user(request, f"{label}: {done} done.", messages.SUCCESS)
+    for line in refused:
+        modeladmin.message_user(request, f"{label} refused — {line}", messages.WARNING)
+
+
+def action_form(modeladmin, request, queryset, *, form, action: str, title: str, intro: str, submit: str):
+    """The intermediate page of an action that needs input (an amount, a reason)."""
+    from django.shortcuts import render
+
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "form": form,
+        "objects": queryset,
+        "title": title,
+        "intro": intro,
+        "submit": submit,
+        "opts": modeladmin.model._meta,
+        "action": action,
+    }
+    return render(request, "admin/action_form.html", context)

@@ -14,26 +14,11 @@ from django.contrib import admin, messages
 from django.shortcuts import redirect, render
 from django.utils.html import format_html
 
-from sharedkernel.adminkit import CommandDrivenAdmin
+from sharedkernel.adminkit import CommandDrivenAdmin, run_for_each
 from sharedkernel.errors import DomainError
 from sharedkernel.values import Money, UnknownCurrency
 from subscriptions import commands
 from subscriptions.models import Customer, Plan, ResumeInitiator, Subscription, SubscriptionStatus
-
-
-def _run_for_each(modeladmin, request, queryset, label: str, run) -> None:
-    done, refused = 0, []
-    for obj in queryset:
-        try:
-            run(obj)
-            done += 1
-        except DomainError as exc:
-            refused.append(f"{obj}: {exc.message}")
-    if done:
-        modeladmin.message_user(request, f"{label}: {done} done.", messages.SUCCESS)
-    for line in refused:
-        modeladmin.message_user(request, f"{label} refused — {line}", messages.WARNING)
-
 
 # -- plans -------------------------------------------------------------------------
 
@@ -181,11 +166,11 @@ class PlanAdmin(CommandDrivenAdmin):
 
     @admin.action(description="Archive (no new subscriptions; existing ones stay)")
     def archive(self, request, queryset):
-        _run_for_each(self, request, queryset, "Archive", lambda p: commands.archive_plan(plan_id=p.pk))
+        run_for_each(self, request, queryset, "Archive", lambda p: commands.archive_plan(plan_id=p.pk))
 
     @admin.action(description="Offer again")
     def restore(self, request, queryset):
-        _run_for_each(self, request, queryset, "Restore", lambda p: commands.restore_plan(plan_id=p.pk))
+        run_for_each(self, request, queryset, "Restore", lambda p: commands.restore_plan(plan_id=p.pk))
 
 
 # -- customers ---------------------------------------------------------------------
@@ -373,7 +358,7 @@ class SubscriptionAdmin(CommandDrivenAdmin):
 
     @admin.action(description="Cancel now")
     def cancel_now(self, request, queryset):
-        _run_for_each(
+        run_for_each(
             self,
             request,
             queryset,
@@ -383,7 +368,7 @@ class SubscriptionAdmin(CommandDrivenAdmin):
 
     @admin.action(description="Cancel at period end")
     def cancel_at_period_end(self, request, queryset):
-        _run_for_each(
+        run_for_each(
             self,
             request,
             queryset,
@@ -395,11 +380,11 @@ class SubscriptionAdmin(CommandDrivenAdmin):
 
     @admin.action(description="Suspend (pause collection and service)")
     def suspend(self, request, queryset):
-        _run_for_each(self, request, queryset, "Suspend", lambda s: commands.suspend_subscription(subscription_id=s.pk))
+        run_for_each(self, request, queryset, "Suspend", lambda s: commands.suspend_subscription(subscription_id=s.pk))
 
     @admin.action(description="Resume")
     def resume(self, request, queryset):
-        _run_for_each(
+        run_for_each(
             self,
             request,
             queryset,
@@ -409,18 +394,18 @@ class SubscriptionAdmin(CommandDrivenAdmin):
 
     @admin.action(description="Approve requested plan change")
     def approve_plan_change(self, request, queryset):
-        _run_for_each(self, request, queryset, "Approve", lambda s: commands.approve_plan_change(subscription_id=s.pk))
+        run_for_each(self, request, queryset, "Approve", lambda s: commands.approve_plan_change(subscription_id=s.pk))
 
     @admin.action(description="Decline requested plan change")
     def decline_plan_change(self, request, queryset):
-        _run_for_each(self, request, queryset, "Decline", lambda s: commands.decline_plan_change(subscription_id=s.pk))
+        run_for_each(self, request, queryset, "Decline", lambda s: commands.decline_plan_change(subscription_id=s.pk))
 
     @admin.action(description="Change plan…")
     def change_plan(self, request, queryset):
         form = ChangePlanForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
             target = form.cleaned_data["plan"]
-            _run_for_each(
+            run_for_each(
                 self,
                 request,
                 queryset,

@@ -10,4 +10,5 @@ urlpatterns = [
     path("subscribe/<slug:code>/", views.subscribe, name="subscribe"),
     path("subscriptions/<uuid:subscription_id>/cancel/", views.cancel, name="cancel"),
     path("subscriptions/<uuid:subscription_id>/resume/", views.resume, name="resume"),
+    path("subscriptions/<uuid:subscription_id>/change-plan/", views.change_plan, name="change_plan"),
 ]

@@ -131,3 +131,24 @@ def resume(request, subscription_id):
     else:
         messages.success(request, f"{sub.plan.name} continues; the scheduled cancellation is withdrawn.")
     return redirect("subscriptions:dashboard")
+
+
+@login_required
+@require_POST
+def change_plan(request, subscription_id):
+    """ChangePlan, confirmed by the customer after seeing Billing's proration preview."""
+    sub = _own_subscription(request, subscription_id)
+    target = Plan.objects.filter(pk=request.POST.get("plan"), archived=False).first()
+    if target is None:
+        messages.error(request, "Choose one of the plans on offer.")
+        return redirect("subscriptions:dashboard")
+    try:
+        _, changed = commands.change_plan(subscription_id=sub.pk, plan_id=target.pk)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        if changed:
+            messages.success(request, f"You are now on {target.name}. Any difference is on your invoices page.")
+        else:
+            messages.info(request, f"Your change to {target.name} is waiting for our team's approval.")
+    return redirect("subscriptions:dashboard")

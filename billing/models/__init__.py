@@ -9,7 +9,15 @@ from billing.models.accounts import (
 )
 from billing.models.config import DunningSchedule, Sequence, TaxRate
 from billing.models.invoices import Invoice, InvoiceLine, InvoiceStatus, NothingToInvoice
-from billing.models.payments import AttemptTrigger, Payment, PaymentAttempt, PaymentStatus, Refund, RefundTooLarge
+from billing.models.payments import (
+    AttemptTrigger,
+    DunningQueue,
+    Payment,
+    PaymentAttempt,
+    PaymentStatus,
+    Refund,
+    RefundTooLarge,
+)
 
 __all__ = [
     "AttemptTrigger",
@@ -20,6 +28,7 @@ __all__ = [
     "CreditEntry",
     "CurrencyMismatch",
     "Discount",
+    "DunningQueue",
     "DunningSchedule",
     "Invoice",
     "InvoiceLine",

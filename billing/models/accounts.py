@@ -284,6 +284,19 @@ class Coupon(models.Model):
     def __str__(self) -> str:
         return f"{self.code} ({self.describe()})"
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        self.code = self.code.strip().upper()
+        if (self.percent_off is None) == (self.amount_off_minor is None):
+            raise ValidationError("Give either a percentage or an amount off, not both.")
+        if self.percent_off is not None and not 0 < self.percent_off <= 100:
+            raise ValidationError({"percent_off": "Between 0 and 100."})
+        if self.amount_off_minor is not None and (self.amount_off_minor <= 0 or not self.currency):
+            raise ValidationError({"currency": "An amount off is positive and needs its currency."})
+        if self.duration == self.Duration.REPEATING and not self.duration_in_periods:
+            raise ValidationError({"duration_in_periods": "Say for how many periods."})
+
     @property
     def amount_off(self) -> Money | None:
         return Money.from_minor(self.amount_off_minor, self.currency) if self.amount_off_minor is not None else None

@@ -37,7 +37,7 @@ class Invoice(AggregateRoot):
     number = models.CharField(max_length=30, unique=True, null=True, blank=True)
     customer_id = models.UUIDField(db_index=True)
     subscription_id = models.UUIDField(null=True, blank=True, db_index=True)
-    billing_reason = models.CharField(max_length=30, choices=[(r.value, r.value) for r in BillingReason])
+    billing_reason = models.CharField(max_length=30, choices=[(r.value, r.label) for r in BillingReason])
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=20, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT, db_index=True)
     period_start = models.DateTimeField(null=True, blank=True)

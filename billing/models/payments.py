@@ -339,6 +339,15 @@ class Payment(AggregateRoot):
         return refund
 
 
+class DunningQueue(Payment):
+    """Payments being chased: in their retry schedule, in dunning, or given up on (admin view)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dunning queue entry"
+        verbose_name_plural = "dunning queue"
+
+
 class PaymentAttempt(models.Model):
     """One charge sent to the gateway, with its answer as received."""
 
