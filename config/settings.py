@@ -182,6 +182,18 @@ BEAT_HEARTBEAT_MAX_AGE = timedelta(seconds=env_int("BEAT_HEARTBEAT_MAX_AGE_SECON
 # --- Domain settings -------------------------------------------------------
 TRIAL_REMINDER_DAYS = env_int("TRIAL_REMINDER_DAYS", 3)
 
+# Billing's adapters (billing/ports.py). The defaults work offline: the sandbox gateway
+# with API.md's test cards, and the TaxRate table edited in the admin.
+BILLING_PAYMENT_GATEWAY = os.environ.get("BILLING_PAYMENT_GATEWAY", "sandbox")  # sandbox | stripe
+BILLING_TAX_CALCULATOR = os.environ.get("BILLING_TAX_CALCULATOR", "table")  # table | http
+STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "")
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")  # blank: Stripe's own
+TAX_API_URL = os.environ.get("TAX_API_URL", "")
+TAX_API_KEY = os.environ.get("TAX_API_KEY", "")
+TAX_API_TIMEOUT = env_int("TAX_API_TIMEOUT", 3)
+TAX_API_RETRIES = env_int("TAX_API_RETRIES", 2)
+TAX_API_CACHE_SECONDS = env_int("TAX_API_CACHE_SECONDS", 3600)
+
 # --- Auth -----------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",

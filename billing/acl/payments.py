@@ -90,12 +90,13 @@ class StripeGateway:
 
     def describe(self, token: str) -> PaymentMethodInfo:
         try:
-            method = self.client.payment_methods.retrieve(token)
+            method = self.client.v1.payment_methods.retrieve(token)
         except stripe.InvalidRequestError as exc:
             raise InvalidPaymentMethod(exc.user_message or str(exc)) from None
-        card = method.get("card") or {}
+        data = method.to_dict()
+        card = data.get("card") or {}
         return PaymentMethodInfo(
-            token=token, brand=card.get("brand", method.get("type", "")), last4=card.get("last4", "")
+            token=token, brand=card.get("brand") or data.get("type", ""), last4=card.get("last4", "")
         )
 
     def charge(self, *, amount: Money, token: str, idempotency_key: str, description: str) -> PaymentResult:
@@ -108,13 +109,14 @@ class StripeGateway:
             "description": description,
         }
         try:
-            intent = self.client.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
+            intent = self.client.v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
         except stripe.CardError as exc:
             error = exc.error
             code = (error.decline_code or error.code or "card_declined") if error else "card_declined"
+            intent = getattr(error, "payment_intent", None) if error else None
             return PaymentResult(
                 PaymentOutcome.DECLINED,
-                getattr(error, "payment_intent", None) and error.payment_intent.get("id", "") or "",
+                intent.id if intent is not None else "",
                 code,
                 exc.user_message or str(exc),
                 raw=exc.json_body or {},
@@ -135,7 +137,7 @@ class StripeGateway:
 
     def refund(self, *, charge_reference: str, amount: Money, idempotency_key: str) -> RefundResult:
         try:
-            refund = self.client.refunds.create(
+            refund = self.client.v1.refunds.create(
                 params={"payment_intent": charge_reference, "amount": amount.minor_units},
                 options={"idempotency_key": idempotency_key},
             )

@@ -84,7 +84,7 @@ class HttpTaxCalculator:
         return _apply(rate, amount, jurisdiction, name)
 
     def _rate(self, jurisdiction: Jurisdiction) -> tuple[Decimal, str]:
-        key = f"billing:tax-rate:{jurisdiction}"
+        key = f"billing:tax-rate:{self.base_url}:{jurisdiction}"
         cached = cache.get(key)
         if cached is not None:
             return Decimal(cached[0]), cached[1]
