@@ -55,6 +55,7 @@ from billing.values import (
     TaxUnavailable,
 )
 from sharedkernel.aggregates import AggregateRoot
+from sharedkernel.bulk import bulk_update_rows
 from sharedkernel.clock import Clock, clock_for
 from sharedkernel.commands import command
 from sharedkernel.correlation import Cause, current_cause, new_correlation_id
@@ -113,7 +114,7 @@ class UnitOfWork:
         for model, items in _by_model(a for a, _ in self.changed).items():
             for aggregate in items:
                 aggregate.version += 1
-            model._default_manager.bulk_update(items, [*_fields(model), "version"], batch_size=1000)
+            bulk_update_rows(items, [*_fields(model), "version"])
         children = [*self.rows]
         for aggregate, _ in [*self.new, *self.changed]:
             for take in ("take_new_lines", "take_new_children"):
@@ -342,7 +343,7 @@ def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
     uow.rows = [row for row in uow.rows if not isinstance(row, Discount)]
     uow.commit()
     if changed_discounts:
-        Discount.objects.bulk_update(changed_discounts, ["periods_remaining"])
+        bulk_update_rows(changed_discounts, ["periods_remaining"])
     return invoices
 
 
@@ -365,18 +366,19 @@ def calculate_tax_many(work: list[Work]) -> int:
         .prefetch_related("lines")
     )
     accounts = _accounts(i.customer_id for i in invoices)
-    calculator = tax_calculator()
+    answers = tax_calculator().calculate_many(
+        [
+            (i.taxable_amount, accounts[str(i.customer_id)].jurisdiction, accounts[str(i.customer_id)].tax_exempt)
+            for i in invoices
+        ]
+    )
     uow = UnitOfWork()
-    for invoice in invoices:
-        item, account = items[str(invoice.id)], accounts[str(invoice.customer_id)]
-        try:
-            calculation = calculator.calculate(
-                amount=invoice.taxable_amount, jurisdiction=account.jurisdiction, exempt=account.tax_exempt
-            )
-        except TaxUnavailable as exc:
-            invoice.tax_failed(str(exc), at=item.at, backoff=TAX_RETRY_BACKOFF)
+    for invoice, answer in zip(invoices, answers, strict=True):
+        item = items[str(invoice.id)]
+        if isinstance(answer, TaxUnavailable):
+            invoice.tax_failed(str(answer), at=item.at, backoff=TAX_RETRY_BACKOFF)
         else:
-            invoice.apply_tax(calculation, at=item.at)
+            invoice.apply_tax(answer, at=item.at)
         uow.touch(invoice, item.cause)
     uow.commit()
     return len(invoices)

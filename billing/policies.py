@@ -28,6 +28,7 @@ from billing.acl.subscriptions import CustomerFacts, PlanChangeFacts, PlanFacts,
 from billing.commands import InvoiceRequest, Work, plan_line
 from billing.models import BilledSubscription, BillingAccount, BillingPlan, Invoice, InvoiceStatus
 from billing.values import BillingReason
+from sharedkernel.bulk import bulk_update_rows
 from sharedkernel.bus import reacts_to
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of
@@ -126,7 +127,7 @@ def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
             row.period_start, row.period_end = facts.period.start, facts.period.end
     BilledSubscription.objects.bulk_create(created.values())
     fields = ["plan_id", "plan_name", "plan_code", "interval", "status", "currency", "price_minor"]
-    BilledSubscription.objects.bulk_update(
+    bulk_update_rows(
         [r for k, r in changed.items() if k not in created], [*fields, "period_start", "period_end", "source_version"]
     )
 

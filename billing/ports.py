@@ -12,7 +12,7 @@ from typing import Protocol
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from billing.values import Jurisdiction, PaymentMethodInfo, PaymentResult, RefundResult, TaxCalculation
+from billing.values import Jurisdiction, PaymentMethodInfo, PaymentResult, RefundResult, TaxCalculation, TaxUnavailable
 from sharedkernel.values import Money
 
 
@@ -29,6 +29,9 @@ class PaymentGateway(Protocol):
 class TaxCalculator(Protocol):
     def calculate(self, *, amount: Money, jurisdiction: Jurisdiction, exempt: bool) -> TaxCalculation:
         """Tax on ``amount`` (exclusive); raises TaxUnavailable rather than guess."""
+
+    def calculate_many(self, requests: list[tuple[Money, Jurisdiction, bool]]) -> list[TaxCalculation | TaxUnavailable]:
+        """Many at once (a bill run); a failure is returned in its place, not raised."""
 
 
 GATEWAYS = {"sandbox": "billing.acl.payments.SandboxGateway", "stripe": "billing.acl.payments.StripeGateway"}

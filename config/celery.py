@@ -73,3 +73,28 @@ def _announce_ready(sender=None, **kwargs):
     if ready_file:
         with open(ready_file, "w") as handle:
             handle.write(str(os.getpid()))
+
+
+# -- query counting for benches (bench/bill_run.py sets QUERY_COUNT_DIR) ---------------
+_queries = [0]
+
+
+def _count(execute, sql, params, many, context):
+    _queries[0] += 1
+    return execute(sql, params, many, context)
+
+
+@signals.worker_process_init.connect
+def _install_query_counter(**kwargs):
+    if os.environ.get("QUERY_COUNT_DIR"):
+        from django.db import connection
+
+        connection.execute_wrappers.append(_count)
+
+
+@signals.task_postrun.connect
+def _report_query_count(**kwargs):
+    target = os.environ.get("QUERY_COUNT_DIR")
+    if target:
+        with open(os.path.join(target, f"{os.getpid()}.count"), "w") as handle:
+            handle.write(str(_queries[0]))

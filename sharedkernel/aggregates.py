@@ -14,6 +14,7 @@ from datetime import datetime
 
 from django.db import models
 
+from sharedkernel.bulk import bulk_update_rows
 from sharedkernel.errors import ConcurrentUpdate
 from sharedkernel.events import Event
 
@@ -104,4 +105,4 @@ def bulk_save_locked(aggregates: list[AggregateRoot], fields: list[str]) -> None
         return
     for aggregate in aggregates:
         aggregate.version += 1
-    type(aggregates[0])._default_manager.bulk_update(aggregates, [*fields, "version"], batch_size=1000)
+    bulk_update_rows(aggregates, [*fields, "version"])

@@ -12,9 +12,13 @@ A reaction happens at the time of its cause (the event's ``occurred_on``).
 
 from __future__ import annotations
 
+import uuid
+
 from sharedkernel.bus import reacts_to
 from sharedkernel.clock import FixedClock
+from sharedkernel.correlation import caused_by
 from sharedkernel.events import DomainEvent
+from sharedkernel.eventstore import cause_of
 from subscriptions import commands
 from subscriptions.acl import CollectionGaveUp, InvoiceSettled, PaymentMethodNotice
 from subscriptions.models import ResumeInitiator, Subscription, SubscriptionStatus, SuspensionReason
@@ -26,17 +30,36 @@ def _ours(subscription_id: str | None) -> Subscription | None:
     return Subscription.objects.filter(pk=subscription_id).only("status", "suspension_reason").first()
 
 
-@reacts_to("billing.PaymentSucceeded")
-def activate_or_resume_when_paid(event: DomainEvent) -> None:
-    settled = InvoiceSettled.from_payload(event.payload)
-    sub = _ours(settled.subscription_id)
-    if sub is None:
-        return
-    clock = FixedClock(event.occurred_on)
-    if sub.status == SubscriptionStatus.PENDING_PAYMENT:
-        commands.activate_subscription(subscription_id=sub.pk, clock=clock)
-    elif sub.status == SubscriptionStatus.SUSPENDED and sub.suspension_reason == SuspensionReason.NON_PAYMENT:
-        commands.resume_subscription(subscription_id=sub.pk, initiator=ResumeInitiator.SYSTEM, clock=clock)
+@reacts_to("billing.PaymentSucceeded", batch=True, batch_size=500)
+def activate_or_resume_when_paid(events: list[DomainEvent]) -> None:
+    """A bill run pays thousands of renewals of active subscriptions: one query finds the
+    few that need anything (pending or suspended for non-payment)."""
+    settled = [(event, InvoiceSettled.from_payload(event.payload)) for event in events]
+    waiting = {
+        str(sub.pk): sub
+        for sub in Subscription.objects.filter(
+            pk__in={s.subscription_id for _, s in settled if _is_uuid(s.subscription_id)},
+            status__in=[SubscriptionStatus.PENDING_PAYMENT, SubscriptionStatus.SUSPENDED],
+        ).only("status", "suspension_reason")
+    }
+    for event, paid in settled:
+        sub = waiting.get(str(paid.subscription_id))
+        if sub is None:
+            continue
+        clock = FixedClock(event.occurred_on)
+        with caused_by(cause_of(event)):
+            if sub.status == SubscriptionStatus.PENDING_PAYMENT:
+                commands.activate_subscription(subscription_id=sub.pk, clock=clock)
+            elif sub.suspension_reason == SuspensionReason.NON_PAYMENT:
+                commands.resume_subscription(subscription_id=sub.pk, initiator=ResumeInitiator.SYSTEM, clock=clock)
+
+
+def _is_uuid(value) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 @reacts_to("billing.DunningExhausted")

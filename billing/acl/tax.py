@@ -31,7 +31,18 @@ def _apply(rate: Decimal, amount: Money, jurisdiction: Jurisdiction, name: str) 
     return TaxCalculation(rate, amount.times(rate), str(jurisdiction), name)
 
 
-class TaxRateTable:
+class _OneByOne:
+    def calculate_many(self, requests):
+        results = []
+        for amount, jurisdiction, exempt in requests:
+            try:
+                results.append(self.calculate(amount=amount, jurisdiction=jurisdiction, exempt=exempt))
+            except TaxUnavailable as exc:
+                results.append(exc)
+        return results
+
+
+class TaxRateTable(_OneByOne):
     """Rates from the TaxRate table: the region's rate, else the country's, else none.
 
     A jurisdiction with no rate means the business collects no tax there (0,
@@ -43,7 +54,17 @@ class TaxRateTable:
             return _exempt(amount, jurisdiction)
         from billing.models import TaxRate
 
-        rate = TaxRate.for_jurisdiction(jurisdiction)
+        return self._with(TaxRate.for_jurisdiction(jurisdiction), amount, jurisdiction)
+
+    def calculate_many(self, requests):
+        """One query for all the jurisdictions of a batch."""
+        from billing.models import TaxRate
+
+        rates = TaxRate.for_jurisdictions({j for _, j, exempt in requests if not exempt})
+        return [_exempt(amount, j) if exempt else self._with(rates.get(j), amount, j) for amount, j, exempt in requests]
+
+    @staticmethod
+    def _with(rate, amount: Money, jurisdiction: Jurisdiction) -> TaxCalculation:
         if rate is None:
             return TaxCalculation(
                 Decimal(0), Money.zero(amount.currency), str(jurisdiction), f"No tax collected in {jurisdiction}"
@@ -51,7 +72,7 @@ class TaxRateTable:
         return _apply(rate.rate, amount, jurisdiction, rate.name)
 
 
-class HttpTaxCalculator:
+class HttpTaxCalculator(_OneByOne):
     """An external tax API: GET {TAX_API_URL}/rates?country=US&region=CA →
     {"rate": "0.0725", "name": "California sales tax"}.
 

@@ -46,6 +46,12 @@ class TaxRate(models.Model):
         }
         return rates.get(jurisdiction.region) or rates.get("")
 
+    @classmethod
+    def for_jurisdictions(cls, jurisdictions: set[Jurisdiction]) -> dict[Jurisdiction, TaxRate | None]:
+        countries = {j.country for j in jurisdictions}
+        rows = {(r.country, r.region): r for r in cls.objects.filter(country__in=countries, active=True)}
+        return {j: rows.get((j.country, j.region)) or rows.get((j.country, "")) for j in jurisdictions}
+
 
 def _parse_offsets(text: str, unit: str) -> tuple[timedelta, ...]:
     values = [v.strip() for v in text.split(",") if v.strip()]

@@ -1,0 +1,327 @@
+"""Bill run benchmark: N due subscriptions renewed and billed by real worker processes.
+
+    python bench/bill_run.py 1000 10000 [100000]
+
+For each N, on a fresh PostgreSQL database (DATABASE_URL's server, database
+``bench_bill_run``) and Redis (REDIS_URL, default redis://127.0.0.1:6379/15):
+
+1. set-up (not timed): plans in USD, EUR, JPY and KWD (monthly and annual), N
+   customers with billing accounts (5 % with a declining card) and N active
+   subscriptions whose period ended a minute ago — written in bulk, as the
+   contexts' own commands would have left them;
+2. timed: the renewal job runs (as beat would) while WORKERS worker processes
+   drain every chain — SubscriptionRenewed → InvoiceGenerated → TaxCalculated →
+   InvoiceFinalized → PaymentAttempted → PaymentSucceeded/Failed → InvoicePaid and
+   the Subscriptions reactions — until no delivery is open;
+3. prints subscriptions/s, events/s, SQL queries per subscription (counted in
+   every worker process and the bench itself) and the time to drain.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BASE_DB = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+DB_NAME = "bench_bill_run"
+DB_URL = BASE_DB.rsplit("/", 1)[0] + "/" + DB_NAME
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+WORKERS = int(os.environ.get("WORKERS", "2"))
+CONCURRENCY = int(os.environ.get("CONCURRENCY", "2"))
+QUEUE = f"bench-{uuid.uuid4().hex[:6]}"
+
+os.environ.update(
+    DATABASE_URL=DB_URL,
+    REDIS_URL=REDIS_URL,
+    DEBUG="1",
+    EVENT_DISPATCH="celery",
+    CELERY_QUEUE=QUEUE,
+    DJANGO_SETTINGS_MODULE="config.settings",
+)
+
+
+def recreate_database() -> None:
+    import psycopg
+
+    admin = BASE_DB.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+
+
+def setup_django():
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+PLANS = [
+    ("basic-m", "Basic", "basic", "month", {"USD": "19.00", "EUR": "17.00", "JPY": "2500", "KWD": "6.000"}),
+    ("pro-m", "Pro", "professional", "month", {"USD": "49.00", "EUR": "45.00", "JPY": "6500", "KWD": "15.250"}),
+    (
+        "pro-y",
+        "Pro annual",
+        "professional",
+        "year",
+        {"USD": "490.00", "EUR": "450.00", "JPY": "65000", "KWD": "152.500"},
+    ),
+    ("team-m", "Team", "enterprise", "month", {"USD": "99.99", "EUR": "89.99", "JPY": "12800", "KWD": "30.125"}),
+]
+WHERE = {"USD": ("US", "CA"), "EUR": ("DE", ""), "JPY": ("JP", ""), "KWD": ("KW", "")}
+
+
+def populate(n: int) -> None:
+    from dateutil.relativedelta import relativedelta
+    from django.conf import settings
+    from django.db import transaction
+    from django.utils import timezone
+
+    from billing.models import BilledSubscription, BillingAccount, TaxRate
+    from sharedkernel.bus import drain
+    from sharedkernel.values import Money
+    from subscriptions import commands
+    from subscriptions.models import Customer, Subscription
+
+    settings.EVENT_DISPATCH = "manual"
+    plans = []
+    for code, name, tier, interval, prices in PLANS:
+        plans.append(
+            commands.define_plan(
+                code=code,
+                name=name,
+                tier=tier,
+                interval=interval,
+                trial_days=0,
+                prices=[Money(a, c) for c, a in prices.items()],
+            )
+        )
+    drain()
+    TaxRate.objects.create(country="US", region="CA", rate=Decimal("0.0725"), name="California sales tax")
+    TaxRate.objects.create(country="DE", region="", rate=Decimal("0.19"), name="Umsatzsteuer")
+    TaxRate.objects.create(country="JP", region="", rate=Decimal("0.10"), name="Consumption tax")
+
+    now = timezone.now()
+    currencies = list(WHERE)
+    for start in range(0, n, 5000):
+        customers, accounts, subs, billed = [], [], [], []
+        for i in range(start, min(n, start + 5000)):
+            currency = currencies[i % 4]
+            plan = plans[i % len(plans)]
+            country, region = WHERE[currency]
+            months = 12 if plan.interval == "year" else 1
+            end = now - timedelta(minutes=1)
+            begin = end - relativedelta(months=months)
+            price = plan.price_in(currency)
+            declining = i % 20 == 7  # 5 %
+            c = Customer(
+                id=uuid.uuid4(),
+                name=f"Customer {i}",
+                email=f"c{i}@bench.example",
+                currency=currency,
+                country=country,
+                region=region,
+                has_payment_method=True,
+                created_at=begin,
+                version=1,
+            )
+            customers.append(c)
+            accounts.append(
+                BillingAccount(
+                    customer_id=c.id,
+                    name=c.name,
+                    email=c.email,
+                    currency=currency,
+                    country=country,
+                    region=region,
+                    payment_token="pm_card_chargeDeclined" if declining else "pm_card_visa",
+                    payment_brand="visa",
+                    payment_last4="0002" if declining else "4242",
+                    opened_at=begin,
+                    version=1,
+                )
+            )
+            s = Subscription(
+                id=uuid.uuid4(),
+                customer=c,
+                plan=plan,
+                currency=currency,
+                price_minor=price.minor_units,
+                interval=plan.interval,
+                status="active",
+                billing_anchor=begin,
+                period_index=0,
+                current_period_start=begin,
+                current_period_end=end,
+                activated_at=begin,
+                created_at=begin,
+                version=1,
+            )
+            subs.append(s)
+            billed.append(
+                BilledSubscription(
+                    subscription_id=s.id,
+                    customer_id=c.id,
+                    plan_id=plan.id,
+                    plan_name=plan.name,
+                    plan_code=plan.code,
+                    interval=plan.interval,
+                    currency=currency,
+                    price_minor=price.minor_units,
+                    status="active",
+                    period_start=begin,
+                    period_end=end,
+                    source_version=1,
+                )
+            )
+        with transaction.atomic():
+            Customer.objects.bulk_create(customers)
+            BillingAccount.objects.bulk_create(accounts)
+            Subscription.objects.bulk_create(subs)
+            BilledSubscription.objects.bulk_create(billed)
+    settings.EVENT_DISPATCH = "celery"
+
+
+def start_workers(count_dir: str) -> list[subprocess.Popen]:
+    workers = []
+    for k in range(WORKERS):
+        ready = Path(count_dir) / f"ready-{k}"
+        env = dict(os.environ, WORKER_READY_FILE=str(ready), QUERY_COUNT_DIR=count_dir)
+        log = open(Path(count_dir) / f"worker-{k}.log", "wb")  # noqa: SIM115
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "-Q",
+                    QUEUE,
+                    "--concurrency",
+                    str(CONCURRENCY),
+                    "--loglevel",
+                    "WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-n",
+                    f"bench{k}@%h",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    deadline = time.monotonic() + 60
+    while not all((Path(count_dir) / f"ready-{k}").exists() for k in range(WORKERS)):
+        if time.monotonic() > deadline:
+            raise SystemExit("workers did not start; see " + count_dir)
+        time.sleep(0.1)
+    return workers
+
+
+def run(n: int) -> dict:
+    from django.db import connection, connections
+    from django.utils import timezone
+
+    from billing.models import Invoice, Payment
+    from config.celery import _count
+    from sharedkernel.bus import relay
+    from sharedkernel.models import OPEN_STATUSES, EventDelivery, StoredEvent
+    from sharedkernel.scheduling import run_job
+    from subscriptions.models import Subscription
+
+    t_setup = time.monotonic()
+    populate(n)
+    setup_seconds = time.monotonic() - t_setup
+    connections.close_all()
+    count_dir = tempfile.mkdtemp(prefix="bill-run-")
+    workers = start_workers(count_dir)
+    try:
+        events_before = StoredEvent.objects.count()
+        own = [0]
+
+        def count_own(execute, sql, params, many, context):
+            own[0] += 1
+            return execute(sql, params, many, context)
+
+        t0 = time.monotonic()
+        with connection.execute_wrapper(count_own):
+            renewed = run_job("subscriptions.renew_subscriptions", now=timezone.now())
+            while EventDelivery.objects.filter(status__in=OPEN_STATUSES).exists():
+                time.sleep(0.2)
+                if time.monotonic() - t0 > 1800:
+                    raise SystemExit("not drained after 30 min")
+                if EventDelivery.objects.filter(status="retrying", dispatch_after__lte=timezone.now()).exists():
+                    relay()
+        drained = time.monotonic() - t0
+        own_queries = own[0]
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(timeout=30)
+    worker_queries = sum(int(p.read_text() or 0) for p in Path(count_dir).glob("*.count"))
+    events = StoredEvent.objects.count() - events_before
+    failed = EventDelivery.objects.filter(status="failed").count()
+    return {
+        "n": n,
+        "renewed": renewed,
+        "invoices": Invoice.objects.filter(billing_reason="subscription_cycle").count(),
+        "paid": Invoice.objects.filter(billing_reason="subscription_cycle", status="paid").count(),
+        "declined": Payment.objects.filter(status="failed").count(),
+        "active": Subscription.objects.filter(status="active").count(),
+        "events": events,
+        "failed_deliveries": failed,
+        "seconds": drained,
+        "setup_seconds": setup_seconds,
+        "queries": worker_queries + own_queries,
+        "_count": _count,
+    }
+
+
+def main(sizes: list[int]) -> None:
+    print(f"bill run: {WORKERS} worker processes × concurrency {CONCURRENCY}, PostgreSQL {DB_URL}, Redis {REDIS_URL}")
+    print(
+        f"{'N':>8} {'drain s':>8} {'subs/s':>8} {'events':>8} {'events/s':>9} {'queries/sub':>11} "
+        f"{'paid':>7} {'declined':>8} {'failed dlv':>10}"
+    )
+    for n in sizes:
+        recreate_database()
+        code = subprocess.run([sys.executable, __file__, "--one", str(n)], cwd=ROOT)
+        if code.returncode:
+            raise SystemExit(code.returncode)
+
+
+def one(n: int) -> None:
+    setup_django()
+    r = run(n)
+    assert r["renewed"] == n and r["invoices"] == n, r
+    print(
+        f"{r['n']:>8} {r['seconds']:>8.1f} {r['n'] / r['seconds']:>8.0f} {r['events']:>8} "
+        f"{r['events'] / r['seconds']:>9.0f} {r['queries'] / r['n']:>11.2f} {r['paid']:>7} {r['declined']:>8} "
+        f"{r['failed_deliveries']:>10}   (set-up {r['setup_seconds']:.0f} s, not timed)",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--one"]:
+        one(int(sys.argv[2]))
+    else:
+        main([int(a) for a in sys.argv[1:]] or [1000, 10000])
