@@ -17,6 +17,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from billing import commands as billing
+from billing.models import Coupon, TaxRate
 from sharedkernel.bus import drain
 from sharedkernel.clock import FixedClock
 from sharedkernel.errors import DomainError
@@ -167,6 +169,24 @@ def _plans(now: datetime) -> list[Plan]:
     return made
 
 
+def _billing_configuration() -> None:
+    """Tax rates and a coupon, as staff would enter them in the admin."""
+    rates = [
+        ("US", "CA", "0.0725", "California sales tax"),
+        ("US", "NY", "0.08875", "New York sales tax"),
+        ("US", "TX", "0.0625", "Texas sales tax"),
+        ("DE", "", "0.19", "Umsatzsteuer"),
+        ("FR", "", "0.20", "TVA"),
+        ("JP", "", "0.10", "Consumption tax"),
+    ]
+    for country, region, rate, name in rates:
+        TaxRate.objects.get_or_create(country=country, region=region, defaults={"rate": rate, "name": name})
+    Coupon.objects.get_or_create(
+        code="WELCOME20",
+        defaults={"name": "Welcome", "percent_off": 20, "duration": "repeating", "duration_in_periods": 3},
+    )
+
+
 def _logins(customer_email: str):
     """A staff login and one customer login whose e-mail is already verified."""
     from allauth.account.models import EmailAddress
@@ -192,6 +212,7 @@ def seed(*, months: int = 6, customers: int = 36, seed_value: int = 7, log=print
         now = timezone.now().replace(microsecond=0)
         start = now - timedelta(days=30 * months)
         plans = _plans(start)
+        _billing_configuration()
         result.plans = len(plans)
         _, demo_user = _logins("demo@example.com")
         signups = sorted(
@@ -234,6 +255,11 @@ def _sign_up(index: int, when: datetime, plans: list[Plan], rng: random.Random, 
         clock=FixedClock(when),
     )
     result.customers += 1
+    drain()  # Billing opens the account
+    roll = rng.random()
+    card = "pm_card_visa" if roll < 0.85 else "pm_card_chargeDeclined" if roll < 0.93 else None
+    if card:
+        billing.update_payment_method(customer_id=str(customer.pk), token=card, clock=FixedClock(when))
     offered = [p for p in plans if p.price_in(currency) is not None]
     plan = rng.choice(offered)
     trial = plan.trial_days > 0 and rng.random() < 0.7
@@ -253,9 +279,17 @@ def _act_on_existing(day: datetime, rng: random.Random) -> None:
         roll = rng.random()
         clock = FixedClock(day + timedelta(hours=rng.randrange(1, 20)))
         try:
-            if roll < 0.004:
-                subs.cancel_subscription(subscription_id=sub.pk, reason="switching to a competitor", clock=clock)
+            if roll < 0.006 and sub.status == "active":
+                others = [
+                    p
+                    for p in Plan.objects.filter(interval=sub.plan.interval, archived=False).exclude(tier="enterprise")
+                    if p.pk != sub.plan_id and p.price_in(sub.currency) is not None
+                ]
+                if others:
+                    subs.change_plan(subscription_id=sub.pk, plan_id=rng.choice(others).pk, clock=clock)
             elif roll < 0.008:
+                subs.cancel_subscription(subscription_id=sub.pk, reason="switching to a competitor", clock=clock)
+            elif roll < 0.010:
                 subs.cancel_subscription(subscription_id=sub.pk, reason="budget cuts", at_period_end=True, clock=clock)
         except DomainError:
             pass
