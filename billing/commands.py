@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import models
 
 from billing import events as ev
-from billing.acl.subscriptions import PlanChangeFacts
+from billing.acl.subscriptions import PlanChangeFacts, UsageFacts
 from billing.models import (
     AttemptTrigger,
     BilledSubscription,
@@ -275,6 +275,7 @@ class InvoiceRequest:
     at: datetime
     cause: Cause
     period: InvoicePeriod | None = None
+    awaiting_usage: bool = False
 
 
 def plan_line(plan_name: str, price: Money, period: InvoicePeriod) -> LineDraft:
@@ -336,6 +337,7 @@ def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
             plan_name=request.plan_name,
             period=request.period,
             test_clock_id=account.test_clock_id,
+            awaiting_usage=request.awaiting_usage,
         )
         uow.add(invoice, request.cause)
         invoices.append(invoice)
@@ -353,6 +355,74 @@ def invoice_subscription(request: InvoiceRequest) -> Invoice | None:
     return invoices[0] if invoices else None
 
 
+# -- usage -------------------------------------------------------------------------------
+
+
+def usage_lines(usage: UsageFacts) -> list[LineDraft]:
+    """Overage per metric: max(0, used − included) × the plan's rate, exact in the currency."""
+    label = InvoicePeriod(usage.period.start, usage.period.end).label()
+    return [
+        LineDraft(
+            LineKind.USAGE,
+            f"{m.metric}: {m.overage:,} over the {m.included:,} included ({label}) at {m.rate} each",
+            m.rate.times(m.overage),
+            quantity=m.overage,
+            metric=m.metric,
+        )
+        for m in usage.metrics
+        if m.overage > 0 and m.rate is not None
+    ]
+
+
+class MissingInvoice(Exception):
+    """The renewal invoice the usage belongs to is not there yet (retried)."""
+
+
+def bill_usage_many(facts: list[tuple[UsageFacts, Work]]) -> None:
+    """Usage of closed periods: overage onto the waiting renewal invoice, or a final invoice."""
+    waiting = {
+        (str(i.subscription_id), i.period_start): i
+        for i in Invoice.objects.select_for_update(of=("self",))
+        .filter(
+            subscription_id__in={f.subscription_id for f, _ in facts}, awaiting_usage=True, status=InvoiceStatus.DRAFT
+        )
+        .prefetch_related("lines")
+    }
+    uow = UnitOfWork()
+    finals, ready = [], []
+    for usage, work in facts:
+        lines = usage_lines(usage)
+        invoice = waiting.get((usage.subscription_id, usage.period.end))
+        if invoice is not None:
+            invoice.add_usage(lines, at=work.at)
+            uow.touch(invoice, work.cause)
+            ready.append(Work(str(invoice.id), work.at, work.cause))
+        elif (
+            not usage.final
+            and not Invoice.objects.filter(
+                subscription_id=usage.subscription_id, period_start=usage.period.end
+            ).exists()
+        ):
+            raise MissingInvoice(f"No renewal invoice yet for {usage.subscription_id} from {usage.period.end}")
+        elif lines:  # the renewal was billed already, or the subscription ended: an invoice of its own
+            finals.append(
+                InvoiceRequest(
+                    customer_id=usage.customer_id,
+                    subscription_id=usage.subscription_id,
+                    plan_name=usage.plan_name,
+                    currency=usage.currency,
+                    reason=BillingReason.SUBSCRIPTION_CANCEL if usage.final else BillingReason.MANUAL,
+                    lines=tuple(lines),
+                    at=work.at,
+                    cause=work.cause,
+                    period=usage.period,
+                )
+            )
+    uow.commit()
+    generate_invoices(finals)
+    calculate_tax_many(ready)
+
+
 # -- invoices: tax, finalize -----------------------------------------------------------
 
 
@@ -362,7 +432,7 @@ def calculate_tax_many(work: list[Work]) -> int:
     items = {w.id: w for w in work}
     invoices = list(
         Invoice.objects.select_for_update(of=("self",))
-        .filter(pk__in=items.keys(), status=InvoiceStatus.DRAFT, tax_calculated=False)
+        .filter(pk__in=items.keys(), status=InvoiceStatus.DRAFT, tax_calculated=False, awaiting_usage=False)
         .prefetch_related("lines")
     )
     accounts = _accounts(i.customer_id for i in invoices)

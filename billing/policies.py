@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 
 from billing import commands
-from billing.acl.subscriptions import CustomerFacts, PlanChangeFacts, PlanFacts, SubscriptionFacts
+from billing.acl.subscriptions import CustomerFacts, PlanChangeFacts, PlanFacts, SubscriptionFacts, UsageFacts
 from billing.commands import InvoiceRequest, Work, plan_line
 from billing.models import BilledSubscription, BillingAccount, BillingPlan, Invoice, InvoiceStatus
 from billing.values import BillingReason
@@ -132,7 +132,9 @@ def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
     )
 
 
-def _invoice_for(event: DomainEvent, facts: SubscriptionFacts, reason: BillingReason) -> InvoiceRequest:
+def _invoice_for(
+    event: DomainEvent, facts: SubscriptionFacts, reason: BillingReason, *, metered: bool = False
+) -> InvoiceRequest:
     return InvoiceRequest(
         customer_id=facts.customer_id,
         subscription_id=facts.subscription_id,
@@ -143,6 +145,7 @@ def _invoice_for(event: DomainEvent, facts: SubscriptionFacts, reason: BillingRe
         at=event.occurred_on,
         cause=cause_of(event),
         period=facts.period,
+        awaiting_usage=metered,
     )
 
 
@@ -151,6 +154,13 @@ def bill_subscriptions(events: list[DomainEvent]) -> None:
     """GenerateInvoice / GenerateProratedInvoice / ApplyCredit / VoidInvoice for subscription events."""
     read = [(event, SubscriptionFacts.from_payload(event.event_type, event.payload)) for event in events]
     _project(read)
+    metered = {
+        str(pk)
+        for pk, rates in BillingPlan.objects.filter(pk__in={f.plan_id for _, f in read}).values_list(
+            "plan_id", "overage_rates"
+        )
+        if rates
+    }
     requests: list[InvoiceRequest] = []
     for event, facts in read:
         p = facts.raw
@@ -162,7 +172,10 @@ def bill_subscriptions(events: list[DomainEvent]) -> None:
         ):
             requests.append(_invoice_for(event, facts, BillingReason.SUBSCRIPTION_CREATE))
         elif event.name == "SubscriptionRenewed":
-            requests.append(_invoice_for(event, facts, BillingReason.SUBSCRIPTION_CYCLE))
+            # a metered plan's renewal waits for the closed period's usage (UsageCalculated)
+            requests.append(
+                _invoice_for(event, facts, BillingReason.SUBSCRIPTION_CYCLE, metered=facts.plan_id in metered)
+            )
         elif event.name == "SubscriptionResumed" and p.get("period_restarted"):
             requests.append(_invoice_for(event, facts, BillingReason.SUBSCRIPTION_RESUME))
         elif event.name == "PlanChanged":
@@ -180,6 +193,16 @@ def bill_subscriptions(events: list[DomainEvent]) -> None:
 
 def _work(events: list[DomainEvent], key: str = "invoice_id") -> list[Work]:
     return [Work(event.payload[key], event.occurred_on, cause_of(event)) for event in events]
+
+
+@reacts_to("subscriptions.UsageCalculated", batch=True, batch_size=500)
+def bill_usage(events: list[DomainEvent]) -> None:
+    commands.bill_usage_many(
+        [
+            (UsageFacts.from_payload(e.payload), Work(e.payload["subscription_id"], e.occurred_on, cause_of(e)))
+            for e in events
+        ]
+    )
 
 
 @reacts_to("billing.InvoiceGenerated", batch=True, batch_size=500)

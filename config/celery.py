@@ -54,6 +54,11 @@ SCHEDULE = dict(
             60,
             "every minute: periods that ended roll over (SubscriptionRenewed) or end a scheduled cancellation",
         ),
+        _job(
+            "subscriptions.calculate_usage",
+            60,
+            "every minute: usage of periods whose grace window (USAGE_GRACE_SECONDS) passed becomes final",
+        ),
         # -- billing ---------------------------------------------------------------
         _job("billing.retry_payments", 60, "every minute: failed payments whose retry (+1 h, +24 h, +72 h) is due"),
         _job("billing.escalate_dunning", 300, "every 5 min: dunning steps that are due (reminder + one more charge)"),

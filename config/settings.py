@@ -181,6 +181,8 @@ BEAT_HEARTBEAT_MAX_AGE = timedelta(seconds=env_int("BEAT_HEARTBEAT_MAX_AGE_SECON
 
 # --- Domain settings -------------------------------------------------------
 TRIAL_REMINDER_DAYS = env_int("TRIAL_REMINDER_DAYS", 3)
+# Late usage of a closed period is accepted this long after its end; then it is final and billed.
+USAGE_GRACE_SECONDS = env_int("USAGE_GRACE_SECONDS", 3600)
 
 # Billing's adapters (billing/ports.py). The defaults work offline: the sandbox gateway
 # with API.md's test cards, and the TaxRate table edited in the admin.

@@ -23,6 +23,7 @@ from sharedkernel.errors import ConcurrentUpdate, InvalidInput, NotFound
 from sharedkernel.eventstore import append_batch, save_and_publish
 from sharedkernel.models import CustomerLogin, TestClock
 from sharedkernel.values import Money, UnknownCurrency
+from subscriptions import usage
 from subscriptions.models import (
     LIVE_STATUSES,
     Customer,
@@ -381,9 +382,11 @@ def renew_due_subscriptions(*, due: QuerySet, now, limit: int = 500) -> int:
     )
     if not subs:
         return 0
+    closing = {sub.pk: (sub.current_period_start, sub.current_period_end) for sub in subs}
     for sub in subs:
         sub.renew(at=now)
     bulk_save_locked(subs, RENEWAL_FIELDS)
+    usage.open_usage_periods(subs, closing)
     append_batch(
         (
             Cause(

@@ -288,3 +288,84 @@ class SubscriptionRenewed(SubscriptionEvent):
     price: Money
     previous_period: PeriodRef
     period: PeriodRef
+
+
+# -- usage ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageTotal:
+    subscription_id: str
+    customer_id: str
+    metric: str
+    quantity: int  #: accepted in this batch
+    period_start: datetime  #: the period the usage counts towards
+
+
+@dataclass(frozen=True)
+class UsageRecorded(Event):
+    """A batch of usage records was accepted (one event per ingestion request; the
+    records themselves are kept, deduplicated by idempotency key, as UsageRecord rows)."""
+
+    event_type = "subscriptions.UsageRecorded"
+    aggregate_type = "UsageBatch"
+    aggregate_id_field = "batch_id"
+
+    batch_id: str
+    accepted: int
+    duplicates: int
+    totals: list[UsageTotal]
+
+
+@dataclass(frozen=True)
+class UsageThresholdReached(Event):
+    """Usage of a metric reached ``threshold_percent`` (80, then 100) of what the plan includes,
+    once per period."""
+
+    event_type = "subscriptions.UsageThresholdReached"
+    aggregate_type = "UsageCounter"
+    aggregate_id_field = "counter_id"
+
+    counter_id: str
+    subscription_id: str
+    customer_id: str
+    metric: str
+    threshold_percent: int
+    used: int
+    included: int
+    period_start: datetime
+
+
+@dataclass(frozen=True)
+class UsageQuotaExceeded(UsageThresholdReached):
+    """Usage went over what the plan includes; the excess is billed as overage."""
+
+    event_type = "subscriptions.UsageQuotaExceeded"
+
+
+@dataclass(frozen=True)
+class MetricUsage:
+    metric: str
+    used: int
+    included: int
+    overage: int  #: max(0, used − included)
+    rate: Money | None  #: price per unit over the included quantity (None: not billed)
+
+
+@dataclass(frozen=True)
+class UsageCalculated(Event):
+    """A period's usage is final (its grace window for late records has passed).
+    Billing adds the overage to the invoice; ``final`` when the subscription ended with it."""
+
+    event_type = "subscriptions.UsageCalculated"
+    aggregate_type = "UsagePeriod"
+    aggregate_id_field = "usage_period_id"
+
+    usage_period_id: str
+    subscription_id: str
+    customer_id: str
+    plan_name: str
+    currency: str
+    period: PeriodRef
+    metrics: list[MetricUsage]
+    final: bool

@@ -18,8 +18,8 @@ from sharedkernel.clock import FixedClock
 from sharedkernel.correlation import new_chain
 from sharedkernel.errors import DomainError
 from sharedkernel.scheduling import scheduled_job
-from subscriptions import commands
-from subscriptions.models import Subscription, SubscriptionStatus
+from subscriptions import commands, usage
+from subscriptions.models import Subscription, SubscriptionStatus, UsagePeriod
 
 
 def in_scope(query: QuerySet, test_clock_id: str | None) -> QuerySet:
@@ -102,4 +102,24 @@ def renew_subscriptions(now: datetime, test_clock_id: str | None) -> int:
         )
         total += renewed
         if not renewed:
+            return total
+
+
+# -- usage: periods whose grace window for late records has passed ----------------------
+
+
+def _usage_periods(test_clock_id):
+    return in_scope(UsagePeriod.objects.filter(calculated_at__isnull=True), test_clock_id)
+
+
+@scheduled_job(
+    "subscriptions.calculate_usage",
+    next_due=lambda scope: _usage_periods(scope).aggregate(at=Min("due_at"))["at"],
+)
+def calculate_usage(now: datetime, test_clock_id: str | None) -> int:
+    total = 0
+    while True:
+        done = usage.calculate_due_periods(_usage_periods(test_clock_id).filter(due_at__lte=now), now)
+        total += done
+        if not done:
             return total

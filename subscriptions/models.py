@@ -731,3 +731,69 @@ class Subscription(AggregateRoot):
         requested = self.pending_plan.ref()
         self.pending_plan = None
         self.record(ev.PlanChangeDeclined(**self._common(), requested_plan=requested), at=at)
+
+
+# -- usage ---------------------------------------------------------------------------
+
+
+class UsageRecord(models.Model):
+    """One reported usage fact. Append-only; a repeated idempotency key is a duplicate."""
+
+    id = models.BigAutoField(primary_key=True)
+    subscription_id = models.UUIDField()
+    metric = models.CharField(max_length=50)
+    quantity = models.BigIntegerField()
+    timestamp = models.DateTimeField()
+    period_start = models.DateTimeField(help_text="The billing period the usage counts towards.")
+    idempotency_key = models.CharField(max_length=100)
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subscription_id", "idempotency_key"], name="usage_key_once"),
+        ]
+        indexes = [models.Index(fields=["subscription_id", "period_start", "metric"], name="usage_by_period")]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} {self.metric} at {self.timestamp:%Y-%m-%d %H:%M}"
+
+
+class UsageCounter(models.Model):
+    """Running total of a metric in one period of a subscription (what the GET endpoint reads)."""
+
+    id = models.BigAutoField(primary_key=True)
+    subscription_id = models.UUIDField()
+    metric = models.CharField(max_length=50)
+    period_start = models.DateTimeField()
+    used = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription_id", "metric", "period_start"], name="one_counter_per_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric}: {self.used}"
+
+
+class UsagePeriod(models.Model):
+    """A closed billing period whose usage becomes final once its grace window has passed."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="usage_periods")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    final = models.BooleanField(default=False, help_text="The subscription ended with this period.")
+    due_at = models.DateTimeField(db_index=True, help_text="Period end + the grace window for late usage.")
+    calculated_at = models.DateTimeField(null=True, blank=True)
+    test_clock_id = models.UUIDField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "period_start"], name="one_close_per_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Usage of {self.period_start:%Y-%m-%d} – {self.period_end:%Y-%m-%d}"

@@ -145,3 +145,46 @@ class PlanChangeFacts:
             new_period=_period(p["new_period"]),
             in_trial=bool(p.get("in_trial")),
         )
+
+
+@dataclass(frozen=True)
+class MetricFacts:
+    metric: str
+    used: int
+    included: int
+    overage: int
+    rate: Money | None
+
+
+@dataclass(frozen=True)
+class UsageFacts:
+    """subscriptions.UsageCalculated: a period's usage is final."""
+
+    subscription_id: str
+    customer_id: str
+    plan_name: str
+    currency: str
+    period: InvoicePeriod
+    metrics: tuple[MetricFacts, ...]
+    final: bool
+
+    @classmethod
+    def from_payload(cls, p: dict) -> UsageFacts:
+        return cls(
+            subscription_id=p["subscription_id"],
+            customer_id=p["customer_id"],
+            plan_name=p["plan_name"],
+            currency=p["currency"],
+            period=_period(p["period"]),
+            metrics=tuple(
+                MetricFacts(
+                    metric=m["metric"],
+                    used=int(m["used"]),
+                    included=int(m["included"]),
+                    overage=int(m["overage"]),
+                    rate=Money.from_json(m["rate"]) if m.get("rate") else None,
+                )
+                for m in p["metrics"]
+            ),
+            final=bool(p.get("final")),
+        )

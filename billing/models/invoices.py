@@ -53,6 +53,8 @@ class Invoice(AggregateRoot):
     credit_applied_minor = models.BigIntegerField(default=0)
     amount_due_minor = models.BigIntegerField(default=0)
     amount_paid_minor = models.BigIntegerField(default=0)
+    #: A renewal of a metered plan waits for the closed period's usage before tax.
+    awaiting_usage = models.BooleanField(default=False)
     # tax
     tax_calculated = models.BooleanField(default=False)
     tax_rate = models.DecimalField(max_digits=6, decimal_places=5, null=True, blank=True)
@@ -150,6 +152,7 @@ class Invoice(AggregateRoot):
         plan_name: str = "",
         period: InvoicePeriod | None = None,
         test_clock_id: str | None = None,
+        awaiting_usage: bool = False,
     ) -> Invoice:
         """GenerateInvoice: a draft with its charge lines (no tax, no credit yet)."""
         if not lines:
@@ -172,6 +175,7 @@ class Invoice(AggregateRoot):
             period_end=period.end if period else None,
             created_at=at,
             test_clock_id=test_clock_id,
+            awaiting_usage=awaiting_usage,
         )
         for line in lines:
             invoice._append(line)
@@ -239,10 +243,24 @@ class Invoice(AggregateRoot):
             at=at,
         )
 
+    def add_usage(self, lines: list[LineDraft], *, at: datetime) -> None:
+        """The closed period's usage is final: add its overage lines (if any); tax may follow."""
+        self._require_draft("take usage")
+        if not self.awaiting_usage:
+            raise InvalidTransition(f"Invoice {self} is not waiting for usage.")
+        for line in lines:
+            if line.kind != LineKind.USAGE:
+                raise InvalidTransition("Only usage lines are added when usage is calculated.")
+            self.awaiting_usage = False  # add_line checks the draft is still open to lines
+            self.add_line(line, at=at)
+        self.awaiting_usage = False
+
     # -- tax ---------------------------------------------------------------------------
     def apply_tax(self, calculation: TaxCalculation, *, at: datetime) -> None:
         """CalculateTax: one tax line, zero with its reason when the customer is exempt."""
         self._require_draft("be taxed")
+        if self.awaiting_usage:
+            raise InvalidTransition(f"Invoice {self} waits for the period's usage before tax.")
         if self.tax_calculated:
             raise InvalidTransition(f"Tax of invoice {self} is already calculated.")
         if calculation.tax.currency != self.currency:

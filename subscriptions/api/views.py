@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
+
 import django_filters
 from django.db.models import Q, Subquery
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from sharedkernel.api.fields import CurrencyField, MoneyField
 from sharedkernel.api.permissions import CustomerScopedMixin, IsStaff, customer_id_of
 from sharedkernel.api.views import StoredEventSerializer
+from sharedkernel.errors import InvalidInput
 from sharedkernel.models import StoredEvent
-from subscriptions import commands
+from subscriptions import commands, usage
 from subscriptions.api.serializers import CustomerOut, OverageRatesField, PlanOut, SubscriptionOut
 from subscriptions.models import Customer, Plan, ResumeInitiator, Subscription, SubscriptionStatus
 from subscriptions.values import BillingInterval, PlanTier
@@ -205,6 +209,32 @@ class SubscriptionViewSet(
         return self._respond(sub, status.HTTP_201_CREATED)
 
     @extend_schema(
+        responses=inline_serializer(
+            "SubscriptionUsage",
+            {
+                "subscription": serializers.UUIDField(),
+                "period_start": serializers.DateTimeField(),
+                "period_end": serializers.DateTimeField(),
+                "metrics": inline_serializer(
+                    "MetricUsage",
+                    {
+                        "metric": serializers.CharField(),
+                        "used": serializers.IntegerField(),
+                        "included": serializers.IntegerField(),
+                        "overage": serializers.IntegerField(),
+                        "overage_amount": MoneyField(allow_null=True),
+                    },
+                    many=True,
+                ),
+            },
+        ),
+        summary="Usage of the open period per metric: used, included, overage",
+    )
+    @action(detail=True, methods=["get"])
+    def usage(self, request, pk=None):
+        return Response(usage_payload(Subscription.objects.select_related("plan").get(pk=self.get_object().pk)))
+
+    @extend_schema(
         request=ChangePlanInput,
         responses={200: SubscriptionOut, 202: OpenApiResponse(SubscriptionOut, "Waiting for staff approval.")},
     )
@@ -276,3 +306,80 @@ class SubscriptionViewSet(
         ).order_by("position")
         page = self.paginate_queryset(timeline)
         return self.get_paginated_response(StoredEventSerializer(page, many=True).data)
+
+
+# -- usage -------------------------------------------------------------------------------
+
+USAGE_RECORD = inline_serializer(
+    "UsageRecordIn",
+    {
+        "subscription": serializers.UUIDField(),
+        "metric": serializers.CharField(),
+        "quantity": serializers.IntegerField(min_value=0),
+        "timestamp": serializers.DateTimeField(),
+        "idempotency_key": serializers.CharField(max_length=100),
+    },
+)
+USAGE_RESULT = inline_serializer(
+    "UsageAccepted",
+    {
+        "accepted": serializers.IntegerField(),
+        "duplicates": serializers.IntegerField(),
+        "errors": inline_serializer(
+            "UsageRecordError",
+            {
+                "index": serializers.IntegerField(),
+                "field": serializers.CharField(),
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+            },
+            many=True,
+        ),
+    },
+)
+
+
+class UsageView(APIView):
+    """RecordUsage: one record or a list of up to 1,000.
+
+    Records are validated one by one and plain Python does it (no serializer per
+    record: a batch must cost milliseconds). Valid records are accepted even when
+    others in the batch are refused; refusals come back in ``errors`` by index.
+    """
+
+    @extend_schema(
+        request=USAGE_RECORD,
+        responses={200: USAGE_RESULT},
+        summary="Report usage: a record or a list of up to 1,000 (deduplicated by idempotency_key)",
+    )
+    def post(self, request):
+        body = request.data
+        records = body if isinstance(body, list) else [body] if isinstance(body, dict) else None
+        if records is None or not records:
+            raise InvalidInput("Send a usage record or a non-empty list of them.", details={"body": "record or list"})
+        if len(records) > usage.MAX_BATCH:
+            raise InvalidInput(
+                f"At most {usage.MAX_BATCH} records per call; split the batch.",
+                details={"body": f"{len(records)} records"},
+            )
+        own = None if request.user.is_staff else (customer_id_of(request.user) or uuid.UUID(int=0))
+        result = usage.record_usage(records, customer_id=own)
+        return Response({"accepted": result.accepted, "duplicates": result.duplicates, "errors": result.errors})
+
+
+def usage_payload(sub: Subscription) -> dict:
+    return {
+        "subscription": str(sub.pk),
+        "period_start": serializers.DateTimeField().to_representation(sub.current_period_start),
+        "period_end": serializers.DateTimeField().to_representation(sub.current_period_end),
+        "metrics": [
+            {
+                "metric": m.metric,
+                "used": m.used,
+                "included": m.included,
+                "overage": m.overage,
+                "overage_amount": m.overage_amount.to_json() if m.overage_amount is not None else None,
+            }
+            for m in usage.usage_of(sub)
+        ],
+    }

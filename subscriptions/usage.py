@@ -1,0 +1,448 @@
+"""Usage: RecordUsage at ingestion speed, running totals, thresholds, and the close of a period.
+
+Ingestion takes up to 1,000 records per call and costs a handful of SQL
+statements whatever the size: one read of the subscriptions involved, one
+``INSERT … ON CONFLICT DO NOTHING`` of the records (a repeated idempotency key is
+a duplicate, never counted twice), one upsert of the per-period counters, and
+one event append. Counters are updated in the same transaction, so the usage
+endpoint is fresh as soon as the call returns. Crossing 80 % / 100 % of a
+metric's included quantity is detected from the counter before and after the
+upsert, so each threshold fires once per period even under concurrent calls.
+
+When a period ends (renewal or cancellation at period end) a UsagePeriod waits
+``USAGE_GRACE_SECONDS`` for late records, then ``UsageCalculated`` gives Billing
+the final totals and overage.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from sharedkernel.aggregates import RecordedEvent
+from sharedkernel.clock import clock_for
+from sharedkernel.correlation import Cause, current_cause, new_correlation_id
+from sharedkernel.eventstore import append_batch
+from sharedkernel.values import Money
+from subscriptions import events as ev
+from subscriptions.models import (
+    PlanOverageRate,
+    Subscription,
+    SubscriptionStatus,
+    UsageCounter,
+    UsagePeriod,
+    UsageRecord,
+)
+from subscriptions.values import BillingInterval, SubscriptionPeriod
+
+MAX_BATCH = 1000
+THRESHOLDS = (80, 100)
+FUTURE_SKEW = timedelta(minutes=5)
+
+
+def grace() -> timedelta:
+    return timedelta(seconds=getattr(settings, "USAGE_GRACE_SECONDS", 3600))
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    errors: list[dict] = field(default_factory=list)
+
+    def refuse(self, index: int, field_name: str, code: str, message: str) -> None:
+        self.errors.append({"index": index, "field": field_name, "code": code, "message": message})
+
+
+@dataclass(frozen=True)
+class _Open:
+    """What ingestion needs to know of a subscription."""
+
+    customer_id: str
+    status: str
+    period_start: datetime
+    period_end: datetime
+    previous_start: datetime | None
+    included: dict
+    test_clock_id: str | None
+
+
+def _subscriptions(ids: set[str]) -> dict[str, _Open]:
+    rows = Subscription.objects.filter(pk__in=ids).values_list(
+        "pk",
+        "customer_id",
+        "status",
+        "current_period_start",
+        "current_period_end",
+        "billing_anchor",
+        "period_index",
+        "interval",
+        "plan__included_usage",
+        "test_clock_id",
+    )
+    found = {}
+    for pk, customer, status, start, end, anchor, index, interval, included, clock in rows:
+        previous = SubscriptionPeriod.nth(anchor, BillingInterval(interval), index - 1).start if index > 0 else None
+        found[str(pk)] = _Open(
+            str(customer), status, start, end, previous, included or {}, str(clock) if clock else None
+        )
+    return found
+
+
+def _parse(index: int, raw, result: IngestResult):
+    if not isinstance(raw, dict):
+        result.refuse(index, "", "invalid", "Each record is an object.")
+        return None
+    try:
+        sub_id = str(uuid.UUID(str(raw.get("subscription"))))
+    except ValueError:
+        result.refuse(index, "subscription", "invalid", "subscription must be a subscription id.")
+        return None
+    metric, key, quantity, stamp = (
+        raw.get("metric"),
+        raw.get("idempotency_key"),
+        raw.get("quantity"),
+        raw.get("timestamp"),
+    )
+    if not isinstance(metric, str) or not metric:
+        result.refuse(index, "metric", "required", "metric is required.")
+        return None
+    if not isinstance(key, str) or not 0 < len(key) <= 100:
+        result.refuse(index, "idempotency_key", "required", "idempotency_key is a string of 1–100 characters.")
+        return None
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        result.refuse(index, "quantity", "invalid", "quantity is a whole number.")
+        return None
+    if quantity < 0:
+        result.refuse(index, "quantity", "negative", "quantity must not be negative.")
+        return None
+    try:
+        at = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        result.refuse(index, "timestamp", "invalid", "timestamp is an ISO 8601 time with offset.")
+        return None
+    if at.tzinfo is None:
+        result.refuse(index, "timestamp", "invalid", "timestamp needs a UTC offset.")
+        return None
+    return sub_id, metric, quantity, at, key
+
+
+def record_usage(records: list, *, customer_id: str | None = None) -> IngestResult:
+    """RecordUsage for a batch. ``customer_id`` limits it to that customer's subscriptions
+    (a customer's API key); staff pass None. Valid records are kept even when others fail."""
+    result = IngestResult()
+    parsed = [(i, p) for i, raw in enumerate(records) if (p := _parse(i, raw, result)) is not None]
+    subs = _subscriptions({p[0] for _, p in parsed})
+    now_of: dict[str | None, datetime] = {}
+    rows = []
+    for index, (sub_id, metric, quantity, at, key) in parsed:
+        sub = subs.get(sub_id)
+        if sub is None or (customer_id is not None and sub.customer_id != str(customer_id)):
+            result.refuse(index, "subscription", "not_found", "No such subscription.")
+            continue
+        if sub.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
+            result.refuse(
+                index, "subscription", "not_billable", f"The subscription is {sub.status}; usage is not recorded."
+            )
+            continue
+        if metric not in sub.included:
+            known = ", ".join(sorted(sub.included)) or "none"
+            result.refuse(
+                index, "metric", "unknown_metric", f"The plan does not meter {metric!r} (it meters: {known})."
+            )
+            continue
+        if sub.test_clock_id not in now_of:
+            now_of[sub.test_clock_id] = clock_for(sub.test_clock_id).now()
+        now = now_of[sub.test_clock_id]
+        if at > now + FUTURE_SKEW:
+            result.refuse(index, "timestamp", "in_future", "The timestamp is in the future.")
+            continue
+        if sub.period_start <= at < sub.period_end:
+            period_start = sub.period_start
+        elif (
+            sub.previous_start is not None
+            and sub.previous_start <= at < sub.period_start
+            and now < sub.period_start + grace()
+        ):
+            period_start = sub.previous_start  # late usage of the closed period, within its grace window
+        else:
+            result.refuse(
+                index,
+                "timestamp",
+                "outside_period",
+                f"The timestamp is outside the open period ({sub.period_start:%Y-%m-%d %H:%M} – "
+                f"{sub.period_end:%Y-%m-%d %H:%M} UTC) and its grace window.",
+            )
+            continue
+        rows.append((sub_id, metric, quantity, at, period_start, key, now))
+    if rows:
+        with transaction.atomic():
+            inserted = _insert(rows)
+            result.accepted = len(inserted)
+            result.duplicates = len(rows) - len(inserted)
+            _count(inserted, subs, result, now_of)
+    result.errors.sort(key=lambda e: e["index"])
+    return result
+
+
+def _insert(rows) -> list[tuple]:
+    """Insert the records, skipping known keys; returns the rows actually inserted."""
+    if connection.vendor == "postgresql":
+        values = ", ".join(["(%s::uuid, %s, %s, %s, %s, %s, %s)"] * len(rows))
+        params = [
+            v for sub_id, metric, q, at, start, key, now in rows for v in (sub_id, metric, q, at, start, key, now)
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {UsageRecord._meta.db_table} "
+                "(subscription_id, metric, quantity, timestamp, period_start, idempotency_key, recorded_at) "
+                f"VALUES {values} ON CONFLICT (subscription_id, idempotency_key) DO NOTHING "
+                "RETURNING subscription_id, metric, quantity, period_start",
+                params,
+            )
+            return [(str(s), m, q, p) for s, m, q, p in cursor.fetchall()]
+    inserted = []
+    for sub_id, metric, quantity, at, start, key, now in rows:  # SQLite (embedded default): row by row
+        _, created = UsageRecord.objects.get_or_create(
+            subscription_id=sub_id,
+            idempotency_key=key,
+            defaults={
+                "metric": metric,
+                "quantity": quantity,
+                "timestamp": at,
+                "period_start": start,
+                "recorded_at": now,
+            },
+        )
+        if created:
+            inserted.append((sub_id, metric, quantity, start))
+    return inserted
+
+
+def _count(inserted, subs: dict[str, _Open], result: IngestResult, now_of: dict) -> None:
+    sums: dict[tuple, int] = defaultdict(int)
+    for sub_id, metric, quantity, start in inserted:
+        sums[(sub_id, metric, start)] += quantity
+    if not sums:
+        return
+    after = _add_to_counters(sums)
+    recorded = []
+    now = max(now_of.values())
+    batch_id = str(uuid.uuid4())
+    totals = [
+        ev.UsageTotal(subscription_id=s, customer_id=subs[s].customer_id, metric=m, quantity=q, period_start=p)
+        for (s, m, p), q in sums.items()
+    ]
+    recorded.append(
+        RecordedEvent(
+            ev.UsageRecorded(batch_id=batch_id, accepted=result.accepted, duplicates=result.duplicates, totals=totals),
+            now,
+            "UsageBatch",
+            batch_id,
+            1,
+            None,
+        )
+    )
+    for (sub_id, metric, start), (counter_id, used) in after.items():
+        sub = subs[sub_id]
+        included = int(sub.included.get(metric) or 0)
+        before = used - sums[(sub_id, metric, start)]
+        if included <= 0:
+            continue
+        for percent in THRESHOLDS:
+            line = included * percent / 100
+            if before < line <= used:
+                common = dict(
+                    counter_id=str(counter_id),
+                    subscription_id=sub_id,
+                    customer_id=sub.customer_id,
+                    metric=metric,
+                    threshold_percent=percent,
+                    used=used,
+                    included=included,
+                    period_start=start,
+                )
+                at = now_of[sub.test_clock_id]
+                recorded.append(
+                    RecordedEvent(
+                        ev.UsageThresholdReached(**common), at, "UsageCounter", str(counter_id), 1, sub.test_clock_id
+                    )
+                )
+        if before <= included < used:
+            recorded.append(
+                RecordedEvent(
+                    ev.UsageQuotaExceeded(
+                        counter_id=str(counter_id),
+                        subscription_id=sub_id,
+                        customer_id=sub.customer_id,
+                        metric=metric,
+                        threshold_percent=100,
+                        used=used,
+                        included=included,
+                        period_start=start,
+                    ),
+                    now_of[sub.test_clock_id],
+                    "UsageCounter",
+                    str(counter_id),
+                    1,
+                    sub.test_clock_id,
+                )
+            )
+    append_batch([(current_cause(), recorded)])
+
+
+def _add_to_counters(sums: dict[tuple, int]) -> dict[tuple, tuple[int, int]]:
+    """Add the batch's sums to the counters; returns (counter id, total after) per key."""
+    if connection.vendor == "postgresql":
+        keys = list(sums)
+        values = ", ".join(["(%s::uuid, %s, %s::timestamptz, %s)"] * len(keys))
+        params = [v for key in keys for v in (key[0], key[1], key[2], sums[key])]
+        table = UsageCounter._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} AS c (subscription_id, metric, period_start, used) VALUES {values} "
+                "ON CONFLICT (subscription_id, metric, period_start) DO UPDATE SET used = c.used + EXCLUDED.used "
+                "RETURNING id, subscription_id, metric, period_start, used",
+                params,
+            )
+            return {(str(s), m, p): (pk, used) for pk, s, m, p, used in cursor.fetchall()}
+    result = {}
+    for (sub_id, metric, start), quantity in sums.items():
+        counter, _ = UsageCounter.objects.select_for_update().get_or_create(
+            subscription_id=sub_id, metric=metric, period_start=start
+        )
+        counter.used += quantity
+        counter.save(update_fields=["used"])
+        result[(sub_id, metric, start)] = (counter.pk, counter.used)
+    return result
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricUse:
+    metric: str
+    used: int
+    included: int
+    rate: Money | None
+
+    @property
+    def overage(self) -> int:
+        return max(0, self.used - self.included)
+
+    @property
+    def overage_amount(self) -> Money | None:
+        return self.rate.times(self.overage) if self.rate is not None else None
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.used / self.included) if self.included else 0
+
+
+def usage_of(sub: Subscription, period_start: datetime | None = None) -> list[MetricUse]:
+    """Used, included and overage per metric of the plan, for the open period (or another)."""
+    start = period_start or sub.current_period_start
+    used = dict(UsageCounter.objects.filter(subscription_id=sub.pk, period_start=start).values_list("metric", "used"))
+    rates = {
+        r.metric: Money.from_minor(r.amount_minor, r.currency)
+        for r in PlanOverageRate.objects.filter(plan_id=sub.plan_id, currency=sub.currency)
+    }
+    included = sub.plan.included_usage or {}
+    metrics = sorted(set(included) | set(used))
+    return [MetricUse(m, int(used.get(m, 0)), int(included.get(m, 0)), rates.get(m)) for m in metrics]
+
+
+def usage_history(sub: Subscription, periods: int = 6) -> list[tuple[datetime, dict[str, int]]]:
+    """Totals per metric for the last ``periods`` periods, oldest first (for the chart)."""
+    by_period: dict[datetime, dict[str, int]] = defaultdict(dict)
+    for metric, start, used in UsageCounter.objects.filter(subscription_id=sub.pk).values_list(
+        "metric", "period_start", "used"
+    ):
+        by_period[start][metric] = used
+    return sorted(by_period.items())[-periods:]
+
+
+# -- closing periods -------------------------------------------------------------------
+
+
+def open_usage_periods(subs: list[Subscription], closing: dict) -> None:
+    """After renewals or ends at period end: metered periods wait for late usage, then close."""
+    metered = set(
+        PlanOverageRate.objects.filter(plan_id__in={s.plan_id for s in subs}).values_list("plan_id", flat=True)
+    )
+    UsagePeriod.objects.bulk_create(
+        [
+            UsagePeriod(
+                subscription=sub,
+                period_start=closing[sub.pk][0],
+                period_end=closing[sub.pk][1],
+                final=sub.status == SubscriptionStatus.CANCELLED,
+                due_at=closing[sub.pk][1] + grace(),
+                test_clock_id=sub.test_clock_id,
+            )
+            for sub in subs
+            if sub.plan_id in metered
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def calculate_due_periods(due, now: datetime) -> int:
+    """UsageCalculated for periods whose grace window has passed (locked batch)."""
+    with transaction.atomic():
+        periods = list(due.select_for_update(of=("self",), skip_locked=True).select_related("subscription__plan")[:500])
+        if not periods:
+            return 0
+        counters = defaultdict(dict)
+        for sub_id, start, metric, used in UsageCounter.objects.filter(
+            subscription_id__in={p.subscription_id for p in periods}
+        ).values_list("subscription_id", "period_start", "metric", "used"):
+            counters[(sub_id, start)][metric] = used
+        rates = defaultdict(dict)
+        for plan_id, metric, currency, minor in PlanOverageRate.objects.filter(
+            plan_id__in={p.subscription.plan_id for p in periods}
+        ).values_list("plan_id", "metric", "currency", "amount_minor"):
+            rates[(plan_id, currency)][metric] = Money.from_minor(minor, currency)
+        groups = []
+        for period in periods:
+            sub = period.subscription
+            included = sub.plan.included_usage or {}
+            used = counters[(sub.pk, period.period_start)]
+            plan_rates = rates[(sub.plan_id, sub.currency)]
+            metrics = [
+                ev.MetricUsage(
+                    metric=m,
+                    used=int(used.get(m, 0)),
+                    included=int(included.get(m, 0)),
+                    overage=max(0, int(used.get(m, 0)) - int(included.get(m, 0))),
+                    rate=plan_rates.get(m),
+                )
+                for m in sorted(set(included) | set(used))
+            ]
+            event = ev.UsageCalculated(
+                usage_period_id=str(period.pk),
+                subscription_id=str(sub.pk),
+                customer_id=str(sub.customer_id),
+                plan_name=sub.plan.name,
+                currency=sub.currency,
+                period=ev.PeriodRef(period.period_start, period.period_end),
+                metrics=metrics,
+                final=period.final,
+            )
+            clock = str(period.test_clock_id) if period.test_clock_id else None
+            period.calculated_at = now
+            groups.append(
+                (
+                    Cause(new_correlation_id(), None, clock),
+                    [RecordedEvent(event, max(now, period.due_at), "UsagePeriod", str(period.pk), 1, clock)],
+                )
+            )
+        UsagePeriod.objects.filter(pk__in=[p.pk for p in periods]).update(calculated_at=now)
+        append_batch(groups)
+        return len(periods)

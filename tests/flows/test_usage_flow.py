@@ -1,0 +1,76 @@
+"""Usage billed at renewal, on a test clock, through the real worker."""
+
+from __future__ import annotations
+
+import pytest
+
+from billing.models import Invoice
+from tests.conftest import wait_until_handled
+from tests.helpers import api_client, staff_user
+
+pytestmark = pytest.mark.flow
+
+
+def test_overage_is_added_to_the_renewal_invoice_after_the_grace_window_including_late_usage(flow, settings):
+    settings.USAGE_GRACE_SECONDS = 3600
+    staff = api_client(staff_user())
+    plan = staff.post(
+        "/api/v1/plans/",
+        {
+            "code": "api-m",
+            "name": "API",
+            "tier": "professional",
+            "interval": "month",
+            "trial_days": 0,
+            "prices": [{"amount": "50.00", "currency": "USD"}],
+            "included_usage": {"api_calls": 1000},
+            "overage_rates": {"api_calls": {"amount": "0.01", "currency": "USD"}},
+        },
+        format="json",
+    ).json()
+    clock = staff.post("/api/v1/test-clocks/", {"frozen_time": "2025-05-01T00:00:00Z"}, format="json").json()
+    customer = staff.post(
+        "/api/v1/customers/",
+        {"name": "Ada", "email": "ada@example.com", "currency": "USD", "country": "GB", "test_clock": clock["id"]},
+        format="json",
+    ).json()
+    wait_until_handled()
+    staff.put(f"/api/v1/customers/{customer['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
+    sub = staff.post("/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan["id"]}, format="json").json()
+    wait_until_handled()
+
+    def report(key, quantity, when):
+        body = {
+            "subscription": sub["id"],
+            "metric": "api_calls",
+            "quantity": quantity,
+            "timestamp": when,
+            "idempotency_key": key,
+        }
+        return staff.post("/api/v1/usage/", body, format="json").json()
+
+    staff.post(f"/api/v1/test-clocks/{clock['id']}/advance/", {"to": "2025-05-21T00:00:00Z"}, format="json")
+    assert report("k1", 1200, "2025-05-20T10:00:00Z")["accepted"] == 1
+    assert report("k1", 1200, "2025-05-20T10:00:00Z")["duplicates"] == 1  # a retry of the same call
+
+    # the period ends: the renewal invoice waits for late usage
+    staff.post(f"/api/v1/test-clocks/{clock['id']}/advance/", {"to": "2025-06-01T00:10:00Z"}, format="json")
+    wait_until_handled()
+    renewal = Invoice.objects.get(subscription_id=sub["id"], billing_reason="subscription_cycle")
+    assert renewal.status == "draft" and renewal.awaiting_usage
+    assert report("late", 300, "2025-05-31T23:59:00Z")["accepted"] == 1  # late, within the hour of grace
+
+    # the grace window passes: overage (1500 − 1000) × 0.01 is billed with the new period's plan line
+    staff.post(f"/api/v1/test-clocks/{clock['id']}/advance/", {"to": "2025-06-01T01:00:01Z"}, format="json")
+    wait_until_handled()
+    bill = staff.get(f"/api/v1/invoices/{renewal.id}/").json()
+    assert bill["status"] == "paid"
+    assert [(line["kind"], line["amount"]["amount"]) for line in bill["lines"]] == [
+        ("plan", "50.00"),
+        ("usage", "5.00"),
+        ("tax", "0.00"),
+    ]
+    assert bill["lines"][1]["quantity"] == 500 and bill["lines"][1]["metric"] == "api_calls"
+    assert bill["amount_due"] == {"amount": "55.00", "currency": "USD"}
+    # and the new period starts from zero
+    assert staff.get(f"/api/v1/subscriptions/{sub['id']}/usage/").json()["metrics"][0]["used"] == 0

@@ -1,0 +1,159 @@
+"""Usage ingestion: dedup, per-record errors, thresholds once, late usage within grace."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from sharedkernel.clock import FixedClock
+from sharedkernel.models import StoredEvent, TestClock
+from sharedkernel.values import Money
+from subscriptions import commands as subs
+from subscriptions.models import UsageRecord
+from tests.billing.helpers import customer
+from tests.conftest import at
+from tests.helpers import api_client, staff_user
+
+pytestmark = pytest.mark.django_db
+
+T0 = at("2025-05-01 00:00")
+
+
+@pytest.fixture
+def metered(db):
+    return subs.define_plan(
+        code="api-m",
+        name="API",
+        tier="professional",
+        interval="month",
+        trial_days=0,
+        prices=[Money("50.00", "USD")],
+        included_usage={"api_calls": 1000, "seats": 5},
+        overage_rates={"api_calls": [Money("0.01", "USD")]},
+    )
+
+
+@pytest.fixture
+def sub(metered, drain):
+    clock = TestClock.objects.create(frozen_time=T0 + timedelta(days=10), name="usage")
+    c = customer(drain, country="GB", region="", test_clock_id=str(clock.pk))
+    s = subs.subscribe(customer_id=str(c.id), plan_id=str(metered.id), clock=FixedClock(T0))
+    drain()
+    s.refresh_from_db()
+    assert s.status == "active"
+    return s
+
+
+@pytest.fixture
+def staff(db):
+    return api_client(staff_user())
+
+
+def rec(sub, key, quantity=10, when="2025-05-05T12:00:00Z", metric="api_calls"):
+    return {
+        "subscription": str(sub.id),
+        "metric": metric,
+        "quantity": quantity,
+        "timestamp": when,
+        "idempotency_key": key,
+    }
+
+
+def used(staff, sub) -> dict:
+    return {m["metric"]: m for m in staff.get(f"/api/v1/subscriptions/{sub.id}/usage/").json()["metrics"]}
+
+
+def test_a_repeated_key_is_a_duplicate_and_never_counted_twice(staff, sub):
+    first = staff.post("/api/v1/usage/", [rec(sub, "a"), rec(sub, "b"), rec(sub, "a")], format="json").json()
+    assert (first["accepted"], first["duplicates"], first["errors"]) == (2, 1, [])
+    again = staff.post("/api/v1/usage/", rec(sub, "b", quantity=999), format="json").json()
+    assert (again["accepted"], again["duplicates"]) == (0, 1)
+    assert used(staff, sub)["api_calls"]["used"] == 20
+    assert UsageRecord.objects.count() == 2
+
+
+def test_bad_records_get_their_own_errors_while_good_ones_are_accepted(staff, sub):
+    batch = [
+        rec(sub, "ok-1", 5),
+        {**rec(sub, "x"), "subscription": "00000000-0000-0000-0000-000000000000"},
+        rec(sub, "neg", -1),
+        rec(sub, "unknown", metric="gpu_hours"),
+        rec(sub, "old", when="2025-03-01T00:00:00Z"),
+        rec(sub, "future", when="2025-06-30T00:00:00Z"),
+        {**rec(sub, "nots"), "timestamp": "yesterday"},
+        {**rec(sub, "float"), "quantity": 1.5},
+        rec(sub, "ok-2", 7, metric="seats"),
+    ]
+    body = staff.post("/api/v1/usage/", batch, format="json").json()
+    assert body["accepted"] == 2
+    codes = {e["index"]: e["code"] for e in body["errors"]}
+    assert codes == {
+        1: "not_found",
+        2: "negative",
+        3: "unknown_metric",
+        4: "outside_period",
+        5: "in_future",
+        6: "invalid",
+        7: "invalid",
+    }
+    assert "api_calls" in body["errors"][2]["message"]  # says which metrics the plan meters
+    assert used(staff, sub)["api_calls"]["used"] == 5 and used(staff, sub)["seats"]["used"] == 7
+
+
+def test_batches_over_1000_and_other_customers_are_refused(staff, sub, drain):
+    too_many = staff.post("/api/v1/usage/", [rec(sub, str(i)) for i in range(1001)], format="json")
+    assert too_many.status_code == 400 and "1000" in too_many.json()["error"]["message"]
+    _, key = subs.register_customer(
+        name="Eve", email="eve@example.com", currency="USD", country="GB", with_api_key=True
+    )
+    eve = api_client()
+    eve.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    body = eve.post("/api/v1/usage/", rec(sub, "eve"), format="json").json()
+    assert body["accepted"] == 0 and body["errors"][0]["code"] == "not_found"
+
+
+def test_thresholds_fire_once_each_per_period(staff, sub):
+    def thresholds():
+        return list(
+            StoredEvent.objects.filter(
+                event_type__in=["subscriptions.UsageThresholdReached", "subscriptions.UsageQuotaExceeded"]
+            )
+            .order_by("position")
+            .values_list("event_type", "payload__threshold_percent")
+        )
+
+    staff.post("/api/v1/usage/", rec(sub, "1", 700), format="json")
+    assert thresholds() == []
+    staff.post("/api/v1/usage/", rec(sub, "2", 150), format="json")  # 850: crosses 80 %
+    staff.post("/api/v1/usage/", rec(sub, "3", 100), format="json")  # 950: nothing new
+    staff.post("/api/v1/usage/", [rec(sub, "4", 50), rec(sub, "5", 1)], format="json")  # 1001: 100 % and over
+    staff.post("/api/v1/usage/", rec(sub, "6", 500), format="json")  # still over: nothing new
+    assert thresholds() == [
+        ("subscriptions.UsageThresholdReached", 80),
+        ("subscriptions.UsageThresholdReached", 100),
+        ("subscriptions.UsageQuotaExceeded", 100),
+    ]
+    api = used(staff, sub)["api_calls"]
+    assert (api["used"], api["included"], api["overage"]) == (1501, 1000, 501)
+    assert api["overage_amount"] == {"amount": "5.01", "currency": "USD"}
+    assert StoredEvent.objects.filter(event_type="subscriptions.UsageRecorded").count() == 5  # one per call
+
+
+def test_late_usage_counts_for_the_closed_period_within_the_grace_window(staff, sub, settings):
+    from sharedkernel.scheduling import run_job
+
+    settings.USAGE_GRACE_SECONDS = 3600
+    period_end = sub.current_period_end
+    TestClock.objects.filter(pk=sub.test_clock_id).update(frozen_time=period_end + timedelta(minutes=1))
+    run_job(
+        "subscriptions.renew_subscriptions", now=period_end + timedelta(minutes=1), test_clock_id=str(sub.test_clock_id)
+    )
+    late = rec(sub, "late", 40, when=(period_end - timedelta(minutes=5)).isoformat())
+    assert staff.post("/api/v1/usage/", late, format="json").json()["accepted"] == 1
+    from subscriptions.models import UsageCounter
+
+    assert UsageCounter.objects.get(period_start=sub.current_period_start).used == 40  # the closed period
+    TestClock.objects.filter(pk=sub.test_clock_id).update(frozen_time=period_end + timedelta(hours=2))
+    too_late = staff.post("/api/v1/usage/", rec(sub, "too-late", 1, when=late["timestamp"]), format="json").json()
+    assert too_late["errors"][0]["code"] == "outside_period"
