@@ -19,7 +19,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -31,6 +31,7 @@ from sharedkernel.eventstore import append_batch
 from sharedkernel.values import Money
 from subscriptions import events as ev
 from subscriptions.models import (
+    Plan,
     PlanOverageRate,
     Subscription,
     SubscriptionStatus,
@@ -59,7 +60,7 @@ class IngestResult:
         self.errors.append({"index": index, "field": field_name, "code": code, "message": message})
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Open:
     """What ingestion needs to know of a subscription."""
 
@@ -67,31 +68,58 @@ class _Open:
     status: str
     period_start: datetime
     period_end: datetime
-    previous_start: datetime | None
+    anchor: datetime
+    index: int
+    interval: str
     included: dict
     test_clock_id: str | None
 
+    @property
+    def previous_start(self) -> datetime | None:
+        if self.index == 0:
+            return None
+        return SubscriptionPeriod.nth(self.anchor, BillingInterval(self.interval), self.index - 1).start
+
 
 def _subscriptions(ids: set[str]) -> dict[str, _Open]:
-    rows = Subscription.objects.filter(pk__in=ids).values_list(
-        "pk",
-        "customer_id",
-        "status",
-        "current_period_start",
-        "current_period_end",
-        "billing_anchor",
-        "period_index",
-        "interval",
-        "plan__included_usage",
-        "test_clock_id",
-    )
-    found = {}
-    for pk, customer, status, start, end, anchor, index, interval, included, clock in rows:
-        previous = SubscriptionPeriod.nth(anchor, BillingInterval(interval), index - 1).start if index > 0 else None
-        found[str(pk)] = _Open(
-            str(customer), status, start, end, previous, included or {}, str(clock) if clock else None
+    """One query for the batch's subscriptions (ids as one array parameter), one for their plans."""
+    table = Subscription._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            where, params = "id = ANY(%s::uuid[])", [list(ids)]
+        else:
+            where, params = f"id IN ({', '.join(['%s'] * len(ids))})", [uuid.UUID(i).hex for i in ids]
+        cursor.execute(
+            "SELECT id, customer_id, status, current_period_start, current_period_end, billing_anchor, "
+            f"period_index, interval, plan_id, test_clock_id FROM {table} WHERE {where}",
+            params,
         )
-    return found
+        rows = cursor.fetchall() if ids else []
+    plans = dict(Plan.objects.filter(pk__in={r[8] for r in rows}).values_list("pk", "included_usage"))
+    return {
+        str(_as_uuid(pk)): _Open(
+            str(_as_uuid(customer)),
+            status,
+            _aware(start),
+            _aware(end),
+            _aware(anchor),
+            index,
+            interval,
+            plans.get(_as_uuid(plan)) or {},
+            str(_as_uuid(clock)) if clock else None,
+        )
+        for pk, customer, status, start, end, anchor, index, interval, plan, clock in rows
+    }
+
+
+def _as_uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _aware(value) -> datetime:
+    if isinstance(value, str):  # SQLite hands back text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _parse(index: int, raw, result: IngestResult):
@@ -193,17 +221,17 @@ def record_usage(records: list, *, customer_id: str | None = None) -> IngestResu
 def _insert(rows) -> list[tuple]:
     """Insert the records, skipping known keys; returns the rows actually inserted."""
     if connection.vendor == "postgresql":
-        values = ", ".join(["(%s::uuid, %s, %s, %s, %s, %s, %s)"] * len(rows))
-        params = [
-            v for sub_id, metric, q, at, start, key, now in rows for v in (sub_id, metric, q, at, start, key, now)
-        ]
+        rows = sorted(rows, key=lambda r: (r[0], r[5]))  # one lock order for every request
+        columns = list(zip(*rows, strict=True))  # arrays, so the statement has 7 parameters whatever the batch
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {UsageRecord._meta.db_table} "
                 "(subscription_id, metric, quantity, timestamp, period_start, idempotency_key, recorded_at) "
-                f"VALUES {values} ON CONFLICT (subscription_id, idempotency_key) DO NOTHING "
+                "SELECT * FROM unnest(%s::uuid[], %s::varchar[], %s::bigint[], %s::timestamptz[], "
+                "%s::timestamptz[], %s::varchar[], %s::timestamptz[]) "
+                "ON CONFLICT (subscription_id, idempotency_key) DO NOTHING "
                 "RETURNING subscription_id, metric, quantity, period_start",
-                params,
+                [list(c) for c in columns],
             )
             return [(str(s), m, q, p) for s, m, q, p in cursor.fetchall()]
     inserted = []
@@ -299,16 +327,15 @@ def _count(inserted, subs: dict[str, _Open], result: IngestResult, now_of: dict)
 def _add_to_counters(sums: dict[tuple, int]) -> dict[tuple, tuple[int, int]]:
     """Add the batch's sums to the counters; returns (counter id, total after) per key."""
     if connection.vendor == "postgresql":
-        keys = list(sums)
-        values = ", ".join(["(%s::uuid, %s, %s::timestamptz, %s)"] * len(keys))
-        params = [v for key in keys for v in (key[0], key[1], key[2], sums[key])]
+        keys = sorted(sums)  # one lock order for every request: concurrent batches never deadlock
         table = UsageCounter._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {table} AS c (subscription_id, metric, period_start, used) VALUES {values} "
+                f"INSERT INTO {table} AS c (subscription_id, metric, period_start, used) "
+                "SELECT * FROM unnest(%s::uuid[], %s::varchar[], %s::timestamptz[], %s::bigint[]) "
                 "ON CONFLICT (subscription_id, metric, period_start) DO UPDATE SET used = c.used + EXCLUDED.used "
                 "RETURNING id, subscription_id, metric, period_start, used",
-                params,
+                [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [sums[k] for k in keys]],
             )
             return {(str(s), m, p): (pk, used) for pk, s, m, p, used in cursor.fetchall()}
     result = {}

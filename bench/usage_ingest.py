@@ -1,0 +1,263 @@
+"""Usage ingestion benchmark through the real API process.
+
+    python bench/usage_ingest.py [RECORDS=1000000] [CLIENTS=4]
+
+From an empty PostgreSQL database (``bench_usage`` on DATABASE_URL's server):
+2,000 active subscriptions on metered plans, then gunicorn serving the app
+(``API_WORKERS`` processes) and CLIENTS client processes POSTing batches of
+1,000 records to /api/v1/usage/ (1 % of them repeats of keys already sent, so
+deduplication is exercised). Prints records/s, p50/p99 request latency, and the
+freshness lag: how long after a POST returns the GET usage endpoint shows it
+(p50/p99 over sampled calls). Then the same records one per POST, side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import random
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BASE_DB = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+DB_NAME = "bench_usage"
+DB_URL = BASE_DB.rsplit("/", 1)[0] + "/" + DB_NAME
+SUBSCRIPTIONS = 2000
+API_WORKERS = int(os.environ.get("API_WORKERS", "4"))
+SINGLE_SECONDS = float(os.environ.get("SINGLE_SECONDS", "20"))
+ENV = dict(
+    os.environ,
+    DATABASE_URL=DB_URL,
+    DEBUG="0",
+    SECRET_KEY=secrets.token_hex(16),
+    ALLOWED_HOSTS="127.0.0.1",
+    REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    EVENT_DISPATCH="manual",
+    API_THROTTLE_USER="100000000/hour",
+    API_THROTTLE_ANON="100000000/hour",
+    LOG_LEVEL="WARNING",
+    DJANGO_SETTINGS_MODULE="config.settings",
+)
+
+
+def prepare() -> tuple[str, list[str]]:
+    import psycopg
+
+    with psycopg.connect(BASE_DB.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    os.environ.update(ENV)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.utils import timezone
+    from rest_framework.authtoken.models import Token
+
+    from sharedkernel.values import Money
+    from subscriptions import commands
+    from subscriptions.models import Customer, Subscription
+
+    call_command("migrate", verbosity=0)
+    from django.contrib.auth import get_user_model
+
+    staff = get_user_model().objects.create_user("bench", "bench@example.com", "x", is_staff=True)
+    token = Token.objects.create(user=staff).key
+    plan = commands.define_plan(
+        code="api-m",
+        name="API",
+        tier="professional",
+        interval="month",
+        trial_days=0,
+        prices=[Money("50.00", "USD")],
+        included_usage={"api_calls": 1_000_000, "storage_gb": 100},
+        overage_rates={"api_calls": [Money("0.01", "USD")], "storage_gb": [Money("0.10", "USD")]},
+    )
+    now = timezone.now()
+    customers, subs = [], []
+    for i in range(SUBSCRIPTIONS):
+        c = Customer(
+            id=uuid.uuid4(),
+            name=f"C{i}",
+            email=f"c{i}@bench.example",
+            currency="USD",
+            country="GB",
+            created_at=now,
+            version=1,
+        )
+        customers.append(c)
+        subs.append(
+            Subscription(
+                id=uuid.uuid4(),
+                customer=c,
+                plan=plan,
+                currency="USD",
+                price_minor=5000,
+                interval="month",
+                status="active",
+                billing_anchor=now - timedelta(days=1),
+                current_period_start=now - timedelta(days=1),
+                current_period_end=now + timedelta(days=29),
+                created_at=now,
+                version=1,
+            )
+        )
+    Customer.objects.bulk_create(customers)
+    Subscription.objects.bulk_create(subs)
+    return token, [str(s.id) for s in subs]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def client(args) -> dict:
+    import requests
+
+    base, token, sub_ids, requests_to_send, batch, seed, probe, start_at = args
+    rng = random.Random(seed)
+    session = requests.Session()
+    session.headers.update({"Authorization": f"Token {token}", "Content-Type": "application/json"})
+    latencies, lags, sent_keys, accepted, duplicates = [], [], [], 0, 0
+    now = datetime.now(UTC)
+    bodies = []  # built before the clock starts, so the client's own work is not measured
+    for n in range(requests_to_send):
+        records = []
+        for k in range(batch):
+            if sent_keys and rng.random() < 0.01:
+                sub, key = rng.choice(sent_keys)  # a retry of something already sent
+            else:
+                sub, key = rng.choice(sub_ids), f"{seed}-{n}-{k}"
+                sent_keys.append((sub, key))
+            records.append(
+                {
+                    "subscription": sub,
+                    "metric": "api_calls",
+                    "quantity": rng.randint(1, 20),
+                    "timestamp": (now - timedelta(seconds=rng.randint(0, 3600))).isoformat(),
+                    "idempotency_key": key,
+                }
+            )
+        bodies.append((records, json.dumps(records if batch > 1 else records[0])))
+    time.sleep(max(0.0, start_at - time.time()))
+    started = time.time()
+    for n, (records, body) in enumerate(bodies):
+        t0 = time.perf_counter()
+        response = session.post(f"{base}/api/v1/usage/", data=body)
+        latencies.append(time.perf_counter() - t0)
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
+        result = response.json()
+        accepted += result["accepted"]
+        duplicates += result["duplicates"]
+        if probe and n % 10 == 0:  # freshness: does GET show what was just accepted?
+            sub = records[-1]["subscription"]
+            expected = sum(r["quantity"] for r in records if r["subscription"] == sub)
+            t1 = time.perf_counter()
+            while True:
+                got = session.get(f"{base}/api/v1/subscriptions/{sub}/usage/").json()["metrics"]
+                used = next(m["used"] for m in got if m["metric"] == "api_calls")
+                if used >= expected:
+                    break
+            lags.append(time.perf_counter() - t1)
+    return {
+        "latencies": latencies,
+        "lags": lags,
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "started": started,
+        "ended": time.time(),
+    }
+
+
+def run(base, token, sub_ids, *, records: int, clients: int, batch: int, seconds: float | None = None) -> dict:
+    per_client = max(1, records // batch // clients)
+    if seconds is not None:  # single-record mode: a fixed number of calls sized to ~seconds
+        per_client = max(1, int(seconds * 60))
+    start_at = time.time() + 5 + per_client * batch / 40_000  # time for every client to build its bodies
+    args = [(base, token, sub_ids, per_client, batch, 1000 + i, i == 0, start_at) for i in range(clients)]
+    with mp.get_context("spawn").Pool(clients) as pool:
+        results = pool.map(client, args)
+    wall = max(r["ended"] for r in results) - min(r["started"] for r in results)
+    lat = sorted(x for r in results for x in r["latencies"])
+    lags = sorted(x for r in results for x in r["lags"])
+    sent = sum(len(r["latencies"]) for r in results) * batch
+    return {
+        "sent": sent,
+        "accepted": sum(r["accepted"] for r in results),
+        "duplicates": sum(r["duplicates"] for r in results),
+        "rate": sent / wall,
+        "p50": statistics.median(lat),
+        "p99": lat[int(0.99 * (len(lat) - 1))],
+        "lag50": statistics.median(lags) if lags else float("nan"),
+        "lag99": lags[int(0.99 * (len(lags) - 1))] if lags else float("nan"),
+        "wall": wall,
+    }
+
+
+def main() -> None:
+    total = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    clients = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    token, sub_ids = prepare()
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(API_WORKERS),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=ENV,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        import requests
+
+        for _ in range(100):
+            try:
+                requests.get(f"{base}/healthz", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+        batch = run(base, token, sub_ids, records=total, clients=clients, batch=1000)
+        single = run(base, token, sub_ids, records=0, clients=clients, batch=1, seconds=SINGLE_SECONDS)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(
+        f"usage ingest: {SUBSCRIPTIONS} subscriptions, gunicorn × {API_WORKERS}, {clients} client processes, "
+        f"PostgreSQL {DB_URL}"
+    )
+    print(
+        f"{'mode':<16} {'records':>9} {'accepted':>9} {'dupes':>7} {'records/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'fresh p50 ms':>12} {'fresh p99 ms':>12}"
+    )
+    for name, r in (("batch of 1000", batch), ("single record", single)):
+        print(
+            f"{name:<16} {r['sent']:>9} {r['accepted']:>9} {r['duplicates']:>7} {r['rate']:>10.0f} "
+            f"{r['p50'] * 1000:>8.1f} {r['p99'] * 1000:>8.1f} {r['lag50'] * 1000:>12.1f} {r['lag99'] * 1000:>12.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
