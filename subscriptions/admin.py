@@ -18,7 +18,16 @@ from sharedkernel.adminkit import CommandDrivenAdmin, run_for_each
 from sharedkernel.errors import DomainError
 from sharedkernel.values import Money, UnknownCurrency
 from subscriptions import commands
-from subscriptions.models import Customer, Plan, ResumeInitiator, Subscription, SubscriptionStatus
+from subscriptions.models import (
+    Customer,
+    Plan,
+    ResumeInitiator,
+    Subscription,
+    SubscriptionStatus,
+    UsageCounter,
+    UsagePeriod,
+    UsageRecord,
+)
 
 # -- plans -------------------------------------------------------------------------
 
@@ -425,3 +434,40 @@ class SubscriptionAdmin(CommandDrivenAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# -- usage (read-only: facts reported by customers' systems) --------------------------------
+
+
+class _ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UsageCounter)
+class UsageCounterAdmin(_ReadOnly):
+    """Usage per subscription, metric and period (what is billed at period close)."""
+
+    list_display = ["subscription_id", "metric", "period_start", "used"]
+    list_filter = ["metric", "period_start"]
+    search_fields = ["=subscription_id"]
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(_ReadOnly):
+    list_display = ["subscription_id", "metric", "quantity", "timestamp", "idempotency_key", "recorded_at"]
+    list_filter = ["metric"]
+    search_fields = ["=subscription_id", "idempotency_key"]
+    show_full_result_count = False
+
+
+@admin.register(UsagePeriod)
+class UsagePeriodAdmin(_ReadOnly):
+    list_display = ["subscription", "period_start", "period_end", "final", "due_at", "calculated_at"]
+    list_filter = ["final"]

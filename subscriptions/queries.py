@@ -35,6 +35,7 @@ class SubscriptionSummary:
     pending_plan_name: str | None
     suspension_reason: str
     version: int
+    meters_usage: bool = False
 
     @property
     def can_cancel(self) -> bool:
@@ -72,6 +73,7 @@ def summarize(sub: Subscription, now: datetime) -> SubscriptionSummary:
         pending_plan_name=sub.pending_plan.name if sub.pending_plan_id else None,
         suspension_reason=sub.get_suspension_reason_display() if sub.suspension_reason else "",
         version=sub.version,
+        meters_usage=bool(sub.plan.included_usage),
     )
 
 

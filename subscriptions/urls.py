@@ -11,4 +11,5 @@ urlpatterns = [
     path("subscriptions/<uuid:subscription_id>/cancel/", views.cancel, name="cancel"),
     path("subscriptions/<uuid:subscription_id>/resume/", views.resume, name="resume"),
     path("subscriptions/<uuid:subscription_id>/change-plan/", views.change_plan, name="change_plan"),
+    path("subscriptions/<uuid:subscription_id>/usage/", views.usage_page, name="usage"),
 ]

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from sharedkernel.clock import clock_for
 from sharedkernel.errors import DomainError
-from subscriptions import commands
+from subscriptions import commands, usage
 from subscriptions.forms import CancelForm
 from subscriptions.models import Customer, Plan, Subscription
 from subscriptions.queries import catalog_currencies, plan_catalog, subscription_summaries, summarize
@@ -152,3 +152,33 @@ def change_plan(request, subscription_id):
         else:
             messages.info(request, f"Your change to {target.name} is waiting for our team's approval.")
     return redirect("subscriptions:dashboard")
+
+
+@login_required
+def usage_page(request, subscription_id):
+    """Usage per metric for the open period and the ones before, with a bar chart."""
+    sub = _own_subscription(request, subscription_id)
+    current = usage.usage_of(sub)
+    history = usage.usage_history(sub, periods=6)
+    metrics = sorted({m for _, totals in history for m in totals} | {m.metric for m in current})
+    included = sub.plan.included_usage or {}
+    chart = []
+    for metric in metrics:
+        peak = max([included.get(metric, 0)] + [totals.get(metric, 0) for _, totals in history]) or 1
+        chart.append(
+            {
+                "metric": metric,
+                "included": included.get(metric, 0),
+                "included_pct": round(100 * included.get(metric, 0) / peak),
+                "bars": [
+                    {
+                        "start": start,
+                        "used": totals.get(metric, 0),
+                        "pct": round(100 * totals.get(metric, 0) / peak),
+                        "over": totals.get(metric, 0) > included.get(metric, 0) > 0,
+                    }
+                    for start, totals in history
+                ],
+            }
+        )
+    return render(request, "subscriptions/usage.html", {"sub": sub, "current": current, "chart": chart})

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from billing import commands as billing
 from sharedkernel.clock import FixedClock
 from sharedkernel.models import StoredEvent, TestClock
 from sharedkernel.values import Money
@@ -157,3 +158,31 @@ def test_late_usage_counts_for_the_closed_period_within_the_grace_window(staff, 
     TestClock.objects.filter(pk=sub.test_clock_id).update(frozen_time=period_end + timedelta(hours=2))
     too_late = staff.post("/api/v1/usage/", rec(sub, "too-late", 1, when=late["timestamp"]), format="json").json()
     assert too_late["errors"][0]["code"] == "outside_period"
+
+
+def test_customer_usage_page_shows_this_period_and_a_chart(client, metered, drain, staff):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user("ann", "ann@example.com", "pw-Ann-12345")
+    c, _ = subs.register_customer(name="Ann", email="ann@example.com", currency="USD", country="GB", user=user)
+    drain()
+    billing.update_payment_method(customer_id=str(c.id), token="pm_card_visa")
+    s = subs.subscribe(customer_id=str(c.id), plan_id=str(metered.id))
+    drain()
+    staff.post("/api/v1/usage/", rec(s, "p1", 1200, when=s.current_period_start.isoformat()), format="json")
+    client.force_login(user)
+    assert "Usage" in client.get("/app/").content.decode()
+    page = client.get(f"/app/subscriptions/{s.id}/usage/").content.decode()
+    assert 'data-metric="api_calls"' in page and ">1200<" in page and "2.00 USD" in page  # 200 over × 0.01
+    assert 'class="bar over"' in page
+    other = get_user_model().objects.create_user("bob", "bob@example.com", "pw-Bob-12345")
+    subs.register_customer(name="Bob", email="bob@example.com", currency="USD", country="GB", user=other)
+    client.force_login(other)
+    assert client.get(f"/app/subscriptions/{s.id}/usage/").status_code == 404
+
+
+def test_usage_admin_is_read_only(admin_client, staff, sub):
+    staff.post("/api/v1/usage/", rec(sub, "adm", 3), format="json")
+    for name in ("usagecounter", "usagerecord", "usageperiod"):
+        assert admin_client.get(f"/admin/subscriptions/{name}/").status_code == 200
+    assert admin_client.get("/admin/subscriptions/usagerecord/add/").status_code == 403
