@@ -294,8 +294,11 @@ def cancel_subscription(
     clock: Clock | None = None,
 ) -> Subscription:
     sub = _subscription(subscription_id, expected_version)
-    sub.cancel(at=_clock(sub, clock).now(), reason=reason, at_period_end=at_period_end)
+    period_start, now = sub.current_period_start, _clock(sub, clock).now()
+    sub.cancel(at=now, reason=reason, at_period_end=at_period_end)
     save_and_publish(sub)
+    if sub.status == "cancelled" and period_start < now:
+        usage.open_usage_periods([sub], {sub.pk: (period_start, now)})  # the partial period's usage is billed
     return sub
 
 

@@ -186,3 +186,34 @@ def test_usage_admin_is_read_only(admin_client, staff, sub):
     for name in ("usagecounter", "usagerecord", "usageperiod"):
         assert admin_client.get(f"/admin/subscriptions/{name}/").status_code == 200
     assert admin_client.get("/admin/subscriptions/usagerecord/add/").status_code == 403
+
+
+def test_cancelling_now_bills_the_partial_periods_overage_on_a_final_invoice(staff, sub, drain, settings):
+    from billing.models import Invoice
+    from sharedkernel.scheduling import run_job
+
+    settings.USAGE_GRACE_SECONDS = 600
+    staff.post("/api/v1/usage/", rec(sub, "big", 1100), format="json")
+    cancelled_at = T0 + timedelta(days=10)
+    subs.cancel_subscription(subscription_id=str(sub.id), reason="moving on", clock=FixedClock(cancelled_at))
+    drain()
+    assert (
+        run_job(
+            "subscriptions.calculate_usage",
+            now=cancelled_at + timedelta(minutes=9),
+            test_clock_id=str(sub.test_clock_id),
+        )
+        == 0
+    )  # still in grace
+    assert (
+        run_job(
+            "subscriptions.calculate_usage",
+            now=cancelled_at + timedelta(minutes=10),
+            test_clock_id=str(sub.test_clock_id),
+        )
+        == 1
+    )
+    drain()
+    final = Invoice.objects.get(subscription_id=sub.id, billing_reason="subscription_cancel")
+    assert final.status == "paid"
+    assert [(line.kind, str(line.amount.amount)) for line in final.lines.all()] == [("usage", "1.00"), ("tax", "0.00")]
