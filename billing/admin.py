@@ -28,21 +28,10 @@ from billing.models import (
     Refund,
     TaxRate,
 )
-from sharedkernel.adminkit import CommandDrivenAdmin, action_form, run_for_each
+from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each
 from sharedkernel.api.fields import MoneyField
 from sharedkernel.errors import InvalidTransition
 from sharedkernel.values import Money
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -127,50 +116,39 @@ class InvoiceAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Void…")
     def void(self, request, queryset):
-        form = VoidForm(request.POST if "apply" in request.POST else None)
-        if "apply" in request.POST and form.is_valid():
-            reason = form.cleaned_data["reason"]
-            run_for_each(
-                self, request, queryset, "Void", lambda i: commands.void_invoice(invoice_id=str(i.pk), reason=reason)
-            )
-            return None
-        return action_form(
+        return form_action(
             self,
             request,
             queryset,
-            form=form,
+            form_class=VoidForm,
             action="void",
-            title="Void invoices",
+            title="Void",
             intro="Voided invoices are not collected; credit they used goes back to the customer.",
             submit="Void",
+            run=lambda invoice, data: commands.void_invoice(invoice_id=str(invoice.pk), reason=data["reason"]),
         )
 
     @admin.action(description="Refund…")
     def refund(self, request, queryset):
-        form = MoneyForm(request.POST if "apply" in request.POST else None)
-        if "apply" in request.POST and form.is_valid():
-            data = form.cleaned_data
+        def refund_one(invoice, data):
+            payment = Payment.objects.filter(invoice_id=invoice.pk).first()
+            if payment is None:
+                raise InvalidTransition("This invoice has no payment.")
+            commands.refund_payment(
+                payment_id=str(payment.pk), amount=_money(data["amount"], invoice.currency), reason=data["reason"]
+            )
 
-            def refund_one(invoice):
-                payment = Payment.objects.filter(invoice_id=invoice.pk).first()
-                if payment is None:
-                    raise InvalidTransition("This invoice has no payment.")
-                commands.refund_payment(
-                    payment_id=str(payment.pk), amount=_money(data["amount"], invoice.currency), reason=data["reason"]
-                )
-
-            run_for_each(self, request, queryset, "Refund", refund_one)
-            return None
-        return action_form(
+        return form_action(
             self,
             request,
             queryset,
-            form=form,
+            form_class=MoneyForm,
             action="refund",
             title="Refund",
             intro="Refund this amount (in each invoice's currency) of what was paid. "
             "A credit note is issued; the total refunded never exceeds the payment.",
             submit="Refund",
+            run=refund_one,
         )
 
 
@@ -327,25 +305,20 @@ class BillingAccountAdmin(CommandDrivenAdmin):
 
     @admin.action(description="Grant credit…")
     def grant_credit(self, request, queryset):
-        form = CreditForm(request.POST if "apply" in request.POST else None)
-        if "apply" in request.POST and form.is_valid():
-            data = form.cleaned_data
+        def grant(account, data):
+            amount = _money(data["amount"], (data["currency"] or account.currency).upper())
+            commands.grant_credit(customer_id=str(account.pk), amount=amount, reason=data["reason"])
 
-            def grant(account):
-                amount = _money(data["amount"], (data["currency"] or account.currency).upper())
-                commands.grant_credit(customer_id=str(account.pk), amount=amount, reason=data["reason"])
-
-            run_for_each(self, request, queryset, "Grant credit", grant)
-            return None
-        return action_form(
+        return form_action(
             self,
             request,
             queryset,
-            form=form,
+            form_class=CreditForm,
             action="grant_credit",
             title="Grant credit",
             intro="The credit pays the customers' next invoices (CreditApplied).",
             submit="Grant",
+            run=grant,
         )
 
 

@@ -5,7 +5,8 @@ from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from sharedkernel import bus
 from sharedkernel.errors import DomainError
@@ -58,13 +59,10 @@ class StoredEventAdmin(ReadOnlyAdmin):
     @admin.display(description="deliveries")
     def delivery_states(self, obj):
         rows = obj.deliveries.order_by("handler").values_list("pk", "handler", "status")
-        return format_html(
-            "<br>".join(
-                format_html(
-                    '<a href="{}">{}</a>: {}', reverse("admin:sharedkernel_eventdelivery_change", args=[pk]), h, s
-                )
-                for pk, h, s in rows
-            )
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}">{}</a>: {}',
+            ((reverse("admin:sharedkernel_eventdelivery_change", args=[pk]), h, s) for pk, h, s in rows),
         )
 
 

@@ -36,10 +36,16 @@ def run_for_each(modeladmin, request, queryset, label: str, run) -> None:
         modeladmin.message_user(request, f"{label} refused — {line}", messages.WARNING)
 
 
-def action_form(modeladmin, request, queryset, *, form, action: str, title: str, intro: str, submit: str):
-    """The intermediate page of an action that needs input (an amount, a reason)."""
+def form_action(modeladmin, request, queryset, *, form_class, action: str, title: str, intro: str, submit: str, run):
+    """An action that needs input (an amount, a reason): an intermediate page with the
+    form, then ``run(obj, cleaned_data)`` — a command — for each selected row."""
     from django.shortcuts import render
 
+    form = form_class(request.POST if "apply" in request.POST else None)
+    if "apply" in request.POST and form.is_valid():
+        data = form.cleaned_data
+        run_for_each(modeladmin, request, queryset, title, lambda obj: run(obj, data))
+        return None
     context = {
         **modeladmin.admin_site.each_context(request),
         "form": form,
@@ -51,3 +57,16 @@ def action_form(modeladmin, request, queryset, *, form, action: str, title: str,
         "action": action,
     }
     return render(request, "admin/action_form.html", context)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For facts (events, invoices, usage): viewable, never added, changed or deleted here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -14,7 +14,7 @@ from django.contrib import admin, messages
 from django.shortcuts import redirect, render
 from django.utils.html import format_html
 
-from sharedkernel.adminkit import CommandDrivenAdmin, run_for_each
+from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each
 from sharedkernel.errors import DomainError
 from sharedkernel.values import Money, UnknownCurrency
 from subscriptions import commands
@@ -411,26 +411,18 @@ class SubscriptionAdmin(CommandDrivenAdmin):
 
     @admin.action(description="Change plan…")
     def change_plan(self, request, queryset):
-        form = ChangePlanForm(request.POST if "apply" in request.POST else None)
-        if "apply" in request.POST and form.is_valid():
-            target = form.cleaned_data["plan"]
-            run_for_each(
-                self,
-                request,
-                queryset,
-                "Change plan",
-                lambda s: commands.change_plan(subscription_id=s.pk, plan_id=target.pk, by_staff=True),
-            )
-            return None
-        context = {
-            **self.admin_site.each_context(request),
-            "form": form,
-            "subscriptions": queryset,
-            "title": "Change plan",
-            "opts": self.model._meta,
-            "action": "change_plan",
-        }
-        return render(request, "admin/subscriptions/change_plan.html", context)
+        return form_action(
+            self,
+            request,
+            queryset,
+            form_class=ChangePlanForm,
+            action="change_plan",
+            title="Change plan",
+            intro="Move these subscriptions to another plan. Staff changes need no approval; "
+            "Billing prorates the difference.",
+            submit="Change plan",
+            run=lambda s, data: commands.change_plan(subscription_id=s.pk, plan_id=data["plan"].pk, by_staff=True),
+        )
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -439,19 +431,8 @@ class SubscriptionAdmin(CommandDrivenAdmin):
 # -- usage (read-only: facts reported by customers' systems) --------------------------------
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(UsageCounter)
-class UsageCounterAdmin(_ReadOnly):
+class UsageCounterAdmin(ReadOnlyAdmin):
     """Usage per subscription, metric and period (what is billed at period close)."""
 
     list_display = ["subscription_id", "metric", "period_start", "used"]
@@ -460,7 +441,7 @@ class UsageCounterAdmin(_ReadOnly):
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(_ReadOnly):
+class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = ["subscription_id", "metric", "quantity", "timestamp", "idempotency_key", "recorded_at"]
     list_filter = ["metric"]
     search_fields = ["=subscription_id", "idempotency_key"]
@@ -468,6 +449,6 @@ class UsageRecordAdmin(_ReadOnly):
 
 
 @admin.register(UsagePeriod)
-class UsagePeriodAdmin(_ReadOnly):
+class UsagePeriodAdmin(ReadOnlyAdmin):
     list_display = ["subscription", "period_start", "period_end", "final", "due_at", "calculated_at"]
     list_filter = ["final"]
