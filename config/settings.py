@@ -143,6 +143,7 @@ else:
         "data_folder_in": str(BROKER_DIR),
         "data_folder_out": str(BROKER_DIR),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),  # not ./control in whatever directory we run from
         "store_processed": False,
         "polling_interval": 0.1,
     }
