@@ -111,7 +111,17 @@ class Worker:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker):
+def smtp_sink():
+    """A real SMTP server on loopback; flow tests' e-mail goes here (the worker's too)."""
+    from tests.fakes.smtp import SmtpSink
+
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, smtp_sink):
     from django.conf import settings
     from django.db import connection
 
@@ -129,6 +139,10 @@ def celery_worker(django_db_setup, django_db_blocker):
         WORKER_READY_FILE=str(ARTIFACTS / f"worker-{queue}.ready"),
         OUTBOX_RETRY_BASE_SECONDS="1",
         SUBSCRIPTIONHUB_VAR_DIR=str(settings.VAR_DIR),
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=str(smtp_sink.port),
+        WEBHOOK_ALLOW_PRIVATE_NETWORKS="1",  # receivers in tests live on loopback
     )
     worker = Worker(queue, env, ARTIFACTS / "celery-worker.log")
     worker.start()
@@ -155,5 +169,8 @@ def flow(celery_worker, transactional_db, settings):
     """A committed-for-real test whose events the real worker handles."""
     settings.EVENT_DISPATCH = "celery"
     settings.OUTBOX_RETRY_BASE_SECONDS = 1
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", int(celery_worker.env["EMAIL_PORT"])
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
     yield celery_worker
     wait_until_handled()  # never truncate tables under a busy worker

@@ -1,0 +1,189 @@
+"""What Notifications keeps: who to write to, what was sent, and webhook endpoints and deliveries.
+
+All of it is built from event payloads; nothing here reads another context's tables.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import timedelta
+
+from django.db import models
+
+#: Retry delays after each failed webhook attempt: about 3.4 days in all.
+WEBHOOK_BACKOFF = [
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=6),
+    timedelta(hours=12),
+    timedelta(hours=24),
+    timedelta(hours=36),
+]
+#: An endpoint whose deliveries have all failed for this long is disabled (and its owner told).
+DISABLE_AFTER = timedelta(days=3)
+
+
+class Recipient(models.Model):
+    """A customer as Notifications knows them (from CustomerRegistered and subscription events)."""
+
+    customer_id = models.UUIDField(primary_key=True)
+    name = models.CharField(max_length=200)
+    email = models.EmailField()
+    plan_name = models.CharField(max_length=100, blank=True)
+    user_id = models.IntegerField(null=True, blank=True)
+    test_clock_id = models.UUIDField(null=True, blank=True)
+    #: Preference: no reminders or other non-essential mail (receipts and invoices always go).
+    essential_only = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+class Suppression(models.Model):
+    """An address that bounced: only essential mail is tried again."""
+
+    email = models.EmailField(primary_key=True)
+    reason = models.CharField(max_length=300)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class NotificationStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    BOUNCED = "bounced", "Bounced"
+    FAILED = "failed", "Failed"
+    SUPPRESSED = "suppressed", "Suppressed"
+
+
+class Notification(models.Model):
+    """The log: one row per e-mail an event asked for (never two for one event and template)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer_id = models.UUIDField(null=True, blank=True, db_index=True)
+    email = models.EmailField()
+    template = models.CharField(max_length=50, db_index=True)
+    essential = models.BooleanField(default=True)
+    cause_event_id = models.UUIDField()
+    cause_event_type = models.CharField(max_length=100)
+    context = models.JSONField(default=dict)
+    subject = models.CharField(max_length=200, blank=True)
+    status = models.CharField(
+        max_length=20, choices=NotificationStatus.choices, default=NotificationStatus.QUEUED, db_index=True
+    )
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    test_clock_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["cause_event_id", "template"], name="one_mail_per_event")]
+
+    def __str__(self) -> str:
+        return f"{self.template} to {self.email} ({self.status})"
+
+    @property
+    def message_id(self) -> str:
+        return f"<{self.id}@subscriptionhub>"
+
+
+class Reminder(models.Model):
+    """A trial-ending reminder waiting for its time."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer_id = models.UUIDField()
+    subscription_id = models.UUIDField(unique=True)
+    send_at = models.DateTimeField(db_index=True)
+    trial_end = models.DateTimeField()
+    plan_name = models.CharField(max_length=100)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    test_clock_id = models.UUIDField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Trial reminder at {self.send_at:%Y-%m-%d %H:%M}"
+
+
+def new_secret() -> str:
+    return "whsec_" + secrets.token_hex(24)
+
+
+class WebhookEndpoint(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer_id = models.UUIDField(
+        null=True, blank=True, db_index=True, help_text="Blank: a staff endpoint that receives every customer's events."
+    )
+    url = models.URLField(max_length=500)
+    events = models.JSONField(default=list, help_text='Event types, or ["*"] for all public events.')
+    secret = models.CharField(max_length=80, default=new_secret)
+    active = models.BooleanField(default=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def wants(self, event_type: str) -> bool:
+        return "*" in self.events or event_type in self.events
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    RETRYING = "retrying", "Retrying"
+    FAILED = "failed", "Failed"
+
+
+class WebhookDelivery(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.UUIDField()
+    event_type = models.CharField(max_length=100)
+    body = models.TextField(help_text="The JSON sent: the event envelope with its payload.")
+    status = models.CharField(
+        max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    test_clock_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["endpoint", "event_id"], name="one_delivery_per_event")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.endpoint}"
+
+
+class WebhookAttempt(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_rows")
+    number = models.PositiveIntegerField()
+    at = models.DateTimeField()
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number}: {self.status_code or self.error}"

@@ -1,0 +1,270 @@
+"""Reactions of the Notifications context.
+
+    subscriptions.CustomerRegistered     → welcome e-mail (and the Recipient we write to)
+    subscriptions.Subscription*/Plan*    → the recipient's plan name
+    subscriptions.TrialStarted           → ReminderScheduled (trial-ending reminder, NOTIFY_TRIAL_REMINDER_DAYS before)
+    subscriptions.SubscriptionCancelled  → cancellation confirmation (and no trial reminder any more)
+    subscriptions.TrialExpired           → trial ended
+    billing.InvoiceFinalized             → invoice e-mail      billing.PaymentSucceeded → receipt
+    billing.PaymentFailed                → payment alert       billing.DunningEscalated → reminder, more urgent each level
+    every public event                   → webhook deliveries to the endpoints that asked for it
+
+Every reaction reads only the event's payload (and our own Recipient rows).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from notifications import events as ev
+from notifications import mail, webhooks
+from notifications.models import Recipient, Reminder, WebhookDelivery, WebhookEndpoint
+from sharedkernel.aggregates import RecordedEvent
+from sharedkernel.bus import reacts_to
+from sharedkernel.events import EVENT_CLASSES, DomainEvent
+from sharedkernel.eventstore import append
+
+
+def _recipient(customer_id) -> Recipient | None:
+    return Recipient.objects.filter(pk=customer_id).first() if customer_id else None
+
+
+def _send(
+    event: DomainEvent, template: str, *, customer_id, context: dict, email: str | None = None, name: str | None = None
+) -> None:
+    recipient = _recipient(customer_id)
+    email = email or (recipient.email if recipient else None)
+    if not email:
+        raise LookupError(
+            f"No recipient known yet for customer {customer_id}"
+        )  # retried: CustomerRegistered is on its way
+    mail.queue(
+        template=template,
+        email=email,
+        customer_id=customer_id,
+        cause_event_id=event.event_id,
+        cause_event_type=event.event_type,
+        context={"name": name or (recipient.name if recipient else ""), "site_url": settings.SITE_URL, **context},
+        essential_only=bool(recipient and recipient.essential_only),
+        test_clock_id=event.test_clock_id,
+    )
+
+
+@reacts_to("subscriptions.CustomerRegistered")
+def welcome(event: DomainEvent) -> None:
+    p = event.payload
+    Recipient.objects.update_or_create(
+        customer_id=p["customer_id"],
+        defaults={
+            "name": p["name"],
+            "email": p["email"],
+            "user_id": p.get("user_id"),
+            "test_clock_id": p.get("test_clock_id"),
+        },
+    )
+    _send(event, "welcome", customer_id=p["customer_id"], context={"dashboard_url": f"{settings.SITE_URL}/app/"})
+
+
+@reacts_to("subscriptions.SubscriptionCreated", "subscriptions.PlanChanged", "subscriptions.SubscriptionActivated")
+def remember_plan(event: DomainEvent) -> None:
+    Recipient.objects.filter(pk=event.payload["customer_id"]).update(plan_name=event.payload["plan"]["name"])
+
+
+def reminder_days() -> int:
+    return int(getattr(settings, "NOTIFY_TRIAL_REMINDER_DAYS", 3))
+
+
+@reacts_to("subscriptions.TrialStarted")
+def schedule_trial_reminder(event: DomainEvent) -> None:
+    p = event.payload
+    trial_end = datetime.fromisoformat(p["trial_end"])
+    send_at = max(trial_end - timedelta(days=reminder_days()), event.occurred_on)
+    reminder, created = Reminder.objects.get_or_create(
+        subscription_id=p["subscription_id"],
+        defaults={
+            "customer_id": p["customer_id"],
+            "send_at": send_at,
+            "trial_end": trial_end,
+            "plan_name": p["plan"]["name"],
+            "test_clock_id": event.test_clock_id,
+        },
+    )
+    if created:
+        append(
+            [
+                RecordedEvent(
+                    ev.ReminderScheduled(
+                        reminder_id=str(reminder.pk),
+                        customer_id=p["customer_id"],
+                        subscription_id=p["subscription_id"],
+                        send_at=send_at,
+                    ),
+                    event.occurred_on,
+                    "Reminder",
+                    str(reminder.pk),
+                    1,
+                    event.test_clock_id,
+                )
+            ]
+        )
+
+
+@reacts_to("subscriptions.SubscriptionCancelled", "subscriptions.TrialExpired", "subscriptions.PlanChanged")
+def trial_over(event: DomainEvent) -> None:
+    """A trial that ends, converts or is cancelled gets no reminder any more."""
+    p = event.payload
+    if event.name != "PlanChanged" or p.get("status") != "trialing":
+        Reminder.objects.filter(
+            subscription_id=p["subscription_id"], sent_at__isnull=True, cancelled_at__isnull=True
+        ).update(cancelled_at=event.occurred_on)
+    if event.name == "SubscriptionCancelled":
+        _send(
+            event,
+            "cancelled",
+            customer_id=p["customer_id"],
+            context={
+                "plan_name": p["plan"]["name"],
+                "reason": p.get("reason", ""),
+                "at_period_end": p.get("at_period_end"),
+                "cancelled_at": p["cancelled_at"][:10],
+            },
+        )
+    elif event.name == "TrialExpired":
+        _send(
+            event,
+            "trial_ended",
+            customer_id=p["customer_id"],
+            context={
+                "plan_name": p["plan"]["name"],
+                "converted": p.get("converted"),
+                "payment_method_url": f"{settings.SITE_URL}/billing/payment-method/",
+            },
+        )
+
+
+def _money(m: dict | None) -> str:
+    return f"{m['amount']} {m['currency']}" if m else ""
+
+
+@reacts_to("billing.InvoiceFinalized")
+def invoice_email(event: DomainEvent) -> None:
+    p = event.payload
+    _send(
+        event,
+        "invoice",
+        customer_id=p["customer_id"],
+        email=p["customer_email"],
+        name=p["customer_name"],
+        context={
+            "number": p["number"],
+            "amount_due": _money(p["amount_due"]),
+            "total": _money(p["total"]),
+            "url": p["url"],
+            "plan_name": p.get("plan_name") or "",
+            "lines": [{"description": line["description"], "amount": _money(line["amount"])} for line in p["lines"]],
+        },
+    )
+
+
+@reacts_to("billing.PaymentSucceeded")
+def receipt(event: DomainEvent) -> None:
+    p = event.payload
+    _send(
+        event,
+        "receipt",
+        customer_id=p["customer_id"],
+        email=p["customer_email"],
+        name=p["customer_name"],
+        context={
+            "invoice_number": p["invoice_number"],
+            "amount": _money(p["amount"]),
+            "paid_at": p["paid_at"][:10],
+            "plan_name": p.get("plan_name") or "",
+        },
+    )
+
+
+@reacts_to("billing.PaymentFailed")
+def payment_alert(event: DomainEvent) -> None:
+    p = event.payload
+    _send(
+        event,
+        "payment_failed",
+        customer_id=p["customer_id"],
+        email=p["customer_email"],
+        name=p["customer_name"],
+        context={
+            "invoice_number": p["invoice_number"],
+            "amount": _money(p["amount"]),
+            "reason": p["failure_message"],
+            "next_retry_at": (p.get("next_retry_at") or "")[:16].replace("T", " "),
+            "update_url": p["update_payment_method_url"],
+        },
+    )
+
+
+URGENCY = {1: "Reminder", 2: "Second notice", 3: "Final notice"}
+
+
+@reacts_to("billing.DunningEscalated")
+def dunning_reminder(event: DomainEvent) -> None:
+    p = event.payload
+    level = int(p["level"])
+    urgency = "Final notice" if p.get("final") else URGENCY.get(level, "Urgent")
+    _send(
+        event,
+        "dunning",
+        customer_id=p["customer_id"],
+        email=p["customer_email"],
+        name=p["customer_name"],
+        context={
+            "invoice_number": p["invoice_number"],
+            "amount": _money(p["amount"]),
+            "level": level,
+            "final": bool(p.get("final")),
+            "urgency": urgency,
+            "update_url": p["update_payment_method_url"],
+            "plan_name": p.get("plan_name") or "",
+        },
+    )
+
+
+# -- webhooks --------------------------------------------------------------------------------
+
+
+def _public(event_type: str) -> bool:
+    cls = EVENT_CLASSES.get(event_type)
+    return cls is not None and cls.public
+
+
+@reacts_to("*", accepts=_public, batch=True, batch_size=500)
+def fan_out_webhooks(events: list[DomainEvent]) -> None:
+    """One delivery per (endpoint, event) for the endpoints that asked for it; sent after commit."""
+    endpoints = list(WebhookEndpoint.objects.filter(active=True))
+    if not endpoints:
+        return
+    now = timezone.now()
+    deliveries = []
+    for event in events:
+        owner = event.payload.get("customer_id")
+        for endpoint in endpoints:
+            if endpoint.wants(event.event_type) and (
+                endpoint.customer_id is None or str(endpoint.customer_id) == owner
+            ):
+                deliveries.append(
+                    WebhookDelivery(
+                        endpoint=endpoint,
+                        event_id=event.event_id,
+                        event_type=event.event_type,
+                        body=webhooks.envelope_body(event),
+                        created_at=now,
+                        test_clock_id=event.test_clock_id,
+                    )
+                )
+    WebhookDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
+    ids = [d.pk for d in deliveries]
+    transaction.on_commit(lambda: [webhooks.attempt(pk) for pk in ids])

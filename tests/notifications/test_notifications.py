@@ -1,0 +1,164 @@
+"""Notifications in-process: SSRF guard, bounces, preferences, idempotency, pages and admin."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+
+from notifications.models import Notification, Suppression
+from sharedkernel.bus import run_deliveries
+from sharedkernel.models import EventDelivery
+from subscriptions import commands as subs
+from tests.helpers import api_client, staff_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(db):
+    return api_client(staff_user())
+
+
+@pytest.fixture
+def drain(drain, django_capture_on_commit_callbacks):
+    """Handle deliveries and run what they leave for after commit (sending the mail), as the worker does."""
+
+    def run():
+        with django_capture_on_commit_callbacks(execute=True):
+            drain()
+
+    return run
+
+
+def register(drain, email="cy@example.com", user=None):
+    c, _ = subs.register_customer(name="Cy", email=email, currency="USD", country="GB", user=user)
+    drain()
+    return c
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest",
+        "http://localhost/hook",
+        "http://[::1]/hook",
+        "ftp://example.com/x",
+    ],
+)
+def test_private_and_local_urls_are_refused_with_a_clear_error(staff, url, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    response = staff.post("/api/v1/webhook-endpoints/", {"url": url, "events": ["*"]}, format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert "url" in error["details"] or "url" in str(error)
+
+
+def test_unknown_event_types_are_refused(staff, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    response = staff.post(
+        "/api/v1/webhook-endpoints/", {"url": "http://127.0.0.1:9/x", "events": ["billing.Nope"]}, format="json"
+    )
+    assert response.status_code == 400 and "billing.Nope" in response.json()["error"]["message"]
+
+
+def test_one_event_never_sends_two_emails_even_when_handled_twice(drain):
+    c = register(drain)
+    assert [m.subject for m in mail.outbox] == ["Welcome to SubscriptionHub, Cy"]
+    delivery = EventDelivery.objects.get(handler="notifications.welcome")
+    EventDelivery.objects.filter(pk=delivery.pk).update(status="pending")  # as if the broker delivered it again
+    run_deliveries("notifications.welcome", [delivery.pk])
+    assert len(mail.outbox) == 1 and Notification.objects.filter(customer_id=c.id).count() == 1
+
+
+def test_bounce_marks_the_log_and_stops_non_essential_mail(drain, client, settings):
+    settings.BOUNCE_WEBHOOK_TOKEN = "bounce-secret"
+    c = register(drain, email="bouncy@example.com")
+    note = Notification.objects.get(customer_id=c.id)
+    assert (
+        client.post(
+            "/api/v1/notifications-bounces/", {"email": "bouncy@example.com"}, content_type="application/json"
+        ).status_code
+        == 404
+    )  # no token: nothing to see
+    response = client.post(
+        "/api/v1/notifications-bounces/",
+        {"email": "bouncy@example.com", "reason": "550 no such user", "message_id": note.message_id},
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Bearer bounce-secret",
+    )
+    assert response.status_code == 202
+    note.refresh_from_db()
+    assert note.status == "bounced" and "550" in note.error
+    assert Suppression.objects.filter(email="bouncy@example.com").exists()
+    from notifications import mail as mailer
+
+    skipped = mailer.queue(
+        template="trial_reminder",
+        email="bouncy@example.com",
+        customer_id=c.id,
+        cause_event_id="6a1f5e1e-0000-4000-8000-000000000009",
+        cause_event_type="test",
+        context={"plan_name": "Pro"},
+        essential_only=False,
+    )
+    assert skipped.status == "suppressed"
+
+
+def test_preferences_page_turns_off_reminders_but_not_receipts(drain, client):
+    from django.contrib.auth import get_user_model
+
+    from notifications import mail as mailer
+
+    user = get_user_model().objects.create_user("cy", "cy@example.com", "pw-Cy-123456")
+    c = register(drain, user=user)
+    client.force_login(user)
+    page = client.get("/notifications/preferences/").content.decode()
+    assert "Welcome to SubscriptionHub, Cy" in page  # the log of what was sent
+    client.post("/notifications/preferences/", {"essential_only": "on"})
+    ids = iter(["6a1f5e1e-0000-4000-8000-00000000000a", "6a1f5e1e-0000-4000-8000-00000000000b"])
+    reminder = mailer.queue(
+        template="trial_reminder",
+        email=c.email,
+        customer_id=c.id,
+        cause_event_id=next(ids),
+        cause_event_type="t",
+        context={},
+        essential_only=True,
+    )
+    receipt = mailer.queue(
+        template="receipt",
+        email=c.email,
+        customer_id=c.id,
+        cause_event_id=next(ids),
+        cause_event_type="t",
+        context={},
+        essential_only=True,
+    )
+    assert (reminder.status, receipt.status) == ("suppressed", "queued")
+
+
+def test_customer_webhooks_page_shows_the_secret_once(drain, client, settings):
+    from django.contrib.auth import get_user_model
+
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    user = get_user_model().objects.create_user("dee", "dee@example.com", "pw-Dee-123456")
+    register(drain, email="dee@example.com", user=user)
+    client.force_login(user)
+    refused = client.post("/notifications/webhooks/", {"url": "http://127.0.0.1/x", "events": ["*"]}, follow=True)
+    assert "private or local address" in refused.content.decode()
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    page = client.post(
+        "/notifications/webhooks/", {"url": "http://127.0.0.1:9/hooks", "events": ["*"]}
+    ).content.decode()
+    assert "whsec_" in page
+    assert "whsec_" not in client.get("/notifications/webhooks/").content.decode()
+
+
+def test_admin_log_deliveries_and_template_previews(admin_client, drain):
+    register(drain)
+    assert admin_client.get("/admin/notifications/notification/").status_code == 200
+    assert admin_client.get("/admin/notifications/webhookdelivery/").status_code == 200
+    preview = admin_client.get("/admin/notifications/notification/preview/dunning/")
+    assert preview.status_code == 200 and b"Second notice" in preview.content
