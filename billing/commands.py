@@ -718,6 +718,12 @@ def prorate_change(change: PlanChangeFacts, *, cause: Cause) -> Proration | None
     """GenerateProratedInvoice (net > 0) or ApplyCredit (net < 0) for a PlanChanged."""
     if change.in_trial:
         return None
+    if not (change.period.start <= change.changed_at < change.period.end) or not (
+        change.new_period.start <= change.changed_at < change.new_period.end
+    ):
+        # The period had already run out (its renewal was still to come): nothing of it is left to
+        # prorate; the renewal bills the new plan for the next period.
+        return None
     proration = prorate(
         old_plan=change.old_plan_name,
         old_price=change.old_price,

@@ -63,6 +63,13 @@ SCHEDULE = dict(
         _job("billing.retry_payments", 60, "every minute: failed payments whose retry (+1 h, +24 h, +72 h) is due"),
         _job("billing.escalate_dunning", 300, "every 5 min: dunning steps that are due (reminder + one more charge)"),
         _job("billing.retry_tax", 300, "every 5 min: draft invoices waiting for the tax calculator"),
+        # -- notifications -------------------------------------------------------
+        _job("notifications.send_reminders", 300, "every 5 min: trial-ending reminders whose time has come"),
+        _job("notifications.retry_webhooks", 30, "every 30 s: webhook deliveries whose next attempt is due"),
+        _job("notifications.retry_mail", 120, "every 2 min: e-mails the mail server did not take yet"),
+        # -- analytics -----------------------------------------------------------
+        _job("analytics.snapshot_mrr", 3600, "hourly: daily MRR snapshots per currency from the movements"),
+        _job("analytics.monthly_report", 3600, "hourly: once a month has ended, its report (ReportGenerated)"),
     ]
 )
 

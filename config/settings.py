@@ -182,6 +182,11 @@ BEAT_HEARTBEAT_MAX_AGE = timedelta(seconds=env_int("BEAT_HEARTBEAT_MAX_AGE_SECON
 
 # --- Domain settings -------------------------------------------------------
 TRIAL_REMINDER_DAYS = env_int("TRIAL_REMINDER_DAYS", 3)
+# Notifications: the trial-ending reminder, and whether webhooks may go to private addresses
+# (never in production; tests allow loopback receivers).
+NOTIFY_TRIAL_REMINDER_DAYS = env_int("NOTIFY_TRIAL_REMINDER_DAYS", 3)
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+BOUNCE_WEBHOOK_TOKEN = os.environ.get("BOUNCE_WEBHOOK_TOKEN", "")
 # Late usage of a closed period is accepted this long after its end; then it is final and billed.
 USAGE_GRACE_SECONDS = env_int("USAGE_GRACE_SECONDS", 3600)
 
