@@ -12,7 +12,8 @@ For each N, on a fresh PostgreSQL database (DATABASE_URL's server, database
 2. timed: the renewal job runs (as beat would) while WORKERS worker processes
    drain every chain — SubscriptionRenewed → InvoiceGenerated → TaxCalculated →
    InvoiceFinalized → PaymentAttempted → PaymentSucceeded/Failed → InvoicePaid and
-   the Subscriptions reactions — until no delivery is open;
+   the reactions of Subscriptions (activation), Notifications (invoice e-mail, receipt,
+   webhook fan-out) and Analytics (MRR, revenue) — until no delivery is open;
 3. prints subscriptions/s, events/s, SQL queries per subscription (counted in
    every worker process and the bench itself) and the time to drain.
 """

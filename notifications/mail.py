@@ -8,6 +8,7 @@ reader can recognise the rare resend after a crash between send and log update.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from django.utils import timezone
 from notifications import events as ev
 from notifications.models import Notification, NotificationStatus, Suppression
 from sharedkernel.aggregates import RecordedEvent
+from sharedkernel.bulk import bulk_update_rows
 from sharedkernel.correlation import Cause, new_correlation_id
 from sharedkernel.eventstore import append_batch
 
@@ -72,86 +74,139 @@ def queue(
     test_clock_id=None,
 ) -> Notification | None:
     """Log one e-mail for the event that caused it; returns None when it was queued before."""
-    spec = TEMPLATES[template]
-    if Notification.objects.filter(cause_event_id=cause_event_id, template=template).exists():
-        return None
-    status = NotificationStatus.QUEUED
-    reason = ""
-    if not spec.essential and essential_only:
-        status, reason = NotificationStatus.SUPPRESSED, "The customer receives essential mail only."
-    elif not spec.essential and Suppression.objects.filter(email__iexact=email).exists():
-        status, reason = NotificationStatus.SUPPRESSED, "The address bounced before."
-    note = Notification.objects.create(
-        customer_id=customer_id,
-        email=email,
-        template=template,
-        essential=spec.essential,
-        cause_event_id=cause_event_id,
-        cause_event_type=cause_event_type,
-        context=context,
-        subject=render(template, context)[0],
-        status=status,
-        error=reason,
-        created_at=timezone.now(),
-        test_clock_id=test_clock_id,
+    queued = queue_many(
+        [
+            dict(
+                template=template,
+                email=email,
+                customer_id=customer_id,
+                cause_event_id=cause_event_id,
+                cause_event_type=cause_event_type,
+                context=context,
+                essential_only=essential_only,
+                test_clock_id=test_clock_id,
+            )
+        ]
     )
-    if status == NotificationStatus.QUEUED:
-        transaction.on_commit(lambda: send(note.pk))
-    return note
+    return queued[0] if queued else None
+
+
+def queue_many(items: list[dict]) -> list[Notification]:
+    """Log e-mails for a batch of events (a bill run's invoices) in two queries; send them after commit
+    over one connection. An (event, template) logged before is skipped."""
+    if not items:
+        return []
+    seen = set(
+        Notification.objects.filter(cause_event_id__in=[i["cause_event_id"] for i in items]).values_list(
+            "cause_event_id", "template"
+        )
+    )
+    suppressed = {
+        e.lower()
+        for e in Suppression.objects.filter(email__in=[i["email"] for i in items]).values_list("email", flat=True)
+    }
+    now = timezone.now()
+    notes = []
+    for item in items:
+        key = (uuid.UUID(str(item["cause_event_id"])), item["template"])
+        if key in seen:
+            continue
+        seen.add(key)
+        spec = TEMPLATES[item["template"]]
+        status, reason = NotificationStatus.QUEUED, ""
+        if not spec.essential and item["essential_only"]:
+            status, reason = NotificationStatus.SUPPRESSED, "The customer receives essential mail only."
+        elif not spec.essential and item["email"].lower() in suppressed:
+            status, reason = NotificationStatus.SUPPRESSED, "The address bounced before."
+        notes.append(
+            Notification(
+                customer_id=item["customer_id"],
+                email=item["email"],
+                template=item["template"],
+                essential=spec.essential,
+                cause_event_id=item["cause_event_id"],
+                cause_event_type=item["cause_event_type"],
+                context=item["context"],
+                subject=spec.subject.format_map(_Blank(item["context"])),
+                status=status,
+                error=reason,
+                created_at=now,
+                test_clock_id=item.get("test_clock_id"),
+            )
+        )
+    Notification.objects.bulk_create(notes)
+    to_send = [n.pk for n in notes if n.status == NotificationStatus.QUEUED]
+    if to_send:
+        transaction.on_commit(lambda: send_many(to_send))
+    return notes
 
 
 def send(notification_id) -> bool:
-    """Send a queued notification (after its transaction committed); log the outcome."""
+    return send_many([notification_id]) == 1
+
+
+def send_many(ids: list) -> int:
+    """Send queued notifications (after their transaction committed) over one connection; log each outcome."""
     with transaction.atomic():
-        note = (
-            Notification.objects.select_for_update(skip_locked=True)
-            .filter(pk=notification_id, status__in=[NotificationStatus.QUEUED, NotificationStatus.FAILED])
-            .first()
+        notes = list(
+            Notification.objects.select_for_update(skip_locked=True).filter(
+                pk__in=ids, status__in=[NotificationStatus.QUEUED, NotificationStatus.FAILED]
+            )
         )
-        if note is None:
-            return False
-        subject, text, html = render(note.template, note.context)
-        message = EmailMultiAlternatives(
-            subject,
-            text,
-            settings.DEFAULT_FROM_EMAIL,
-            [note.email],
-            headers={"Message-ID": note.message_id, "X-SubscriptionHub-Template": note.template},
-            connection=get_connection(),
-        )
-        message.attach_alternative(html, "text/html")
-        note.attempts += 1
+        if not notes:
+            return 0
+        connection = get_connection()
+        sent, recorded = 0, []
         try:
-            message.send()
-        except Exception as exc:
-            note.status, note.error = NotificationStatus.FAILED, f"{type(exc).__name__}: {exc}"[:1000]
-            note.save(update_fields=["status", "error", "attempts"])
-            return False
-        note.status, note.error, note.sent_at = NotificationStatus.SENT, "", timezone.now()
-        note.save(update_fields=["status", "error", "attempts", "sent_at"])
-        clock = str(note.test_clock_id) if note.test_clock_id else None
-        append_batch(
-            [
-                (
-                    Cause(new_correlation_id(), str(note.cause_event_id), clock),
-                    [
-                        RecordedEvent(
-                            ev.EmailSent(
-                                notification_id=str(note.pk),
-                                customer_id=str(note.customer_id) if note.customer_id else None,
-                                email=note.email,
-                                template=note.template,
-                                cause_event_id=str(note.cause_event_id),
-                                subject=subject,
-                            ),
-                            note.sent_at,
-                            "Notification",
-                            str(note.pk),
-                            1,
-                            clock,
-                        )
-                    ],
+            connection.open()
+            for note in notes:
+                subject, text, html = render(note.template, note.context)
+                message = EmailMultiAlternatives(
+                    subject,
+                    text,
+                    settings.DEFAULT_FROM_EMAIL,
+                    [note.email],
+                    headers={"Message-ID": note.message_id, "X-SubscriptionHub-Template": note.template},
+                    connection=connection,
                 )
-            ]
-        )
-        return True
+                message.attach_alternative(html, "text/html")
+                note.attempts += 1
+                try:
+                    message.send()
+                except Exception as exc:
+                    note.status, note.error = NotificationStatus.FAILED, f"{type(exc).__name__}: {exc}"[:1000]
+                    continue
+                note.status, note.error, note.sent_at = NotificationStatus.SENT, "", timezone.now()
+                sent += 1
+                clock = str(note.test_clock_id) if note.test_clock_id else None
+                recorded.append(
+                    (
+                        Cause(new_correlation_id(), str(note.cause_event_id), clock),
+                        [
+                            RecordedEvent(
+                                ev.EmailSent(
+                                    notification_id=str(note.pk),
+                                    customer_id=str(note.customer_id) if note.customer_id else None,
+                                    email=note.email,
+                                    template=note.template,
+                                    cause_event_id=str(note.cause_event_id),
+                                    subject=subject,
+                                ),
+                                note.sent_at,
+                                "Notification",
+                                str(note.pk),
+                                1,
+                                clock,
+                            )
+                        ],
+                    )
+                )
+        except Exception as exc:
+            for note in notes:
+                if note.status != NotificationStatus.SENT:
+                    note.status, note.error = NotificationStatus.FAILED, f"{type(exc).__name__}: {exc}"[:1000]
+        finally:
+            connection.close()
+        bulk_update_rows(notes, ["status", "error", "attempts", "sent_at"])
+        append_batch(recorded)
+        return sent

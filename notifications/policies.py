@@ -14,6 +14,7 @@ Every reaction reads only the event's payload (and our own Recipient rows).
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -150,87 +151,84 @@ def _money(m: dict | None) -> str:
     return f"{m['amount']} {m['currency']}" if m else ""
 
 
-@reacts_to("billing.InvoiceFinalized")
-def invoice_email(event: DomainEvent) -> None:
-    p = event.payload
-    _send(
-        event,
-        "invoice",
-        customer_id=p["customer_id"],
-        email=p["customer_email"],
-        name=p["customer_name"],
-        context={
-            "number": p["number"],
-            "amount_due": _money(p["amount_due"]),
-            "total": _money(p["total"]),
-            "url": p["url"],
-            "plan_name": p.get("plan_name") or "",
-            "lines": [{"description": line["description"], "amount": _money(line["amount"])} for line in p["lines"]],
-        },
-    )
+def _invoice(p: dict) -> dict:
+    return {
+        "number": p["number"],
+        "amount_due": _money(p["amount_due"]),
+        "total": _money(p["total"]),
+        "url": p["url"],
+        "plan_name": p.get("plan_name") or "",
+        "lines": [{"description": line["description"], "amount": _money(line["amount"])} for line in p["lines"]],
+    }
 
 
-@reacts_to("billing.PaymentSucceeded")
-def receipt(event: DomainEvent) -> None:
-    p = event.payload
-    _send(
-        event,
-        "receipt",
-        customer_id=p["customer_id"],
-        email=p["customer_email"],
-        name=p["customer_name"],
-        context={
-            "invoice_number": p["invoice_number"],
-            "amount": _money(p["amount"]),
-            "paid_at": p["paid_at"][:10],
-            "plan_name": p.get("plan_name") or "",
-        },
-    )
+def _receipt(p: dict) -> dict:
+    return {
+        "invoice_number": p["invoice_number"],
+        "amount": _money(p["amount"]),
+        "paid_at": p["paid_at"][:10],
+        "plan_name": p.get("plan_name") or "",
+    }
 
 
-@reacts_to("billing.PaymentFailed")
-def payment_alert(event: DomainEvent) -> None:
-    p = event.payload
-    _send(
-        event,
-        "payment_failed",
-        customer_id=p["customer_id"],
-        email=p["customer_email"],
-        name=p["customer_name"],
-        context={
-            "invoice_number": p["invoice_number"],
-            "amount": _money(p["amount"]),
-            "reason": p["failure_message"],
-            "next_retry_at": (p.get("next_retry_at") or "")[:16].replace("T", " "),
-            "update_url": p["update_payment_method_url"],
-        },
-    )
+def _alert(p: dict) -> dict:
+    return {
+        "invoice_number": p["invoice_number"],
+        "amount": _money(p["amount"]),
+        "reason": p["failure_message"],
+        "next_retry_at": (p.get("next_retry_at") or "")[:16].replace("T", " "),
+        "update_url": p["update_payment_method_url"],
+    }
 
 
 URGENCY = {1: "Reminder", 2: "Second notice", 3: "Final notice"}
 
 
-@reacts_to("billing.DunningEscalated")
-def dunning_reminder(event: DomainEvent) -> None:
-    p = event.payload
+def _dunning(p: dict) -> dict:
     level = int(p["level"])
-    urgency = "Final notice" if p.get("final") else URGENCY.get(level, "Urgent")
-    _send(
-        event,
-        "dunning",
-        customer_id=p["customer_id"],
-        email=p["customer_email"],
-        name=p["customer_name"],
-        context={
-            "invoice_number": p["invoice_number"],
-            "amount": _money(p["amount"]),
-            "level": level,
-            "final": bool(p.get("final")),
-            "urgency": urgency,
-            "update_url": p["update_payment_method_url"],
-            "plan_name": p.get("plan_name") or "",
-        },
+    return {
+        "invoice_number": p["invoice_number"],
+        "amount": _money(p["amount"]),
+        "level": level,
+        "final": bool(p.get("final")),
+        "urgency": "Final notice" if p.get("final") else URGENCY.get(level, "Urgent"),
+        "update_url": p["update_payment_method_url"],
+        "plan_name": p.get("plan_name") or "",
+    }
+
+
+BILLING_MAIL = {
+    "billing.InvoiceFinalized": ("invoice", _invoice),
+    "billing.PaymentSucceeded": ("receipt", _receipt),
+    "billing.PaymentFailed": ("payment_failed", _alert),
+    "billing.DunningEscalated": ("dunning", _dunning),
+}
+
+
+@reacts_to(*BILLING_MAIL, batch=True, batch_size=500)
+def billing_mail(events: list[DomainEvent]) -> None:
+    """Invoice e-mail, receipt, payment alert, dunning reminder (urgency grows with the level) — a bill run's
+    worth at a time. Billing's payloads carry the name and address, so only preferences are looked up."""
+    prefs = dict(
+        Recipient.objects.filter(pk__in={e.payload["customer_id"] for e in events}).values_list("pk", "essential_only")
     )
+    items = []
+    for event in events:
+        template, build = BILLING_MAIL[event.event_type]
+        p = event.payload
+        items.append(
+            dict(
+                template=template,
+                email=p["customer_email"],
+                customer_id=p["customer_id"],
+                cause_event_id=event.event_id,
+                cause_event_type=event.event_type,
+                context={"name": p["customer_name"], "site_url": settings.SITE_URL, **build(p)},
+                essential_only=bool(prefs.get(uuid.UUID(p["customer_id"]))),
+                test_clock_id=event.test_clock_id,
+            )
+        )
+    mail.queue_many(items)
 
 
 # -- webhooks --------------------------------------------------------------------------------
