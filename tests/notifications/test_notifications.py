@@ -162,3 +162,38 @@ def test_admin_log_deliveries_and_template_previews(admin_client, drain):
     assert admin_client.get("/admin/notifications/webhookdelivery/").status_code == 200
     preview = admin_client.get("/admin/notifications/notification/preview/dunning/")
     assert preview.status_code == 200 and b"Second notice" in preview.content
+
+
+def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_emailed(
+    drain, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from notifications import webhooks
+    from notifications.models import WebhookDelivery, WebhookEndpoint
+
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    c = register(drain, email="owner@example.com")
+    now = timezone.now()
+    endpoint = WebhookEndpoint.objects.create(
+        customer_id=c.id,
+        url="http://127.0.0.1:9/dead",
+        events=["*"],
+        created_at=now,
+        failing_since=now - timedelta(days=3),
+    )
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        event_id="6a1f5e1e-0000-4000-8000-0000000000ff",
+        event_type="billing.InvoicePaid",
+        body="{}",
+        created_at=now,
+        status="retrying",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert webhooks.attempt(delivery.pk, now=now) is False  # nothing listens on port 9
+    endpoint.refresh_from_db()
+    assert not endpoint.active and "3 days" in endpoint.disabled_reason
+    assert any(m.subject.startswith("We stopped sending webhooks to http://127.0.0.1:9/dead") for m in mail.outbox)
