@@ -47,6 +47,7 @@ def send_reminders(now: datetime, test_clock_id: str | None) -> int:
                     "payment_method_url": f"{settings.SITE_URL}/billing/payment-method/",
                 },
                 essential_only=recipient.essential_only,
+                at=now,
                 test_clock_id=reminder.test_clock_id,
             )
         Reminder.objects.filter(pk=reminder.pk).update(sent_at=now)

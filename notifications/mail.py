@@ -72,6 +72,7 @@ def queue(
     context: dict,
     essential_only: bool,
     test_clock_id=None,
+    at=None,
 ) -> Notification | None:
     """Log one e-mail for the event that caused it; returns None when it was queued before."""
     queued = queue_many(
@@ -85,6 +86,7 @@ def queue(
                 context=context,
                 essential_only=essential_only,
                 test_clock_id=test_clock_id,
+                at=at,
             )
         ]
     )
@@ -130,7 +132,7 @@ def queue_many(items: list[dict]) -> list[Notification]:
                 subject=spec.subject.format_map(_Blank(item["context"])),
                 status=status,
                 error=reason,
-                created_at=now,
+                created_at=item.get("at") or now,
                 test_clock_id=item.get("test_clock_id"),
             )
         )

@@ -52,6 +52,7 @@ def _send(
         context={"name": name or (recipient.name if recipient else ""), "site_url": settings.SITE_URL, **context},
         essential_only=bool(recipient and recipient.essential_only),
         test_clock_id=event.test_clock_id,
+        at=event.occurred_on,
     )
 
 
@@ -226,6 +227,7 @@ def billing_mail(events: list[DomainEvent]) -> None:
                 context={"name": p["customer_name"], "site_url": settings.SITE_URL, **build(p)},
                 essential_only=bool(prefs.get(uuid.UUID(p["customer_id"]))),
                 test_clock_id=event.test_clock_id,
+                at=event.occurred_on,
             )
         )
     mail.queue_many(items)
