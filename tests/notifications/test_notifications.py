@@ -197,3 +197,35 @@ def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_emailed(
     endpoint.refresh_from_db()
     assert not endpoint.active and "3 days" in endpoint.disabled_reason
     assert any(m.subject.startswith("We stopped sending webhooks to http://127.0.0.1:9/dead") for m in mail.outbox)
+
+
+def test_the_trial_reminder_waits_for_its_time_and_is_not_sent_once_the_trial_is_cancelled(
+    drain, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from notifications.models import Reminder
+    from sharedkernel.clock import FixedClock
+    from sharedkernel.scheduling import run_job
+    from sharedkernel.values import Money
+    from tests.conftest import at
+
+    settings.NOTIFY_TRIAL_REMINDER_DAYS = 3
+    plan = subs.define_plan(
+        code="t", name="Team", tier="professional", interval="month", trial_days=14, prices=[Money("30.00", "USD")]
+    )
+    start = at("2025-03-01 09:00")
+    kept, dropped = register(drain, email="kept@example.com"), register(drain, email="dropped@example.com")
+    sub_kept = subs.subscribe(customer_id=kept.id, plan_id=plan.id, trial=True, clock=FixedClock(start))
+    sub_dropped = subs.subscribe(customer_id=dropped.id, plan_id=plan.id, trial=True, clock=FixedClock(start))
+    drain()
+    assert Reminder.objects.get(subscription_id=sub_kept.id).send_at == start + timedelta(days=11)
+    subs.cancel_subscription(subscription_id=sub_dropped.id, clock=FixedClock(start + timedelta(days=2)))
+    drain()
+    assert run_job("notifications.send_reminders", now=start + timedelta(days=10)) == 0  # too early
+    with django_capture_on_commit_callbacks(execute=True):
+        with_reminder = run_job("notifications.send_reminders", now=start + timedelta(days=11))
+    assert with_reminder == 1
+    reminders = [m for m in mail.outbox if "trial ends in" in m.subject]
+    assert [m.to for m in reminders] == [["kept@example.com"]]
+    assert reminders[0].subject == "Your Team trial ends in 3 days"
