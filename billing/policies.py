@@ -181,6 +181,8 @@ def bill_subscriptions(events: list[DomainEvent]) -> None:
         elif event.name == "PlanChanged":
             commands.prorate_change(PlanChangeFacts.from_payload(p), cause=cause_of(event))
         elif event.name == "SubscriptionCancelled" and p.get("previous_status") == "pending_payment":
+            commands.generate_invoices(requests)  # its first invoice may be in this very batch
+            requests = []
             unpaid = Invoice.objects.filter(
                 subscription_id=facts.subscription_id, status__in=[InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED]
             ).values_list("pk", flat=True)

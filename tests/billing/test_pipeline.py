@@ -140,3 +140,14 @@ def test_void_stops_collection_and_cannot_void_a_paid_invoice(drain):
     assert Payment.objects.get(invoice_id=invoice.id).status == PaymentStatus.CANCELLED
     with pytest.raises(InvalidTransition):
         billing.void_invoice(invoice_id=str(invoice.id), reason="again")
+
+
+def test_a_subscription_cancelled_before_its_first_payment_has_its_invoice_voided_even_in_one_batch(drain):
+    pro = plan()
+    c = customer(drain, card=None, country="GB", region="")
+    sub = subs.subscribe(customer_id=str(c.id), plan_id=str(pro.id))
+    subs.cancel_subscription(subscription_id=str(sub.id), reason="changed my mind")
+    drain()  # SubscriptionCreated and SubscriptionCancelled reach Billing together
+    invoice = Invoice.objects.get(subscription_id=sub.id)
+    assert invoice.status == InvoiceStatus.VOIDED
+    assert not Payment.objects.filter(invoice_id=invoice.id, status="failed").exists()
