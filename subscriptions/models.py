@@ -752,7 +752,6 @@ class UsageRecord(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["subscription_id", "idempotency_key"], name="usage_key_once"),
         ]
-        indexes = [models.Index(fields=["subscription_id", "period_start", "metric"], name="usage_by_period")]
 
     def __str__(self) -> str:
         return f"{self.quantity} {self.metric} at {self.timestamp:%Y-%m-%d %H:%M}"
