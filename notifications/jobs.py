@@ -1,7 +1,8 @@
 """Time-driven work of Notifications.
 
 notifications.send_reminders   trial-ending reminders whose time has come
-notifications.retry_webhooks   webhook deliveries whose next attempt is due (backoff over ~3 days)
+notifications.retry_webhooks   webhook deliveries whose next attempt is due (backoff over ~3 days), and
+                               new ones whose first attempt never happened (the process died after commit)
 notifications.retry_mail       e-mails the SMTP server refused or never got (a few tries)
 """
 
@@ -56,8 +57,12 @@ def send_reminders(now: datetime, test_clock_id: str | None) -> int:
 
 
 def _webhooks(scope):
+    """Deliveries waiting for a retry, and new ones whose first attempt never happened."""
     return in_scope(
-        WebhookDelivery.objects.filter(status=DeliveryStatus.RETRYING, next_attempt_at__isnull=False), scope
+        WebhookDelivery.objects.filter(
+            status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING], next_attempt_at__isnull=False
+        ),
+        scope,
     )
 
 
@@ -67,7 +72,7 @@ def _webhooks(scope):
 def retry_webhooks(now: datetime, test_clock_id: str | None) -> int:
     due = list(_webhooks(test_clock_id).filter(next_attempt_at__lte=now).values_list("pk", flat=True)[:500])
     for pk in due:
-        webhooks.attempt(pk, now=now)
+        webhooks.attempt(pk, now=now, due_only=True)
     return len(due)
 
 
