@@ -61,6 +61,42 @@ def redeliver(*, delivery_id) -> WebhookDelivery:
     return delivery
 
 
+def _endpoint(endpoint_id) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
+    if endpoint is None:
+        raise NotFound("No such webhook endpoint.")
+    return endpoint
+
+
+@command
+def enable_endpoint(*, endpoint_id) -> WebhookEndpoint:
+    """Turn a disabled endpoint back on with a fresh failure clock (else its next failure would
+    disable it again at once). Deliveries that failed meanwhile are not resent: redeliver them."""
+    endpoint = _endpoint(endpoint_id)
+    if endpoint.active:
+        raise InvalidTransition("The endpoint is already active.")
+    endpoint.active, endpoint.failing_since, endpoint.disabled_at, endpoint.disabled_reason = True, None, None, ""
+    endpoint.save(update_fields=["active", "failing_since", "disabled_at", "disabled_reason"])
+    return endpoint
+
+
+@command
+def disable_endpoint(*, endpoint_id, reason: str = "Disabled by its owner.") -> WebhookEndpoint:
+    """Stop sending to an endpoint (nothing is queued for it while it is off)."""
+    endpoint = _endpoint(endpoint_id)
+    if not endpoint.active:
+        raise InvalidTransition("The endpoint is already disabled.")
+    endpoint.active, endpoint.disabled_at, endpoint.disabled_reason = False, timezone.now(), reason[:300]
+    endpoint.save(update_fields=["active", "disabled_at", "disabled_reason"])
+    return endpoint
+
+
+@command
+def remove_endpoint(*, endpoint_id) -> None:
+    """Delete an endpoint with its deliveries and their attempts."""
+    _endpoint(endpoint_id).delete()
+
+
 @command
 def set_preferences(*, customer_id, essential_only: bool) -> Recipient:
     recipient = Recipient.objects.filter(pk=customer_id).first()
