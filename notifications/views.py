@@ -83,7 +83,7 @@ def enable_endpoint(request, endpoint_id):
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{endpoint.url} is enabled again. Redeliver what it missed from its list.")
+        messages.success(request, f"{endpoint.url} is enabled again. Failed deliveries can be redelivered from its list.")
     return redirect("notifications:webhooks")
 
 
