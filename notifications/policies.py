@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -244,8 +245,8 @@ def _public(event_type: str) -> bool:
 
 @reacts_to("*", accepts=_public, batch=True, batch_size=500)
 def fan_out_webhooks(events: list[DomainEvent]) -> None:
-    """One delivery per (endpoint, event) for the endpoints that asked for it; attempted after commit,
-    and by the retry job PICKUP_AFTER later should that attempt never happen (a worker killed between)."""
+    """One delivery per (endpoint, event) for the endpoints that asked for it; attempted after commit
+    (each in its own task), and by the retry job PICKUP_AFTER later should that attempt never happen."""
     endpoints = list(WebhookEndpoint.objects.filter(active=True))
     if not endpoints:
         return
@@ -273,4 +274,4 @@ def fan_out_webhooks(events: list[DomainEvent]) -> None:
                 )
     WebhookDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
     ids = [d.pk for d in deliveries]
-    transaction.on_commit(lambda: [webhooks.attempt(pk, after_attempts=0) for pk in ids])
+    transaction.on_commit(partial(webhooks.attempt_soon, ids))

@@ -83,7 +83,9 @@ def enable_endpoint(request, endpoint_id):
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{endpoint.url} is enabled again. Failed deliveries can be redelivered from its list.")
+        messages.success(
+            request, f"{endpoint.url} is enabled again. Failed deliveries can be redelivered from its list."
+        )
     return redirect("notifications:webhooks")
 
 

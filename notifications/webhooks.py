@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import socket
 import time
 from datetime import datetime
@@ -37,6 +38,8 @@ from sharedkernel.aggregates import RecordedEvent
 from sharedkernel.clock import clock_for
 from sharedkernel.correlation import Cause, new_correlation_id
 from sharedkernel.eventstore import append_batch
+
+logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "SubscriptionHub-Signature"
 TOLERANCE_SECONDS = 300
@@ -163,6 +166,29 @@ def post(url: str, body: bytes, headers: dict) -> int:
 
 def envelope_body(event) -> str:
     return json.dumps(event.to_json(), separators=(",", ":"), sort_keys=True)
+
+
+def attempt_soon(delivery_ids: list) -> None:
+    """First attempts of new deliveries, called after their transaction commits.
+
+    With workers, each is its own task, so a slow or black-holed receiver (up to the connect plus
+    read timeout per delivery) holds up neither the event handler that fanned out nor the other
+    receivers. Without workers (EVENT_DISPATCH inline/manual) they run here. If the broker is
+    down, the retry job picks them up PICKUP_AFTER later.
+    """
+    if settings.EVENT_DISPATCH != "celery":
+        for pk in delivery_ids:
+            attempt(pk, after_attempts=0)
+        return
+    from notifications.tasks import attempt_webhook
+
+    try:
+        for pk in delivery_ids:
+            attempt_webhook.apply_async(args=(str(pk), 0))
+    except Exception as exc:  # broker down: notifications.retry_webhooks is the other path
+        logger.warning(
+            "Could not queue %d webhook attempts (%s); the retry job will send them.", len(delivery_ids), exc
+        )
 
 
 def attempt(

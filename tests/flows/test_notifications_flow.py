@@ -220,3 +220,27 @@ def test_a_failing_receiver_gets_retries_on_schedule_then_succeeds(staff, receiv
     again = staff.post(f"/api/v1/webhook-deliveries/{log['id']}/redeliver/")
     assert again.status_code == 200
     assert len([r for r in state.received if r["event"]["event_type"] == "billing.PaymentMethodUpdated"]) == 5
+
+
+def test_a_slow_receiver_does_not_hold_up_another_endpoint(staff):
+    from tests.notifications.receiver import Receiver as LoopbackReceiver
+
+    clock, customer = customer_on_clock(staff, "two-hooks@example.com")
+    with LoopbackReceiver() as fast, LoopbackReceiver(delay=6) as slow:
+        for receiver in (fast, slow):  # the slow one registered last: it comes first in the fan-out
+            created = staff.post(
+                "/api/v1/webhook-endpoints/",
+                {"url": receiver.url, "events": ["billing.PaymentMethodUpdated"], "customer": customer["id"]},
+                format="json",
+            ).json()
+            receiver.secret = created["secret"]
+        staff.put(f"/api/v1/customers/{customer['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
+        wait_until_handled()
+        deadline = time.monotonic() + 4
+        while not fast.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # the fast endpoint has its event while the slow one is still answering
+        assert fast.types() == ["billing.PaymentMethodUpdated"] and fast.received[0]["verified"]
+        assert not WebhookDelivery.objects.filter(endpoint__url=slow.url, status="succeeded").exists()
+        settle()
+        assert WebhookDelivery.objects.get(endpoint__url=slow.url).status == "succeeded"
