@@ -315,3 +315,9 @@ LOGGING = {
 
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 X_FRAME_OPTIONS = "SAMEORIGIN"
+
+# --- Notifications: webhook HTTP timeouts (seconds) ---------------------------
+# A receiver must accept the connection within the first and answer within the second;
+# slower is a failed attempt, retried on the backoff schedule.
+WEBHOOK_CONNECT_TIMEOUT = float(os.environ.get("WEBHOOK_CONNECT_TIMEOUT", "3"))
+WEBHOOK_READ_TIMEOUT = float(os.environ.get("WEBHOOK_READ_TIMEOUT", "10"))

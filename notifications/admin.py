@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import admin
+from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse
 from django.urls import path
+from django.utils.html import format_html
 
 from notifications import commands, mail
 from notifications.models import Notification, Recipient, Suppression, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -42,10 +46,36 @@ SAMPLE = {
 }
 
 
+class CustomerFilter(admin.SimpleListFilter):
+    """By customer: the one selected and the most recently written to (the log can name thousands)."""
+
+    title = "customer"
+    parameter_name = "customer"
+
+    def lookups(self, request, model_admin):
+        recent = Notification.objects.exclude(customer_id=None).order_by("-created_at")
+        ids = list(dict.fromkeys(recent.values_list("customer_id", flat=True)[:300]))[:15]
+        if self.value():
+            try:
+                ids = [uuid.UUID(self.value()), *ids]
+            except ValueError:
+                pass
+        names = dict(Recipient.objects.filter(pk__in=ids).values_list("pk", "name"))
+        return [(str(pk), names.get(pk, str(pk))) for pk in dict.fromkeys(ids)]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        try:
+            return queryset.filter(customer_id=uuid.UUID(self.value()))
+        except ValueError:
+            return queryset.none()
+
+
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "email", "template", "status", "subject", "cause_event_type"]
-    list_filter = ["status", "template", "essential"]
+    list_display = ["created_at", "template", "status", "customer", "email", "subject"]
+    list_filter = ["status", "template", CustomerFilter, "essential"]
     search_fields = ["email", "=customer_id", "=cause_event_id", "subject"]
     change_list_template = "admin/notifications/notification_changelist.html"
 
@@ -61,6 +91,16 @@ class NotificationAdmin(ReadOnlyAdmin):
 
     def changelist_view(self, request, extra_context=None):
         return super().changelist_view(request, {**(extra_context or {}), "templates": sorted(mail.TEMPLATES)})
+
+    def get_queryset(self, request):
+        names = Recipient.objects.filter(pk=OuterRef("customer_id")).values("name")[:1]
+        return super().get_queryset(request).annotate(customer_name=Subquery(names))
+
+    @admin.display(description="Customer", ordering="customer_name")
+    def customer(self, note):
+        if not note.customer_id:
+            return "—"
+        return format_html('<a href="?customer={}">{}</a>', note.customer_id, note.customer_name or note.customer_id)
 
 
 class AttemptInline(admin.TabularInline):
@@ -91,10 +131,26 @@ class EndpointAdmin(admin.ModelAdmin):
     list_display = ["url", "customer_id", "events", "active", "failing_since", "disabled_at"]
     list_filter = ["active"]
     search_fields = ["url", "=customer_id"]
-    readonly_fields = ["secret", "failing_since", "disabled_at", "disabled_reason", "created_at"]
+    fields = ["customer_id", "url", "events", "active", "failing_since", "disabled_at", "disabled_reason", "created_at"]
+    readonly_fields = ["customer_id", "url", "active", "failing_since", "disabled_at", "disabled_reason", "created_at"]
+    actions = ["enable", "disable"]
 
     def has_add_permission(self, request):
         return False  # registered through the API or the customer page (URL checks, secret shown once)
+
+    @admin.action(description="Enable again (fresh failure clock)")
+    def enable(self, request, queryset):
+        run_for_each(self, request, queryset, "Enable", lambda e: commands.enable_endpoint(endpoint_id=e.pk))
+
+    @admin.action(description="Disable")
+    def disable(self, request, queryset):
+        run_for_each(
+            self,
+            request,
+            queryset,
+            "Disable",
+            lambda e: commands.disable_endpoint(endpoint_id=e.pk, reason=f"Disabled by staff ({request.user})."),
+        )
 
 
 @admin.register(Recipient)

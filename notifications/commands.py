@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -10,6 +11,7 @@ from django.utils import timezone
 from notifications import events as ev
 from notifications import mail, webhooks
 from notifications.models import (
+    PICKUP_AFTER,
     DeliveryStatus,
     Notification,
     NotificationStatus,
@@ -19,6 +21,7 @@ from notifications.models import (
     WebhookEndpoint,
 )
 from sharedkernel.aggregates import RecordedEvent
+from sharedkernel.clock import clock_for
 from sharedkernel.commands import command
 from sharedkernel.correlation import current_cause
 from sharedkernel.errors import InvalidInput, InvalidTransition, NotFound
@@ -44,16 +47,54 @@ def register_endpoint(*, url: str, events: list[str], customer_id=None) -> Webho
 
 @command
 def redeliver(*, delivery_id) -> WebhookDelivery:
-    """Send a delivery again now (staff, the API, or the endpoint's owner)."""
+    """Send a delivery again now (staff, the API, or the endpoint's owner): right after commit, or by
+    the retry job PICKUP_AFTER later should that process die first. Refused for a disabled endpoint."""
     delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
     if delivery is None:
         raise NotFound("No such webhook delivery.")
     if not delivery.endpoint.active:
         raise InvalidTransition("The endpoint is disabled; enable it before redelivering.")
-    delivery.status, delivery.next_attempt_at = DeliveryStatus.RETRYING, None
+    delivery.status = DeliveryStatus.RETRYING
+    delivery.next_attempt_at = clock_for(delivery.test_clock_id).now() + PICKUP_AFTER
     delivery.save(update_fields=["status", "next_attempt_at"])
-    transaction.on_commit(lambda: webhooks.attempt(delivery.pk))
+    transaction.on_commit(partial(webhooks.attempt, delivery.pk, after_attempts=delivery.attempts))
     return delivery
+
+
+def _endpoint(endpoint_id) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
+    if endpoint is None:
+        raise NotFound("No such webhook endpoint.")
+    return endpoint
+
+
+@command
+def enable_endpoint(*, endpoint_id) -> WebhookEndpoint:
+    """Turn a disabled endpoint back on with a fresh failure clock (else its next failure would
+    disable it again at once). Deliveries that failed meanwhile are not resent: redeliver them."""
+    endpoint = _endpoint(endpoint_id)
+    if endpoint.active:
+        raise InvalidTransition("The endpoint is already active.")
+    endpoint.active, endpoint.failing_since, endpoint.disabled_at, endpoint.disabled_reason = True, None, None, ""
+    endpoint.save(update_fields=["active", "failing_since", "disabled_at", "disabled_reason"])
+    return endpoint
+
+
+@command
+def disable_endpoint(*, endpoint_id, reason: str = "Disabled by its owner.") -> WebhookEndpoint:
+    """Stop sending to an endpoint (nothing is queued for it while it is off)."""
+    endpoint = _endpoint(endpoint_id)
+    if not endpoint.active:
+        raise InvalidTransition("The endpoint is already disabled.")
+    endpoint.active, endpoint.disabled_at, endpoint.disabled_reason = False, timezone.now(), reason[:300]
+    endpoint.save(update_fields=["active", "disabled_at", "disabled_reason"])
+    return endpoint
+
+
+@command
+def remove_endpoint(*, endpoint_id) -> None:
+    """Delete an endpoint with its deliveries and their attempts."""
+    _endpoint(endpoint_id).delete()
 
 
 @command

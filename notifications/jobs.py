@@ -1,7 +1,8 @@
 """Time-driven work of Notifications.
 
 notifications.send_reminders   trial-ending reminders whose time has come
-notifications.retry_webhooks   webhook deliveries whose next attempt is due (backoff over ~3 days)
+notifications.retry_webhooks   webhook deliveries whose next attempt is due (backoff over ~3 days), and
+                               new ones whose first attempt never happened (the process died after commit)
 notifications.retry_mail       e-mails the SMTP server refused or never got (a few tries)
 """
 
@@ -11,7 +12,7 @@ import math
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Min, QuerySet
+from django.db.models import Min, Q, QuerySet
 
 from notifications import mail, webhooks
 from notifications.models import DeliveryStatus, Notification, NotificationStatus, Recipient, Reminder, WebhookDelivery
@@ -56,8 +57,12 @@ def send_reminders(now: datetime, test_clock_id: str | None) -> int:
 
 
 def _webhooks(scope):
+    """Deliveries waiting for a retry, and new ones whose first attempt never happened."""
     return in_scope(
-        WebhookDelivery.objects.filter(status=DeliveryStatus.RETRYING, next_attempt_at__isnull=False), scope
+        WebhookDelivery.objects.filter(
+            status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING], next_attempt_at__isnull=False
+        ),
+        scope,
     )
 
 
@@ -67,7 +72,7 @@ def _webhooks(scope):
 def retry_webhooks(now: datetime, test_clock_id: str | None) -> int:
     due = list(_webhooks(test_clock_id).filter(next_attempt_at__lte=now).values_list("pk", flat=True)[:500])
     for pk in due:
-        webhooks.attempt(pk, now=now)
+        webhooks.attempt(pk, now=now, due_only=True)
     return len(due)
 
 
@@ -78,12 +83,27 @@ def _unsent(scope):
     )
 
 
+def _retryable(now: datetime) -> QuerySet:
+    """Mail servers live in real time, whatever clock the customer is on: real-time customers' mail
+    left queued a minute (a crash after commit) or refused, and test-clock customers' refused mail
+    (their created_at is on their clock, so only the failed ones are known to be idle)."""
+    unsent = Notification.objects.filter(attempts__lt=5)
+    return unsent.filter(
+        Q(
+            test_clock_id__isnull=True,
+            status__in=[NotificationStatus.QUEUED, NotificationStatus.FAILED],
+            created_at__lte=now - timedelta(minutes=1),
+        )
+        | Q(test_clock_id__isnull=False, status=NotificationStatus.FAILED)
+    )
+
+
 @scheduled_job(
     "notifications.retry_mail", next_due=lambda s: None if s else _unsent(s).aggregate(at=Min("created_at"))["at"]
 )
 def retry_mail(now: datetime, test_clock_id: str | None) -> int:
-    """Real time only: mail left queued (a crash after commit) or refused by the server."""
-    ids = list(
-        _unsent(test_clock_id).filter(created_at__lte=now - timedelta(minutes=1)).values_list("pk", flat=True)[:200]
-    )
+    """Run by beat in real time only (a test clock's advance does not wait on a mail server)."""
+    if test_clock_id:
+        return 0
+    ids = list(_retryable(now).order_by("created_at").values_list("pk", flat=True)[:200])
     return sum(1 for pk in ids if mail.send(pk))

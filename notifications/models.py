@@ -24,6 +24,9 @@ WEBHOOK_BACKOFF = [
 ]
 #: An endpoint whose deliveries have all failed for this long is disabled (and its owner told).
 DISABLE_AFTER = timedelta(days=3)
+#: A new or redelivered delivery is attempted right after its transaction commits; should that
+#: process die first, the retry job picks it up this long after.
+PICKUP_AFTER = timedelta(minutes=1)
 
 
 class Recipient(models.Model):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -23,9 +24,10 @@ from django.utils import timezone
 
 from notifications import events as ev
 from notifications import mail, webhooks
-from notifications.models import Recipient, Reminder, WebhookDelivery, WebhookEndpoint
+from notifications.models import PICKUP_AFTER, Recipient, Reminder, WebhookDelivery, WebhookEndpoint
 from sharedkernel.aggregates import RecordedEvent
 from sharedkernel.bus import reacts_to
+from sharedkernel.clock import clock_for
 from sharedkernel.events import EVENT_CLASSES, DomainEvent
 from sharedkernel.eventstore import append
 
@@ -243,11 +245,13 @@ def _public(event_type: str) -> bool:
 
 @reacts_to("*", accepts=_public, batch=True, batch_size=500)
 def fan_out_webhooks(events: list[DomainEvent]) -> None:
-    """One delivery per (endpoint, event) for the endpoints that asked for it; sent after commit."""
+    """One delivery per (endpoint, event) for the endpoints that asked for it; attempted after commit
+    (each in its own task), and by the retry job PICKUP_AFTER later should that attempt never happen."""
     endpoints = list(WebhookEndpoint.objects.filter(active=True))
     if not endpoints:
         return
     now = timezone.now()
+    pickup: dict = {}  # per clock: test-clock customers' deliveries are due on their clock
     deliveries = []
     for event in events:
         owner = event.payload.get("customer_id")
@@ -255,6 +259,8 @@ def fan_out_webhooks(events: list[DomainEvent]) -> None:
             if endpoint.wants(event.event_type) and (
                 endpoint.customer_id is None or str(endpoint.customer_id) == owner
             ):
+                if event.test_clock_id not in pickup:
+                    pickup[event.test_clock_id] = clock_for(event.test_clock_id).now() + PICKUP_AFTER
                 deliveries.append(
                     WebhookDelivery(
                         endpoint=endpoint,
@@ -262,9 +268,10 @@ def fan_out_webhooks(events: list[DomainEvent]) -> None:
                         event_type=event.event_type,
                         body=webhooks.envelope_body(event),
                         created_at=now,
+                        next_attempt_at=pickup[event.test_clock_id],
                         test_clock_id=event.test_clock_id,
                     )
                 )
     WebhookDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
     ids = [d.pk for d in deliveries]
-    transaction.on_commit(lambda: [webhooks.attempt(pk) for pk in ids])
+    transaction.on_commit(partial(webhooks.attempt_soon, ids))

@@ -68,3 +68,44 @@ def redeliver(request, delivery_id):
     else:
         messages.success(request, f"{delivery.event_type} is being sent again.")
     return redirect("notifications:webhooks")
+
+
+def _own_endpoint(request, endpoint_id) -> WebhookEndpoint:
+    return get_object_or_404(WebhookEndpoint, pk=endpoint_id, customer_id=_recipient(request).pk)
+
+
+@login_required
+@require_POST
+def enable_endpoint(request, endpoint_id):
+    endpoint = _own_endpoint(request, endpoint_id)
+    try:
+        commands.enable_endpoint(endpoint_id=endpoint.pk)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"{endpoint.url} is enabled again. Failed deliveries can be redelivered from its list."
+        )
+    return redirect("notifications:webhooks")
+
+
+@login_required
+@require_POST
+def disable_endpoint(request, endpoint_id):
+    endpoint = _own_endpoint(request, endpoint_id)
+    try:
+        commands.disable_endpoint(endpoint_id=endpoint.pk)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Nothing more is sent to {endpoint.url} until you enable it.")
+    return redirect("notifications:webhooks")
+
+
+@login_required
+@require_POST
+def remove_endpoint(request, endpoint_id):
+    endpoint = _own_endpoint(request, endpoint_id)
+    commands.remove_endpoint(endpoint_id=endpoint.pk)
+    messages.success(request, f"{endpoint.url} is removed.")
+    return redirect("notifications:webhooks")

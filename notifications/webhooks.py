@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import socket
 import time
 from datetime import datetime
@@ -20,6 +21,9 @@ from urllib.parse import urlparse
 import requests
 from django.conf import settings
 from django.db import transaction
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from notifications import events as ev
 from notifications.models import (
@@ -34,6 +38,8 @@ from sharedkernel.aggregates import RecordedEvent
 from sharedkernel.clock import clock_for
 from sharedkernel.correlation import Cause, new_correlation_id
 from sharedkernel.eventstore import append_batch
+
+logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "SubscriptionHub-Signature"
 TOLERANCE_SECONDS = 300
@@ -61,48 +67,153 @@ def verify(secret: str, body: str, header: str, *, now: float | None = None) -> 
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
+def _private_networks_allowed() -> bool:
+    return bool(getattr(settings, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", False))
+
+
+def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Anything but a public unicast address: loopback, private, link-local (cloud metadata at
+    169.254.169.254 and fd00:ec2::254), carrier-grade NAT, reserved, unspecified, multicast."""
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    return not address.is_global or address.is_multicast
+
+
 def check_url(url: str) -> None:
     """Refuse URLs that resolve to loopback, private, link-local, reserved or metadata addresses
-    (unless WEBHOOK_ALLOW_PRIVATE_NETWORKS). Called on registration and before every send."""
+    (unless WEBHOOK_ALLOW_PRIVATE_NETWORKS). Called on registration and before every send; the
+    address actually connected to is checked again (:class:`_GuardedConnection`), so a name that
+    resolves differently a moment later (DNS rebinding) gains nothing."""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UnsafeUrl("Use an http(s) URL with a host name.")
-    if getattr(settings, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", False):
+    if _private_networks_allowed():
         return
     try:
         infos = socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
-    except socket.gaierror:
+    except (socket.gaierror, ValueError):
         raise UnsafeUrl(f"{parsed.hostname} does not resolve.") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
-        if (
-            address.is_loopback
-            or address.is_private
-            or address.is_link_local
-            or address.is_reserved
-            or address.is_multicast
-            or address.is_unspecified
-            or str(address) == "169.254.169.254"
-        ):
+        if _forbidden(address):
             raise UnsafeUrl(
                 f"{parsed.hostname} resolves to {address}, a private or local address; webhooks only go "
                 "to public addresses."
             )
 
 
+class _GuardedConnection:
+    """Checks the peer of every new socket before a byte is sent on it."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        if not _private_networks_allowed():
+            peer = ipaddress.ip_address(sock.getpeername()[0].split("%", 1)[0])
+            if _forbidden(peer):
+                sock.close()
+                raise UnsafeUrl(
+                    f"{self.host} resolved to {peer} when connecting, a private or local address; webhooks "
+                    "only go to public addresses."
+                )
+        return sock
+
+
+class _GuardedHTTPConnection(_GuardedConnection, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+
+def post(url: str, body: bytes, headers: dict) -> int:
+    """POST ``body`` to a webhook URL; returns the status code.
+
+    No redirects (a 3xx is an answer, not a new destination), connect and read timeouts,
+    no proxies or .netrc from the environment (they would bypass the address check), and
+    the response body is never read.
+    """
+    with requests.Session() as session:
+        session.trust_env = False
+        adapter = _GuardedAdapter(max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        response = session.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=(settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_READ_TIMEOUT),
+            allow_redirects=False,
+            stream=True,
+        )
+        response.close()
+        return response.status_code
+
+
 def envelope_body(event) -> str:
     return json.dumps(event.to_json(), separators=(",", ":"), sort_keys=True)
 
 
-def attempt(delivery_id, *, now: datetime | None = None) -> bool:
-    """One POST of a delivery. Records the attempt, WebhookDispatched or WebhookFailed, and the next try."""
+def attempt_soon(delivery_ids: list) -> None:
+    """First attempts of new deliveries, called after their transaction commits.
+
+    With workers, each is its own task, so a slow or black-holed receiver (up to the connect plus
+    read timeout per delivery) holds up neither the event handler that fanned out nor the other
+    receivers. Without workers (EVENT_DISPATCH inline/manual) they run here. If the broker is
+    down, the retry job picks them up PICKUP_AFTER later.
+    """
+    if settings.EVENT_DISPATCH != "celery":
+        for pk in delivery_ids:
+            attempt(pk, after_attempts=0)
+        return
+    from notifications.tasks import attempt_webhook
+
+    try:
+        for pk in delivery_ids:
+            attempt_webhook.apply_async(args=(str(pk), 0))
+    except Exception as exc:  # broker down: notifications.retry_webhooks is the other path
+        logger.warning(
+            "Could not queue %d webhook attempts (%s); the retry job will send them.", len(delivery_ids), exc
+        )
+
+
+def attempt(
+    delivery_id, *, now: datetime | None = None, due_only: bool = False, after_attempts: int | None = None
+) -> bool:
+    """One POST of a delivery. Records the attempt, WebhookDispatched or WebhookFailed, and the next try.
+
+    Each caller names what it expects, so a delivery is attempted once per intent even when two
+    processes reach it: ``due_only`` (the retry job) skips one whose next attempt is not due at
+    ``now``; ``after_attempts`` (right after a fan-out or a redelivery commits) skips one attempted
+    by anyone since. A delivery being attempted elsewhere is locked and skipped.
+    """
     with transaction.atomic():
-        delivery = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
+        # Lock the delivery only: with the join, FOR UPDATE would lock the endpoint row too, and
+        # skip_locked would then skip every other delivery to that endpoint being attempted or created.
+        query = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("endpoint")
             .filter(pk=delivery_id, status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING])
-            .first()
         )
+        if due_only:
+            query = query.filter(next_attempt_at__lte=now)
+        if after_attempts is not None:
+            query = query.filter(attempts=after_attempts)
+        delivery = query.first()
         if delivery is None:
             return False
         endpoint = delivery.endpoint
@@ -113,19 +224,16 @@ def attempt(delivery_id, *, now: datetime | None = None) -> bool:
         try:
             check_url(endpoint.url)
             timestamp = int(time.time())  # wall time: receivers check it against their clock, test clock or not
-            response = requests.post(
+            status_code = post(
                 endpoint.url,
-                data=delivery.body.encode(),
-                headers={
+                delivery.body.encode(),
+                {
                     "Content-Type": "application/json",
                     SIGNATURE_HEADER: sign(endpoint.secret, delivery.body, timestamp),
                     "SubscriptionHub-Event": delivery.event_type,
                     "SubscriptionHub-Delivery": str(delivery.pk),
                 },
-                timeout=(3, 10),
-                allow_redirects=False,
             )
-            status_code = response.status_code
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"
         except UnsafeUrl as exc:

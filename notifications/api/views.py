@@ -133,6 +133,21 @@ class EndpointViewSet(
         endpoint = commands.register_endpoint(url=values["url"], events=values["events"], customer_id=customer)
         return Response(EndpointCreated(endpoint).data, status=status.HTTP_201_CREATED)
 
+    def perform_destroy(self, endpoint):
+        commands.remove_endpoint(endpoint_id=endpoint.pk)
+
+    @extend_schema(request=None, responses=EndpointOut, summary="Turn a disabled endpoint back on")
+    @action(detail=True, methods=["post"])
+    def enable(self, request, pk=None):
+        endpoint = commands.enable_endpoint(endpoint_id=self.get_object().pk)
+        return Response(EndpointOut(endpoint).data)
+
+    @extend_schema(request=None, responses=EndpointOut, summary="Stop sending to this endpoint")
+    @action(detail=True, methods=["post"])
+    def disable(self, request, pk=None):
+        endpoint = commands.disable_endpoint(endpoint_id=self.get_object().pk)
+        return Response(EndpointOut(endpoint).data)
+
     @extend_schema(responses=DeliveryOut(many=True), summary="Recent deliveries to this endpoint")
     @action(detail=True, methods=["get"])
     def deliveries(self, request, pk=None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -19,6 +20,23 @@ pytestmark = pytest.mark.flow
 @pytest.fixture
 def staff(flow):
     return api_client(staff_user())
+
+
+def settle(timeout: float = 30) -> None:
+    """Every delivery handled, and what handlers leave for after their commit (the e-mail, a webhook's
+    first attempt, sent by the worker) done too — only then is there something to assert on."""
+    wait_until_handled()
+    deadline = time.monotonic() + timeout
+    while (
+        Notification.objects.filter(status="queued").exists()
+        or WebhookDelivery.objects.filter(status="pending").exists()
+    ):
+        assert time.monotonic() < deadline, (
+            "e-mail or webhooks still waiting to go out: "
+            f"{list(Notification.objects.filter(status='queued').values_list('template', 'cause_event_type'))} "
+            f"{list(WebhookDelivery.objects.filter(status='pending').values_list('event_type', 'created_at'))}"
+        )
+        time.sleep(0.05)
 
 
 def make_plan(staff, code="pro", trial_days=14):
@@ -43,13 +61,13 @@ def customer_on_clock(staff, email, when="2025-03-01T09:00:00Z"):
         {"name": "Ada", "email": email, "currency": "USD", "country": "GB", "test_clock": clock["id"]},
         format="json",
     ).json()
-    wait_until_handled()
+    settle()
     return clock, customer
 
 
 def advance(staff, clock, to):
     assert staff.post(f"/api/v1/test-clocks/{clock['id']}/advance/", {"to": to}, format="json").status_code == 200
-    wait_until_handled()
+    settle()
 
 
 def test_each_reaction_sends_exactly_one_email_with_the_right_content(staff, smtp_sink):
@@ -60,7 +78,7 @@ def test_each_reaction_sends_exactly_one_email_with_the_right_content(staff, smt
     sub = staff.post(
         "/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan["id"], "trial": True}, format="json"
     ).json()
-    wait_until_handled()
+    settle()
     advance(staff, clock, "2025-03-12T09:00:01Z")  # 3 days before the trial ends: the reminder
     advance(staff, clock, "2025-03-15T09:00:01Z")  # trial ends: converted, invoiced, paid
     staff.put(f"/api/v1/customers/{customer['id']}/payment-method/", {"token": "pm_card_chargeDeclined"}, format="json")
@@ -74,7 +92,7 @@ def test_each_reaction_sends_exactly_one_email_with_the_right_content(staff, smt
     ):  # dunning steps 1 and 2
         advance(staff, clock, moment)
     staff.post(f"/api/v1/subscriptions/{sub['id']}/cancel/", {"reason": "too expensive"}, format="json")
-    wait_until_handled()
+    settle()
 
     subjects = [m["Subject"] for m in smtp_sink.to(address)]
     by_template = {}
@@ -159,7 +177,7 @@ def test_a_receiver_verifies_the_signature_of_what_it_receives(staff, receiver):
     assert "secret" not in staff.get(f"/api/v1/webhook-endpoints/{created.json()['id']}/").json()  # shown once
     staff.put(f"/api/v1/customers/{customer['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
     staff.post("/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan["id"]}, format="json")
-    wait_until_handled()
+    settle()
     types = [r["event"]["event_type"] for r in state.received]
     assert "subscriptions.SubscriptionCreated" in types and "billing.PaymentSucceeded" in types
     assert "billing.TaxCalculationFailed" not in types and not any(t.startswith("notifications.Webhook") for t in types)
@@ -180,7 +198,7 @@ def test_a_failing_receiver_gets_retries_on_schedule_then_succeeds(staff, receiv
     ).json()
     state.secret = endpoint["secret"]
     staff.put(f"/api/v1/customers/{customer['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
-    wait_until_handled()
+    settle()
     [delivery] = WebhookDelivery.objects.filter(endpoint_id=endpoint["id"])
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("retrying", 1, 503)
     advance(staff, clock, "2025-03-01T09:01:00Z")  # +1 min: second attempt
@@ -202,3 +220,27 @@ def test_a_failing_receiver_gets_retries_on_schedule_then_succeeds(staff, receiv
     again = staff.post(f"/api/v1/webhook-deliveries/{log['id']}/redeliver/")
     assert again.status_code == 200
     assert len([r for r in state.received if r["event"]["event_type"] == "billing.PaymentMethodUpdated"]) == 5
+
+
+def test_a_slow_receiver_does_not_hold_up_another_endpoint(staff):
+    from tests.notifications.receiver import Receiver as LoopbackReceiver
+
+    clock, customer = customer_on_clock(staff, "two-hooks@example.com")
+    with LoopbackReceiver() as fast, LoopbackReceiver(delay=6) as slow:
+        for receiver in (fast, slow):  # the slow one registered last: it comes first in the fan-out
+            created = staff.post(
+                "/api/v1/webhook-endpoints/",
+                {"url": receiver.url, "events": ["billing.PaymentMethodUpdated"], "customer": customer["id"]},
+                format="json",
+            ).json()
+            receiver.secret = created["secret"]
+        staff.put(f"/api/v1/customers/{customer['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
+        wait_until_handled()
+        deadline = time.monotonic() + 4
+        while not fast.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # the fast endpoint has its event while the slow one is still answering
+        assert fast.types() == ["billing.PaymentMethodUpdated"] and fast.received[0]["verified"]
+        assert not WebhookDelivery.objects.filter(endpoint__url=slow.url, status="succeeded").exists()
+        settle()
+        assert WebhookDelivery.objects.get(endpoint__url=slow.url).status == "succeeded"
