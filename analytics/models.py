@@ -11,6 +11,11 @@ from django.db import models
 from sharedkernel.values import Money
 
 
+def monthly(price: Money, interval: str) -> Money:
+    """MRR of a price: annual plans ÷ 12, rounded half-up to the minor unit."""
+    return price if interval == "month" else Money.rounded(price.amount / 12, price.currency)
+
+
 class SubscriptionView(models.Model):
     """One row per subscription: what it is worth per month and how likely it is to leave."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from analytics.models import MrrMovement, MrrSnapshot, RevenueEntry, SubscriptionView
+from analytics.models import MrrMovement, MrrSnapshot, RevenueEntry, SubscriptionView, monthly
 from sharedkernel.bulk import bulk_update_rows
 from sharedkernel.bus import reacts_to
 from sharedkernel.events import DomainEvent
@@ -37,11 +37,6 @@ def _reset_subscriptions() -> None:
     MrrMovement.objects.all().delete()
     MrrSnapshot.objects.all().delete()
     SubscriptionView.objects.all().delete()
-
-
-def monthly(price: Money, interval: str) -> Money:
-    """MRR of a price: annual plans ÷ 12, rounded half-up to the minor unit."""
-    return price if interval == "month" else Money.rounded(price.amount / 12, price.currency)
 
 
 def contribution(view: SubscriptionView) -> int:

@@ -15,14 +15,9 @@ from django.db.models import Min, QuerySet
 from billing import commands
 from billing.commands import Work, new_cause_for
 from billing.models import AttemptTrigger, Invoice, InvoiceStatus, Payment, PaymentStatus
-from sharedkernel.scheduling import scheduled_job
+from sharedkernel.scheduling import in_scope, scheduled_job
 
 BATCH = 200
-
-
-def in_scope(query: QuerySet, test_clock_id: str | None) -> QuerySet:
-    """Real-time jobs touch rows on no test clock; a clock's jobs only its own."""
-    return query.filter(test_clock_id=test_clock_id) if test_clock_id else query.filter(test_clock_id__isnull=True)
 
 
 def _in_batches(due: QuerySet, now: datetime, run) -> int:

@@ -16,11 +16,7 @@ from django.db.models import Min, Q, QuerySet
 
 from notifications import mail, webhooks
 from notifications.models import DeliveryStatus, Notification, NotificationStatus, Recipient, Reminder, WebhookDelivery
-from sharedkernel.scheduling import scheduled_job
-
-
-def in_scope(query: QuerySet, test_clock_id: str | None) -> QuerySet:
-    return query.filter(test_clock_id=test_clock_id) if test_clock_id else query.filter(test_clock_id__isnull=True)
+from sharedkernel.scheduling import in_scope, scheduled_job
 
 
 def _reminders(scope):

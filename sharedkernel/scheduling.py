@@ -56,6 +56,12 @@ def scheduled_job(name: str, *, next_due: Callable[[str | None], datetime | None
     return register
 
 
+def in_scope(query, test_clock_id: str | None):
+    """Rows a job may touch in a scope: real-time jobs only rows on no test clock, a clock's jobs only
+    its own (the query's model has a ``test_clock_id`` column)."""
+    return query.filter(test_clock_id=test_clock_id) if test_clock_id else query.filter(test_clock_id__isnull=True)
+
+
 def run_job(name: str, *, now: datetime | None = None, test_clock_id: str | None = None) -> int:
     job = JOBS[name]
     with new_chain(test_clock_id=test_clock_id):

@@ -12,19 +12,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Min, Q
 
 from sharedkernel.clock import FixedClock
 from sharedkernel.correlation import new_chain
 from sharedkernel.errors import DomainError
-from sharedkernel.scheduling import scheduled_job
+from sharedkernel.scheduling import in_scope, scheduled_job
 from subscriptions import commands, usage
 from subscriptions.models import Subscription, SubscriptionStatus, UsagePeriod
-
-
-def in_scope(query: QuerySet, test_clock_id: str | None) -> QuerySet:
-    """Real-time jobs touch customers on no test clock; a clock's jobs only its own."""
-    return query.filter(test_clock_id=test_clock_id) if test_clock_id else query.filter(test_clock_id__isnull=True)
 
 
 def _each(ids, run) -> int:
