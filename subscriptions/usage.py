@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from sharedkernel.aggregates import RecordedEvent
+from sharedkernel.bulk import bound_cursor
 from sharedkernel.clock import clock_for
 from sharedkernel.correlation import Cause, current_cause, new_correlation_id
 from sharedkernel.eventstore import append_batch
@@ -82,30 +83,41 @@ class _Open:
 
 
 def _subscriptions(ids: set[str]) -> dict[str, _Open]:
-    """One query for the batch's subscriptions (ids as one array parameter), one for their plans."""
+    """One query for the batch's subscriptions (ids as one array parameter), one for their plans.
+    On PostgreSQL ids come back as text and times as epoch microseconds: parsing a thousand
+    timestamps and UUIDs per call would cost more than the query."""
     table = Subscription._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            where, params = "id = ANY(%s::uuid[])", [list(ids)]
-        else:
-            where, params = f"id IN ({', '.join(['%s'] * len(ids))})", [uuid.UUID(i).hex for i in ids]
+    if not ids:
+        return {}
+    if connection.vendor == "postgresql":
+        text, micros = "{}::text".format, "(extract(epoch FROM {}) * 1000000)::int8".format
+        cursor_of, where, params = bound_cursor, "id = ANY(%b::uuid[])", [[uuid.UUID(i) for i in ids]]
+    else:
+        text = micros = "{}".format
+        cursor_of = lambda c: c.cursor()  # noqa: E731
+        where, params = f"id IN ({', '.join(['%s'] * len(ids))})", [uuid.UUID(i).hex for i in ids]
+    with cursor_of(connection) as cursor:
         cursor.execute(
-            "SELECT id, customer_id, status, current_period_start, current_period_end, billing_anchor, "
-            f"period_index, interval, plan_id, test_clock_id FROM {table} WHERE {where}",
+            f"SELECT {text('id')}, {text('customer_id')}, status, {micros('current_period_start')}, "
+            f"{micros('current_period_end')}, {micros('billing_anchor')}, period_index, interval, plan_id, "
+            f"{text('test_clock_id')} FROM {table} WHERE {where}",
             params,
         )
-        rows = cursor.fetchall() if ids else []
-    plans = dict(Plan.objects.filter(pk__in={r[8] for r in rows}).values_list("pk", "included_usage"))
+        rows = cursor.fetchall()
+    plans = {
+        str(pk): usage
+        for pk, usage in Plan.objects.filter(pk__in={r[8] for r in rows}).values_list("pk", "included_usage")
+    }
     return {
         str(_as_uuid(pk)): _Open(
             str(_as_uuid(customer)),
             status,
-            _aware(start),
-            _aware(end),
-            _aware(anchor),
+            _time(start),
+            _time(end),
+            _time(anchor),
             index,
             interval,
-            plans.get(_as_uuid(plan)) or {},
+            plans.get(str(_as_uuid(plan))) or {},
             str(_as_uuid(clock)) if clock else None,
         )
         for pk, customer, status, start, end, anchor, index, interval, plan, clock in rows
@@ -116,7 +128,12 @@ def _as_uuid(value) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-def _aware(value) -> datetime:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _time(value) -> datetime:
+    if isinstance(value, int):  # PostgreSQL: epoch microseconds
+        return _EPOCH + timedelta(microseconds=value)
     if isinstance(value, str):  # SQLite hands back text
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -221,19 +238,26 @@ def record_usage(records: list, *, customer_id: str | None = None) -> IngestResu
 def _insert(rows) -> list[tuple]:
     """Insert the records, skipping known keys; returns the rows actually inserted."""
     if connection.vendor == "postgresql":
-        rows = sorted(rows, key=lambda r: (r[0], r[5]))  # one lock order for every request
-        columns = list(zip(*rows, strict=True))  # arrays, so the statement has 7 parameters whatever the batch
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {UsageRecord._meta.db_table} "
+        first = {}
+        for row in rows:  # a key repeated within the batch is a duplicate of its first use
+            first.setdefault((row[0], row[5]), row)
+        rows = sorted(first.values(), key=lambda r: (r[0], r[5]))  # one lock order for every request
+        columns = [list(c) for c in zip(*rows, strict=True)]  # arrays: 7 parameters whatever the batch
+        columns[0] = [uuid.UUID(s) for s in columns[0]]
+        with bound_cursor(connection) as cursor:
+            cursor.execute(  # returns the ordinal of each inserted row: cheaper than the rows themselves
+                "WITH src AS (SELECT * FROM unnest(%b::uuid[], %b::varchar[], %b::bigint[], %b::timestamptz[], "
+                "%b::timestamptz[], %b::varchar[], %b::timestamptz[]) WITH ORDINALITY AS x(s, m, q, t, p, k, r, n)), "
+                f"ins AS (INSERT INTO {UsageRecord._meta.db_table} "
                 "(subscription_id, metric, quantity, timestamp, period_start, idempotency_key, recorded_at) "
-                "SELECT * FROM unnest(%s::uuid[], %s::varchar[], %s::bigint[], %s::timestamptz[], "
-                "%s::timestamptz[], %s::varchar[], %s::timestamptz[]) "
+                "SELECT s, m, q, t, p, k, r FROM src ORDER BY n "
                 "ON CONFLICT (subscription_id, idempotency_key) DO NOTHING "
-                "RETURNING subscription_id, metric, quantity, period_start",
-                [list(c) for c in columns],
+                "RETURNING subscription_id, idempotency_key) "
+                "SELECT src.n FROM ins JOIN src ON src.s = ins.subscription_id AND src.k = ins.idempotency_key",
+                columns,
             )
-            return [(str(s), m, q, p) for s, m, q, p in cursor.fetchall()]
+            picked = [rows[n - 1] for (n,) in cursor.fetchall()]
+        return [(sub_id, metric, quantity, start) for sub_id, metric, quantity, _, start, _, _ in picked]
     inserted = []
     for sub_id, metric, quantity, at, start, key, now in rows:  # SQLite (embedded default): row by row
         _, created = UsageRecord.objects.get_or_create(
@@ -329,15 +353,19 @@ def _add_to_counters(sums: dict[tuple, int]) -> dict[tuple, tuple[int, int]]:
     if connection.vendor == "postgresql":
         keys = sorted(sums)  # one lock order for every request: concurrent batches never deadlock
         table = UsageCounter._meta.db_table
-        with connection.cursor() as cursor:
+        with bound_cursor(connection) as cursor:
             cursor.execute(
-                f"INSERT INTO {table} AS c (subscription_id, metric, period_start, used) "
-                "SELECT * FROM unnest(%s::uuid[], %s::varchar[], %s::timestamptz[], %s::bigint[]) "
+                "WITH src AS (SELECT * FROM unnest(%b::uuid[], %b::varchar[], %b::timestamptz[], %b::bigint[]) "
+                "WITH ORDINALITY AS x(s, m, p, u, n)), "
+                f"up AS (INSERT INTO {table} AS c (subscription_id, metric, period_start, used) "
+                "SELECT s, m, p, u FROM src ORDER BY n "
                 "ON CONFLICT (subscription_id, metric, period_start) DO UPDATE SET used = c.used + EXCLUDED.used "
-                "RETURNING id, subscription_id, metric, period_start, used",
-                [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [sums[k] for k in keys]],
+                "RETURNING id, subscription_id, metric, period_start, used) "
+                "SELECT src.n, up.id, up.used FROM up "
+                "JOIN src ON src.s = up.subscription_id AND src.m = up.metric AND src.p = up.period_start",
+                [[uuid.UUID(k[0]) for k in keys], [k[1] for k in keys], [k[2] for k in keys], [sums[k] for k in keys]],
             )
-            return {(str(s), m, p): (pk, used) for pk, s, m, p, used in cursor.fetchall()}
+            return {keys[n - 1]: (pk, used) for n, pk, used in cursor.fetchall()}
     result = {}
     for (sub_id, metric, start), quantity in sums.items():
         counter, _ = UsageCounter.objects.select_for_update().get_or_create(
