@@ -243,7 +243,18 @@ def _public(event_type: str) -> bool:
     return cls is not None and cls.public
 
 
-@reacts_to("*", accepts=_public, batch=True, batch_size=500)
+def _wanted_by_an_endpoint(event_types: set[str]) -> set[str]:
+    """Asked as events are appended: a type no active endpoint subscribes to gets no fan-out
+    delivery. An endpoint receives the events that happen after it is created or enabled."""
+    wanted: set[str] = set()
+    for events in WebhookEndpoint.objects.filter(active=True).values_list("events", flat=True):
+        if "*" in events:
+            return event_types
+        wanted.update(events)
+    return event_types & wanted
+
+
+@reacts_to("*", accepts=_public, audience=_wanted_by_an_endpoint, batch=True, batch_size=500)
 def fan_out_webhooks(events: list[DomainEvent]) -> None:
     """One delivery per (endpoint, event) for the endpoints that asked for it; attempted after commit
     (each in its own task), and by the retry job PICKUP_AFTER later should that attempt never happen."""

@@ -63,6 +63,10 @@ class HandlerSpec:
     #: Safe to re-run over old events (projections); replay refuses others unless forced.
     replay_safe: bool = False
     accepts: Callable[[str], bool] | None = field(default=None, compare=False)
+    #: Asked when events are appended: of these event types (all subscribed to), which have an
+    #: audience now? The others get no delivery for this handler (webhook fan-out with no endpoint
+    #: that wants them: 9 of a bill run's 20 deliveries per subscription otherwise).
+    audience: Callable[[set[str]], set[str]] | None = field(default=None, compare=False)
     #: Empties what the handler builds, so ``replay_events --reset`` can rebuild it.
     reset: Callable[[], None] | None = field(default=None, compare=False)
 
@@ -94,6 +98,7 @@ def reacts_to(
     batch_size: int | None = None,
     replay_safe: bool = False,
     accepts: Callable[[str], bool] | None = None,
+    audience: Callable[[set[str]], set[str]] | None = None,
     reset: Callable[[], None] | None = None,
     name: str | None = None,
 ) -> Callable:
@@ -117,6 +122,7 @@ def reacts_to(
             batch_size=batch_size or settings.OUTBOX_BATCH_SIZE,
             replay_safe=replay_safe,
             accepts=accepts,
+            audience=audience,
             reset=reset,
         )
         _subscribers_cache.clear()
@@ -132,6 +138,19 @@ def subscribers_for(event_type: str) -> list[HandlerSpec]:
         found = sorted((h for h in HANDLERS.values() if h.subscribes_to(event_type)), key=lambda h: h.name)
         _subscribers_cache[event_type] = found
         return found
+
+
+def deliveries_for(event_types: set[str]) -> dict[str, list[HandlerSpec]]:
+    """The handlers that get a delivery of each event type being appended now: the subscribers,
+    less those whose ``audience`` says nobody wants that type at the moment (asked once per call)."""
+    found = {event_type: subscribers_for(event_type) for event_type in event_types}
+    asking = {h.name: h for handlers in found.values() for h in handlers if h.audience is not None}
+    for name, handler in asking.items():
+        mine = {event_type for event_type, handlers in found.items() if handler in handlers}
+        unwanted = mine - handler.audience(mine)
+        for event_type in unwanted:
+            found[event_type] = [h for h in found[event_type] if h.name != name]
+    return found
 
 
 # -- running handlers ------------------------------------------------------------

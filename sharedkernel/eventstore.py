@@ -41,7 +41,7 @@ def append(recorded: Sequence[RecordedEvent], *, cause: Cause | None = None) -> 
 
 def append_batch(groups: Iterable[tuple[Cause, Sequence[RecordedEvent]]]) -> list[DomainEvent]:
     """Append many aggregates' events at once (bulk handlers), each group with its own cause."""
-    from sharedkernel.bus import subscribers_for  # the registry imports the store
+    from sharedkernel.bus import deliveries_for  # the registry imports the store
 
     rows: list[StoredEvent] = []
     for cause, recorded in groups:
@@ -69,6 +69,7 @@ def append_batch(groups: Iterable[tuple[Cause, Sequence[RecordedEvent]]]) -> lis
     StoredEvent.objects.bulk_create(rows)
     now = timezone.now()
     redispatch_at = now + settings.OUTBOX_REDISPATCH_AFTER
+    handlers = deliveries_for({row.event_type for row in rows})
     deliveries = [
         EventDelivery(
             event_id=row.position,
@@ -78,7 +79,7 @@ def append_batch(groups: Iterable[tuple[Cause, Sequence[RecordedEvent]]]) -> lis
             test_clock_id=row.test_clock_id,
         )
         for row in rows
-        for handler in subscribers_for(row.event_type)
+        for handler in handlers[row.event_type]
     ]
     _insert_deliveries(deliveries, conn)
     if deliveries:

@@ -52,6 +52,29 @@ def test_an_address_that_turns_out_local_when_connecting_gets_nothing(settings):
         assert receiver.received == []
 
 
+def test_events_no_endpoint_wants_are_not_fanned_out_and_wanted_ones_are(drain, plan, settings):
+    from sharedkernel.models import EventDelivery
+
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    fan_outs = EventDelivery.objects.filter(handler="notifications.fan_out_webhooks")
+    # given no endpoint: a customer registers, and no fan-out work is queued for it
+    customer, _ = subs.register_customer(name="Quiet", email="quiet@example.com", currency="USD", country="GB")
+    assert not fan_outs.exists()
+    drain()
+    # when an endpoint subscribes to SubscriptionCreated only, and the customer subscribes
+    with Receiver() as receiver:
+        endpoint = commands.register_endpoint(
+            url=receiver.url, events=["subscriptions.SubscriptionCreated"], customer_id=customer.id
+        )
+        subs.subscribe(customer_id=customer.id, plan_id=plan.id)
+        # then only the wanted type gets a fan-out delivery, and it reaches the endpoint
+        assert set(fan_outs.values_list("event__event_type", flat=True)) == {"subscriptions.SubscriptionCreated"}
+        drain()
+        assert list(WebhookDelivery.objects.filter(endpoint=endpoint).values_list("event_type", flat=True)) == [
+            "subscriptions.SubscriptionCreated"
+        ]
+
+
 def test_redirects_are_answers_not_new_destinations(drain, plan, settings, django_capture_on_commit_callbacks):
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
     with Receiver() as elsewhere, Receiver(answers=[302], location="") as receiver:

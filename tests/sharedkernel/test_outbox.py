@@ -58,6 +58,14 @@ def flaky(events):
         Heartbeat.objects.create(name=f"flaky:{tag}", beat_at=event.occurred_on)
 
 
+AUDIENCE: set[str] = set()
+
+
+@bus.reacts_to("tests.Pinged", name="tests.choosy", audience=lambda types: types & AUDIENCE)
+def choosy(event):
+    Heartbeat.objects.create(name=f"choosy:{event.payload['tag']}", beat_at=event.occurred_on)
+
+
 def ping(tag: str, version: int = 1) -> RecordedEvent:
     return RecordedEvent(Pinged(tag, event_version=version), at("2025-01-01 00:00"), "Ping", tag, 1, None)
 
@@ -73,6 +81,24 @@ def test_events_and_one_delivery_per_subscriber_commit_with_the_transaction():
     assert stored.payload == {"tag": "a"} and stored.position == event.position
     handlers = set(EventDelivery.objects.filter(event=stored).values_list("handler", flat=True))
     assert {"tests.record_ping", "tests.flaky"} <= handlers
+
+
+def test_a_handler_gets_deliveries_only_while_its_audience_wants_the_event_type(drain):
+    with transaction.atomic():
+        append([ping("unwanted")])
+    AUDIENCE.add("tests.Pinged")
+    try:
+        with transaction.atomic():
+            append([ping("wanted")])
+    finally:
+        AUDIENCE.clear()
+    choosy_deliveries = EventDelivery.objects.filter(handler="tests.choosy")
+    assert list(choosy_deliveries.values_list("event__payload__tag", flat=True)) == ["wanted"]
+    assert EventDelivery.objects.filter(handler="tests.record_ping").count() == 2  # the others get both
+    drain()
+    assert list(Heartbeat.objects.filter(name__startswith="choosy:").values_list("name", flat=True)) == [
+        "choosy:wanted"
+    ]
 
 
 def test_nothing_is_stored_when_the_transaction_rolls_back():
