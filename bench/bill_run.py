@@ -44,7 +44,8 @@ QUEUE = f"bench-{uuid.uuid4().hex[:6]}"
 os.environ.update(
     DATABASE_URL=DB_URL,
     REDIS_URL=REDIS_URL,
-    DEBUG="1",
+    DEBUG="0",  # as in production: no per-query logging in the workers
+    SECRET_KEY=os.environ.get("SECRET_KEY") or uuid.uuid4().hex,
     EVENT_DISPATCH="celery",
     CELERY_QUEUE=QUEUE,
     DJANGO_SETTINGS_MODULE="config.settings",

@@ -55,7 +55,7 @@ from billing.values import (
     TaxUnavailable,
 )
 from sharedkernel.aggregates import AggregateRoot
-from sharedkernel.bulk import bulk_update_rows
+from sharedkernel.bulk import bulk_update_rows, insert_rows
 from sharedkernel.clock import Clock, clock_for
 from sharedkernel.commands import command
 from sharedkernel.correlation import Cause, current_cause, new_correlation_id
@@ -109,8 +109,8 @@ class UnitOfWork:
     def commit(self) -> None:
         for aggregate, _ in self.new:
             aggregate.version = 1
-        for model, items in _by_model(a for a, _ in self.new).items():
-            model._default_manager.bulk_create(items, batch_size=1000)
+        for items in _by_model(a for a, _ in self.new).values():
+            insert_rows(items)
         for model, items in _by_model(a for a, _ in self.changed).items():
             for aggregate in items:
                 aggregate.version += 1
@@ -120,8 +120,8 @@ class UnitOfWork:
             for take in ("take_new_lines", "take_new_children"):
                 if hasattr(aggregate, take):
                     children.extend(getattr(aggregate, take)())
-        for model, items in _by_model(children).items():
-            model._default_manager.bulk_create(items, batch_size=1000)
+        for items in _by_model(children).values():
+            insert_rows(items)
         append_batch((cause, aggregate.pull_events()) for aggregate, cause in [*self.new, *self.changed])
 
 

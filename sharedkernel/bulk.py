@@ -1,9 +1,11 @@
 """Bulk writes that stay cheap at bill-run sizes.
 
-Django's ``bulk_update`` builds one ``CASE WHEN pk=… THEN …`` per field and row,
-which costs milliseconds of Python per row. On PostgreSQL we send one
-``UPDATE … FROM (VALUES …)`` per chunk instead; other databases (SQLite, the
-embedded default) keep Django's implementation.
+Django's ``bulk_create`` and ``bulk_update`` put every value of every row into the
+SQL text: psycopg then splits that text and quotes each value on the client, which
+costs more than PostgreSQL's work. On PostgreSQL these helpers send one array per
+column instead (``unnest``), bound server-side as binary; the statement stays the
+same whatever the number of rows. Other databases (SQLite, the embedded default)
+keep Django's implementations.
 """
 
 from __future__ import annotations
@@ -12,37 +14,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from django.db import connections, models, router
-
-
-def bulk_update_rows(objs: Sequence[models.Model], fields: Sequence[str], *, batch_size: int = 1000) -> None:
-    """Write ``fields`` of every object in ``objs`` (all of one model) by primary key."""
-    if not objs:
-        return
-    model = type(objs[0])
-    connection = connections[router.db_for_write(model)]
-    if connection.vendor != "postgresql":
-        model._default_manager.bulk_update(objs, fields, batch_size=batch_size)
-        return
-    meta = model._meta
-    pk = meta.pk
-    columns = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    table = quote(meta.db_table)
-    placeholders = "(" + ", ".join(f"%s::{f.db_type(connection)}" for f in [pk, *columns]) + ")"
-    aliases = ", ".join(["pk", *(f"c{i}" for i in range(len(columns)))])
-    assignments = ", ".join(f"{quote(f.column)} = v.c{i}" for i, f in enumerate(columns))
-    with connection.cursor() as cursor:
-        for start in range(0, len(objs), batch_size):
-            chunk = objs[start : start + batch_size]
-            params: list = []
-            for obj in chunk:
-                params.append(pk.get_db_prep_save(getattr(obj, pk.attname), connection))
-                params.extend(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in columns)
-            cursor.execute(
-                f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([placeholders] * len(chunk))}) "
-                f"AS v({aliases}) WHERE {table}.{quote(pk.column)} = v.pk",
-                params,
-            )
 
 
 @contextmanager
@@ -62,3 +33,77 @@ def bound_cursor(connection) -> Iterator:
         cursor = connection._prepare_cursor(psycopg.Cursor(connection.connection))
     with cursor:
         yield cursor
+
+
+def _columns(fields, objs, connection) -> list[list]:
+    return [[f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs] for f in fields]
+
+
+def _arrays(fields, connection) -> str:
+    return ", ".join(f"%b::{f.db_type(connection)}[]" for f in fields)
+
+
+def insert_rows(objs: Sequence[models.Model], *, batch_size: int = 5000) -> None:
+    """``bulk_create`` for one model's new rows, primary keys set on the objects as Django does.
+
+    Auto-incremented keys come back in insertion order, which ``ORDER BY`` the
+    array ordinal fixes (Django's own bulk_create relies on the same ordering)."""
+    if not objs:
+        return
+    model = type(objs[0])
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_create(objs, batch_size=batch_size)
+        return
+    meta = model._meta
+    pk = meta.pk
+    auto = isinstance(pk, models.AutoField) and any(getattr(o, pk.attname) is None for o in objs)
+    fields = [f for f in meta.concrete_fields if not (auto and f is pk)]
+    for obj in objs:  # defaults and auto_now_add, as bulk_create's pre_save would
+        for f in fields:
+            if f is not pk or not auto:
+                setattr(obj, f.attname, f.pre_save(obj, add=True))
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(f.column) for f in fields)
+    aliases = ", ".join(f"c{i}" for i in range(len(fields)))
+    returning = f" RETURNING {quote(pk.column)}" if auto else ""
+    with bound_cursor(connection) as cursor:
+        for start in range(0, len(objs), batch_size):
+            chunk = objs[start : start + batch_size]
+            cursor.execute(
+                f"INSERT INTO {quote(meta.db_table)} ({names}) SELECT {aliases} FROM unnest("
+                f"{_arrays(fields, connection)}) WITH ORDINALITY AS x({aliases}, n) ORDER BY n{returning}",
+                _columns(fields, chunk, connection),
+            )
+            if auto:
+                for obj, (value,) in zip(chunk, cursor.fetchall(), strict=True):
+                    setattr(obj, pk.attname, value)
+            for obj in chunk:
+                obj._state.adding = False
+                obj._state.db = connection.alias
+
+
+def bulk_update_rows(objs: Sequence[models.Model], fields: Sequence[str], *, batch_size: int = 5000) -> None:
+    """Write ``fields`` of every object in ``objs`` (all of one model) by primary key."""
+    if not objs:
+        return
+    model = type(objs[0])
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_update(objs, fields, batch_size=batch_size)
+        return
+    meta = model._meta
+    pk = meta.pk
+    columns = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    aliases = ", ".join(["pk", *(f"c{i}" for i in range(len(columns)))])
+    assignments = ", ".join(f"{quote(f.column)} = v.c{i}" for i, f in enumerate(columns))
+    with bound_cursor(connection) as cursor:
+        for start in range(0, len(objs), batch_size):
+            chunk = objs[start : start + batch_size]
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} FROM unnest({_arrays([pk, *columns], connection)}) "
+                f"AS v({aliases}) WHERE {table}.{quote(pk.column)} = v.pk",
+                _columns([pk, *columns], chunk, connection),
+            )

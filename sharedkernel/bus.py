@@ -42,8 +42,8 @@ from django.utils import timezone
 
 from sharedkernel.correlation import caused_by
 from sharedkernel.events import DomainEvent
-from sharedkernel.eventstore import cause_of, to_domain_event
-from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery, StoredEvent
+from sharedkernel.eventstore import cause_of, events_at
+from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery
 from sharedkernel.signals import events_committed
 
 logger = logging.getLogger(__name__)
@@ -185,8 +185,7 @@ def _claim(ids: Sequence[int]) -> list[DomainEvent]:
     EventDelivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(
         status=DeliveryStatus.DONE, completed_at=timezone.now(), attempts=F("attempts") + 1
     )
-    events = StoredEvent.objects.filter(position__in=[event_id for _, event_id in rows]).order_by("position")
-    return [to_domain_event(row) for row in events]
+    return events_at(event_id for _, event_id in rows)
 
 
 def run_deliveries(handler_name: str, delivery_ids: Sequence[int]) -> int:

@@ -22,9 +22,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from sharedkernel.aggregates import AggregateRoot, RecordedEvent, save_aggregate
+from sharedkernel.bulk import insert_rows
 from sharedkernel.correlation import Cause, current_cause
 from sharedkernel.events import DomainEvent, upcast
-from sharedkernel.models import DeliveryStatus, EventDelivery, StoredEvent
+from sharedkernel.models import EventDelivery, StoredEvent
 from sharedkernel.signals import events_committed
 
 
@@ -66,7 +67,7 @@ def append_batch(groups: Iterable[tuple[Cause, Sequence[RecordedEvent]]]) -> lis
     conn = transaction.get_connection()
     if not conn.in_atomic_block:
         raise RuntimeError("Events are appended inside the transaction that saves their aggregate.")
-    StoredEvent.objects.bulk_create(rows)
+    insert_rows(rows)
     now = timezone.now()
     redispatch_at = now + settings.OUTBOX_REDISPATCH_AFTER
     handlers = deliveries_for({row.event_type for row in rows})
@@ -81,39 +82,11 @@ def append_batch(groups: Iterable[tuple[Cause, Sequence[RecordedEvent]]]) -> lis
         for row in rows
         for handler in handlers[row.event_type]
     ]
-    _insert_deliveries(deliveries, conn)
+    insert_rows(deliveries)
     if deliveries:
         announced = [(d.handler, d.pk) for d in deliveries]
         transaction.on_commit(partial(events_committed.send, sender=StoredEvent, deliveries=announced))
     return [to_domain_event(row) for row in rows]
-
-
-def _insert_deliveries(deliveries: list[EventDelivery], conn) -> None:
-    """On PostgreSQL one statement with one array per column: a bill run adds ~20 deliveries per
-    subscription, and quoting each value into the SQL costs more than the insert; elsewhere bulk_create.
-    (Events stay on bulk_create: their JSON payloads are dearer to pass as an array literal.)"""
-    if conn.vendor != "postgresql" or not deliveries:
-        EventDelivery.objects.bulk_create(deliveries)
-        return
-    with conn.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {EventDelivery._meta.db_table} (event_id, handler, status, attempts, last_error, "
-            "dispatch_after, created_at, test_clock_id) SELECT ev, h, %s, 0, '', d, c, tc FROM unnest("
-            "%s::bigint[], %s::varchar[], %s::timestamptz[], %s::timestamptz[], %s::uuid[]) AS x(ev, h, d, c, tc) "
-            "RETURNING id, event_id, handler",
-            [
-                DeliveryStatus.PENDING,
-                [d.event_id for d in deliveries],
-                [d.handler for d in deliveries],
-                [d.dispatch_after for d in deliveries],
-                [d.created_at for d in deliveries],
-                [str(d.test_clock_id) if d.test_clock_id else None for d in deliveries],
-            ],
-        )
-        ids = {(event_id, handler): pk for pk, event_id, handler in cursor.fetchall()}
-    for delivery in deliveries:
-        delivery.pk = ids[(delivery.event_id, delivery.handler)]
-        delivery._state.adding = False
 
 
 def to_domain_event(row: StoredEvent) -> DomainEvent:
@@ -132,6 +105,37 @@ def to_domain_event(row: StoredEvent) -> DomainEvent:
         position=row.position,
         test_clock_id=str(row.test_clock_id) if row.test_clock_id else None,
     )
+
+
+_ROW_FIELDS = (
+    "event_id",
+    "event_type",
+    "event_version",
+    "occurred_on",
+    "aggregate_type",
+    "aggregate_id",
+    "aggregate_version",
+    "payload",
+    "correlation_id",
+    "causation_id",
+    "position",
+    "test_clock_id",
+)
+
+
+def events_at(positions: Iterable[int]) -> list[DomainEvent]:
+    """The events at these positions, in order (plain rows: no model instances on the delivery path)."""
+    rows = StoredEvent.objects.filter(position__in=list(positions)).order_by("position").values_list(*_ROW_FIELDS)
+    events = []
+    for row in rows:
+        fields = dict(zip(_ROW_FIELDS, row, strict=True))
+        fields["event_version"], fields["payload"] = upcast(
+            fields["event_type"], fields["event_version"], fields["payload"]
+        )
+        fields["event_id"] = str(fields["event_id"])
+        fields["test_clock_id"] = str(fields["test_clock_id"]) if fields["test_clock_id"] else None
+        events.append(DomainEvent(**fields))
+    return events
 
 
 def read(
