@@ -10,7 +10,8 @@ keep Django's implementations.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from django.db import connections, models, router
@@ -35,12 +36,47 @@ def bound_cursor(connection) -> Iterator:
         yield cursor
 
 
+#: Fields whose Python values PostgreSQL takes as they are (get_db_prep_save would only re-check them).
+_AS_IS = (models.IntegerField, models.CharField, models.TextField, models.BooleanField, models.DateTimeField)
+
+
+def _prepare(field: models.Field, connection) -> Callable[[object], object]:
+    target = field.target_field if field.is_relation else field
+    if isinstance(target, models.UUIDField):
+        return lambda v: v if v is None or isinstance(v, uuid.UUID) else uuid.UUID(str(v))
+    if isinstance(target, _AS_IS):
+        return lambda v: v
+    return lambda v: field.get_db_prep_save(v, connection)
+
+
 def _columns(fields, objs, connection) -> list[list]:
-    return [[f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs] for f in fields]
+    columns = []
+    for f in fields:
+        prepare, attname = _prepare(f, connection), f.attname
+        columns.append([prepare(getattr(obj, attname)) for obj in objs])
+    return columns
 
 
 def _arrays(fields, connection) -> str:
     return ", ".join(f"%b::{f.db_type(connection)}[]" for f in fields)
+
+
+def insert_columns(model: type[models.Model], columns: dict[str, list]) -> list:
+    """Insert rows given column by column (field attname → values); returns the primary keys in row
+    order. For hot paths that never need model instances (the event store). PostgreSQL only."""
+    connection = connections[router.db_for_write(model)]
+    meta = model._meta
+    fields = [meta.get_field(name) for name in columns]
+    quote = connection.ops.quote_name
+    aliases = ", ".join(f"c{i}" for i in range(len(fields)))
+    with bound_cursor(connection) as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"SELECT {aliases} FROM unnest({_arrays(fields, connection)}) WITH ORDINALITY AS x({aliases}, n) "
+            f"ORDER BY n RETURNING {quote(meta.pk.column)}",
+            list(columns.values()),
+        )
+        return [pk for (pk,) in cursor.fetchall()]
 
 
 def insert_rows(objs: Sequence[models.Model], *, batch_size: int = 5000) -> None:
@@ -59,28 +95,22 @@ def insert_rows(objs: Sequence[models.Model], *, batch_size: int = 5000) -> None
     pk = meta.pk
     auto = isinstance(pk, models.AutoField) and any(getattr(o, pk.attname) is None for o in objs)
     fields = [f for f in meta.concrete_fields if not (auto and f is pk)]
-    for obj in objs:  # defaults and auto_now_add, as bulk_create's pre_save would
-        for f in fields:
-            if f is not pk or not auto:
-                setattr(obj, f.attname, f.pre_save(obj, add=True))
-    quote = connection.ops.quote_name
-    names = ", ".join(quote(f.column) for f in fields)
-    aliases = ", ".join(f"c{i}" for i in range(len(fields)))
-    returning = f" RETURNING {quote(pk.column)}" if auto else ""
-    with bound_cursor(connection) as cursor:
-        for start in range(0, len(objs), batch_size):
-            chunk = objs[start : start + batch_size]
-            cursor.execute(
-                f"INSERT INTO {quote(meta.db_table)} ({names}) SELECT {aliases} FROM unnest("
-                f"{_arrays(fields, connection)}) WITH ORDINALITY AS x({aliases}, n) ORDER BY n{returning}",
-                _columns(fields, chunk, connection),
-            )
-            if auto:
-                for obj, (value,) in zip(chunk, cursor.fetchall(), strict=True):
-                    setattr(obj, pk.attname, value)
-            for obj in chunk:
-                obj._state.adding = False
-                obj._state.db = connection.alias
+    stamped = [f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
+    for obj in objs:  # auto_now(_add), as bulk_create's pre_save would
+        for f in stamped:
+            setattr(obj, f.attname, f.pre_save(obj, add=True))
+    for start in range(0, len(objs), batch_size):
+        chunk = objs[start : start + batch_size]
+        columns = dict(zip((f.attname for f in fields), _columns(fields, chunk, connection), strict=True))
+        if auto:
+            keys = insert_columns(model, columns)
+            for obj, value in zip(chunk, keys, strict=True):
+                setattr(obj, pk.attname, value)
+        else:
+            insert_columns(model, columns)
+        for obj in chunk:
+            obj._state.adding = False
+            obj._state.db = connection.alias
 
 
 def bulk_update_rows(objs: Sequence[models.Model], fields: Sequence[str], *, batch_size: int = 5000) -> None:

@@ -13,6 +13,7 @@ Contract:
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
@@ -22,10 +23,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from sharedkernel.aggregates import AggregateRoot, RecordedEvent, save_aggregate
-from sharedkernel.bulk import insert_rows
+from sharedkernel.bulk import insert_columns
 from sharedkernel.correlation import Cause, current_cause
 from sharedkernel.events import DomainEvent, upcast
-from sharedkernel.models import EventDelivery, StoredEvent
+from sharedkernel.models import DeliveryStatus, EventDelivery, StoredEvent
 from sharedkernel.signals import events_committed
 
 
@@ -44,49 +45,90 @@ def append_batch(groups: Iterable[tuple[Cause, Sequence[RecordedEvent]]]) -> lis
     """Append many aggregates' events at once (bulk handlers), each group with its own cause."""
     from sharedkernel.bus import deliveries_for  # the registry imports the store
 
-    rows: list[StoredEvent] = []
+    events: list[DomainEvent] = []
     for cause, recorded in groups:
         for item in recorded:
-            rows.append(
-                StoredEvent(
-                    event_id=uuid.uuid4(),
+            clock = item.test_clock_id or cause.test_clock_id
+            events.append(
+                DomainEvent(
+                    event_id=str(uuid.uuid4()),
                     event_type=item.event.event_type,
                     event_version=item.event.event_version,
                     occurred_on=item.occurred_on,
                     aggregate_type=item.aggregate_type,
-                    aggregate_id=item.aggregate_id,
+                    aggregate_id=str(item.aggregate_id),
                     aggregate_version=item.aggregate_version,
                     payload=item.event.payload(),
                     correlation_id=cause.correlation_id,
                     causation_id=cause.causation_id,
-                    test_clock_id=item.test_clock_id or cause.test_clock_id,
+                    test_clock_id=str(clock) if clock else None,
                 )
             )
-    if not rows:
+    if not events:
         return []
     conn = transaction.get_connection()
     if not conn.in_atomic_block:
         raise RuntimeError("Events are appended inside the transaction that saves their aggregate.")
-    insert_rows(rows)
     now = timezone.now()
-    redispatch_at = now + settings.OUTBOX_REDISPATCH_AFTER
-    handlers = deliveries_for({row.event_type for row in rows})
-    deliveries = [
-        EventDelivery(
-            event_id=row.position,
-            handler=handler.name,
-            dispatch_after=redispatch_at,
-            created_at=now,
-            test_clock_id=row.test_clock_id,
-        )
-        for row in rows
-        for handler in handlers[row.event_type]
-    ]
-    insert_rows(deliveries)
-    if deliveries:
-        announced = [(d.handler, d.pk) for d in deliveries]
+    positions = _store_events(events, now, conn)
+    events = [dataclasses.replace(e, position=p) for e, p in zip(events, positions, strict=True)]
+    handlers = deliveries_for({e.event_type for e in events})
+    pairs = [(e, handler.name) for e in events for handler in handlers[e.event_type]]
+    ids = _store_deliveries(pairs, now, conn)
+    if ids:
+        announced = [(handler, pk) for (_, handler), pk in zip(pairs, ids, strict=True)]
         transaction.on_commit(partial(events_committed.send, sender=StoredEvent, deliveries=announced))
-    return [to_domain_event(row) for row in rows]
+    return events
+
+
+def _store_events(events: list[DomainEvent], now, conn) -> list[int]:
+    """Their positions. On PostgreSQL one statement of arrays, no model instances (the hot path)."""
+    if conn.vendor != "postgresql":
+        rows = [
+            StoredEvent(recorded_at=now, **{f: getattr(e, f) for f in _ROW_FIELDS if f != "position"}) for e in events
+        ]
+        StoredEvent.objects.bulk_create(rows)
+        return [row.position for row in rows]
+    payload = StoredEvent._meta.get_field("payload")
+    columns = {f: [getattr(e, f) for e in events] for f in _ROW_FIELDS if f != "position"}
+    columns["event_id"] = [uuid.UUID(i) for i in columns["event_id"]]
+    columns["test_clock_id"] = [uuid.UUID(c) if c else None for c in columns["test_clock_id"]]
+    columns["payload"] = [payload.get_db_prep_save(p, conn) for p in columns["payload"]]
+    columns["recorded_at"] = [now] * len(events)
+    return insert_columns(StoredEvent, columns)
+
+
+def _store_deliveries(pairs: list[tuple[DomainEvent, str]], now, conn) -> list[int]:
+    """One delivery per (event, handler), open and due for the relay after OUTBOX_REDISPATCH_AFTER."""
+    if not pairs:
+        return []
+    redispatch_at = now + settings.OUTBOX_REDISPATCH_AFTER
+    if conn.vendor != "postgresql":
+        rows = [
+            EventDelivery(
+                event_id=e.position,
+                handler=h,
+                dispatch_after=redispatch_at,
+                created_at=now,
+                test_clock_id=e.test_clock_id,
+            )
+            for e, h in pairs
+        ]
+        EventDelivery.objects.bulk_create(rows)
+        return [row.pk for row in rows]
+    return insert_columns(
+        EventDelivery,
+        {
+            "event_id": [e.position for e, _ in pairs],
+            "handler": [h for _, h in pairs],
+            "status": [DeliveryStatus.PENDING.value] * len(pairs),
+            "attempts": [0] * len(pairs),
+            "last_error": [""] * len(pairs),
+            "dispatch_after": [redispatch_at] * len(pairs),
+            "created_at": [now] * len(pairs),
+            "test_clock_id": [uuid.UUID(e.test_clock_id) if e.test_clock_id else None for e, _ in pairs],
+        },
+    )
 
 
 def to_domain_event(row: StoredEvent) -> DomainEvent:
