@@ -40,6 +40,7 @@ from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
 
+from sharedkernel.bulk import bound_cursor
 from sharedkernel.correlation import caused_by
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of, events_at
@@ -174,7 +175,20 @@ def handler_transaction() -> Iterator[None]:
 
 
 def _claim(ids: Sequence[int]) -> list[DomainEvent]:
-    """Mark the still-open deliveries done (inside the handler transaction) and load their events."""
+    """Mark the still-open deliveries done (inside the handler transaction) and load their events.
+    Rows another worker holds are skipped: that worker runs them."""
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":  # one statement: lock, mark and return (the hot path)
+        table = EventDelivery._meta.db_table
+        with bound_cursor(connection) as cursor:
+            cursor.execute(
+                f"WITH open AS (SELECT id FROM {table} WHERE id = ANY(%b::int8[]) AND status = ANY(%b::varchar[]) "
+                f"FOR UPDATE SKIP LOCKED) UPDATE {table} AS d SET status = %b, completed_at = %b, "
+                "attempts = d.attempts + 1 FROM open WHERE d.id = open.id RETURNING d.event_id",
+                [list(ids), [str(s) for s in OPEN_STATUSES], str(DeliveryStatus.DONE), timezone.now()],
+            )
+            positions = [position for (position,) in cursor.fetchall()]
+        return events_at(positions) if positions else []
     rows = list(
         EventDelivery.objects.select_for_update(skip_locked=True)
         .filter(pk__in=ids, status__in=OPEN_STATUSES)

@@ -14,6 +14,7 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
@@ -23,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from sharedkernel.aggregates import AggregateRoot, RecordedEvent, save_aggregate
-from sharedkernel.bulk import insert_columns
+from sharedkernel.bulk import bound_cursor, insert_columns
 from sharedkernel.correlation import Cause, current_cause
 from sharedkernel.events import DomainEvent, upcast
 from sharedkernel.models import DeliveryStatus, EventDelivery, StoredEvent
@@ -167,7 +168,20 @@ _ROW_FIELDS = (
 
 def events_at(positions: Iterable[int]) -> list[DomainEvent]:
     """The events at these positions, in order (plain rows: no model instances on the delivery path)."""
-    rows = StoredEvent.objects.filter(position__in=list(positions)).order_by("position").values_list(*_ROW_FIELDS)
+    positions = list(positions)
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        columns = ", ".join("payload::text" if f == "payload" else f for f in _ROW_FIELDS)
+        with bound_cursor(connection) as cursor:
+            cursor.execute(
+                f"SELECT {columns} FROM {StoredEvent._meta.db_table} WHERE position = ANY(%b::int8[]) "
+                "ORDER BY position",
+                [positions],
+            )
+            rows = [(*row[:7], json.loads(row[7]), *row[8:]) for row in cursor.fetchall()]
+    else:
+        query = StoredEvent.objects.filter(position__in=positions).order_by("position")
+        rows = list(query.values_list(*_ROW_FIELDS))
     events = []
     for row in rows:
         fields = dict(zip(_ROW_FIELDS, row, strict=True))
