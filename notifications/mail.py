@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from email.policy import Compat32
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -46,6 +47,36 @@ TEMPLATES = {
         Template("webhook_disabled", "We stopped sending webhooks to {url}", True),
     ]
 }
+
+
+class _QuickFold(Compat32):
+    """The standard (compat32) header folding, with a shortcut for what needs none: a short,
+    printable ASCII value with single spaces comes out as ``Name: value`` either way, and the
+    general path (one Header object per header) was half the cost of writing a message."""
+
+    def _fold(self, name, value, sanitize):
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and value.isprintable()
+            and "  " not in value
+            and value == value.strip()
+            and len(name) + 2 + len(value) <= (self.max_line_length or 0)
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)
+
+
+QUICK_FOLD = _QuickFold()
+
+
+class Email(EmailMultiAlternatives):
+    """A multipart e-mail whose headers are written with :data:`QUICK_FOLD` (same bytes, less time)."""
+
+    def message(self):
+        msg = super().message()
+        msg.policy = QUICK_FOLD
+        return msg
 
 
 def render(template: str, context: dict) -> tuple[str, str, str]:
@@ -163,7 +194,7 @@ def send_many(ids: list) -> int:
             connection.open()
             for note in notes:
                 subject, text, html = render(note.template, note.context)
-                message = EmailMultiAlternatives(
+                message = Email(
                     subject,
                     text,
                     settings.DEFAULT_FROM_EMAIL,
