@@ -79,8 +79,15 @@ def remind_trials_ending(now: datetime, test_clock_id: str | None) -> int:
 # -- renewals and cancellations at period end -------------------------------------------
 
 
-def _renewable(test_clock_id):
-    due = Q(status=SubscriptionStatus.ACTIVE) | Q(status=SubscriptionStatus.SUSPENDED, cancel_at_period_end=True)
+#: What renews at period end: active subscriptions, and suspended ones set to cancel then.
+RENEWABLE = (
+    Q(status=SubscriptionStatus.ACTIVE),
+    Q(status=SubscriptionStatus.SUSPENDED, cancel_at_period_end=True),
+)
+
+
+def _renewable(test_clock_id, which: Q | None = None):
+    due = which or (RENEWABLE[0] | RENEWABLE[1])
     return in_scope(Subscription.objects.filter(due), test_clock_id)
 
 
@@ -90,14 +97,15 @@ def next_period_end(test_clock_id: str | None) -> datetime | None:
 
 @scheduled_job("subscriptions.renew_subscriptions", next_due=next_period_end)
 def renew_subscriptions(now: datetime, test_clock_id: str | None) -> int:
+    """In batches, one status at a time: the (status, period end, id) index then hands each batch
+    over in order, instead of sorting every due subscription again for each batch of 500."""
     total = 0
-    while True:
-        renewed = commands.renew_due_subscriptions(
-            due=_renewable(test_clock_id).filter(current_period_end__lte=now), now=now
-        )
-        total += renewed
-        if not renewed:
-            return total
+    for which in RENEWABLE:
+        while renewed := commands.renew_due_subscriptions(
+            due=_renewable(test_clock_id, which).filter(current_period_end__lte=now), now=now
+        ):
+            total += renewed
+    return total
 
 
 # -- usage: periods whose grace window for late records has passed ----------------------

@@ -414,7 +414,7 @@ class Subscription(AggregateRoot):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "current_period_end"], name="sub_status_period_end")]
+        indexes = [models.Index(fields=["status", "current_period_end", "id"], name="sub_due_in_order")]
 
     def __str__(self) -> str:
         return f"{self.customer.name} · {self.plan.name} ({self.status})"
