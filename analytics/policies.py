@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from analytics.models import MrrMovement, MrrSnapshot, RevenueEntry, SubscriptionView, monthly
-from sharedkernel.bulk import bulk_update_rows
+from sharedkernel.bulk import bulk_update_rows, insert_rows
 from sharedkernel.bus import reacts_to
 from sharedkernel.events import DomainEvent
 from sharedkernel.values import Money
@@ -160,10 +160,10 @@ def project_subscriptions(events: list[DomainEvent]) -> None:
     for sub_id, quantity in usage.items():
         if sub_id in views:
             views[sub_id].usage_this_period += quantity
-    SubscriptionView.objects.bulk_create([v for k, v in views.items() if k not in existing])
+    insert_rows([v for k, v in views.items() if k not in existing])
     fields = [f.name for f in SubscriptionView._meta.concrete_fields if not f.primary_key]
     bulk_update_rows([v for k, v in views.items() if k in existing], fields)
-    MrrMovement.objects.bulk_create(movements)
+    insert_rows(movements)
 
 
 def _reset_revenue() -> None:

@@ -28,7 +28,7 @@ from billing.acl.subscriptions import CustomerFacts, PlanChangeFacts, PlanFacts,
 from billing.commands import InvoiceRequest, Work, plan_line
 from billing.models import BilledSubscription, BillingAccount, BillingPlan, Invoice, InvoiceStatus
 from billing.values import BillingReason
-from sharedkernel.bulk import bulk_update_rows
+from sharedkernel.bulk import bulk_update_rows, insert_rows
 from sharedkernel.bus import reacts_to
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of
@@ -125,7 +125,7 @@ def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
             row.currency, row.price_minor = facts.price.currency, facts.price.minor_units
         if facts.period is not None:
             row.period_start, row.period_end = facts.period.start, facts.period.end
-    BilledSubscription.objects.bulk_create(created.values())
+    insert_rows(list(created.values()))
     fields = ["plan_id", "plan_name", "plan_code", "interval", "status", "currency", "price_minor"]
     bulk_update_rows(
         [r for k, r in changed.items() if k not in created], [*fields, "period_start", "period_end", "source_version"]

@@ -21,7 +21,7 @@ from django.utils import timezone
 from notifications import events as ev
 from notifications.models import Notification, NotificationStatus, Suppression
 from sharedkernel.aggregates import RecordedEvent
-from sharedkernel.bulk import bulk_update_rows
+from sharedkernel.bulk import bulk_update_rows, insert_rows
 from sharedkernel.correlation import Cause, new_correlation_id
 from sharedkernel.eventstore import append_batch
 
@@ -167,7 +167,7 @@ def queue_many(items: list[dict]) -> list[Notification]:
                 test_clock_id=item.get("test_clock_id"),
             )
         )
-    Notification.objects.bulk_create(notes)
+    insert_rows(notes)
     to_send = [n.pk for n in notes if n.status == NotificationStatus.QUEUED]
     if to_send:
         transaction.on_commit(lambda: send_many(to_send))
