@@ -133,21 +133,17 @@ def _store_deliveries(pairs: list[tuple[DomainEvent, str]], now, conn) -> list[i
 
 
 def to_domain_event(row: StoredEvent) -> DomainEvent:
-    version, payload = upcast(row.event_type, row.event_version, row.payload)
-    return DomainEvent(
-        event_id=str(row.event_id),
-        event_type=row.event_type,
-        event_version=version,
-        occurred_on=row.occurred_on,
-        aggregate_type=row.aggregate_type,
-        aggregate_id=row.aggregate_id,
-        aggregate_version=row.aggregate_version,
-        payload=payload,
-        correlation_id=row.correlation_id,
-        causation_id=row.causation_id,
-        position=row.position,
-        test_clock_id=str(row.test_clock_id) if row.test_clock_id else None,
+    return _domain_event({name: getattr(row, name) for name in _ROW_FIELDS})
+
+
+def _domain_event(fields: dict) -> DomainEvent:
+    """A stored row's fields as the event subscribers receive: upcast, ids as text."""
+    fields["event_version"], fields["payload"] = upcast(
+        fields["event_type"], fields["event_version"], fields["payload"]
     )
+    fields["event_id"] = str(fields["event_id"])
+    fields["test_clock_id"] = str(fields["test_clock_id"]) if fields["test_clock_id"] else None
+    return DomainEvent(**fields)
 
 
 _ROW_FIELDS = (
@@ -178,20 +174,12 @@ def events_at(positions: Iterable[int]) -> list[DomainEvent]:
                 "ORDER BY position",
                 [positions],
             )
-            rows = [(*row[:7], json.loads(row[7]), *row[8:]) for row in cursor.fetchall()]
+            at = _ROW_FIELDS.index("payload")  # fetched as text, parsed once here
+            rows = [(*row[:at], json.loads(row[at]), *row[at + 1 :]) for row in cursor.fetchall()]
     else:
         query = StoredEvent.objects.filter(position__in=positions).order_by("position")
         rows = list(query.values_list(*_ROW_FIELDS))
-    events = []
-    for row in rows:
-        fields = dict(zip(_ROW_FIELDS, row, strict=True))
-        fields["event_version"], fields["payload"] = upcast(
-            fields["event_type"], fields["event_version"], fields["payload"]
-        )
-        fields["event_id"] = str(fields["event_id"])
-        fields["test_clock_id"] = str(fields["test_clock_id"]) if fields["test_clock_id"] else None
-        events.append(DomainEvent(**fields))
-    return events
+    return [_domain_event(dict(zip(_ROW_FIELDS, row, strict=True))) for row in rows]
 
 
 def read(
