@@ -52,7 +52,7 @@ TEMPLATES = {
 class _QuickFold(Compat32):
     """The standard (compat32) header folding, with a shortcut for what needs none: a short,
     printable ASCII value with single spaces comes out as ``Name: value`` either way, and the
-    general path (one Header object per header) was half the cost of writing a message."""
+    general path (one Header object per header) was 40 % of the cost of writing a message."""
 
     def _fold(self, name, value, sanitize):
         if (
