@@ -208,7 +208,7 @@ BILLING_MAIL = {
 }
 
 
-@reacts_to(*BILLING_MAIL, batch=True, batch_size=500)
+@reacts_to(*BILLING_MAIL, batch=True, batch_size=1000)
 def billing_mail(events: list[DomainEvent]) -> None:
     """Invoice e-mail, receipt, payment alert, dunning reminder (urgency grows with the level) — a bill run's
     worth at a time. Billing's payloads carry the name and address, so only preferences are looked up."""
@@ -254,7 +254,7 @@ def _wanted_by_an_endpoint(event_types: set[str]) -> set[str]:
     return event_types & wanted
 
 
-@reacts_to("*", accepts=_public, audience=_wanted_by_an_endpoint, batch=True, batch_size=500)
+@reacts_to("*", accepts=_public, audience=_wanted_by_an_endpoint, batch=True, batch_size=1000)
 def fan_out_webhooks(events: list[DomainEvent]) -> None:
     """One delivery per (endpoint, event) for the endpoints that asked for it; attempted after commit
     (each in its own task), and by the retry job PICKUP_AFTER later should that attempt never happen."""

@@ -370,7 +370,7 @@ RENEWAL_FIELDS = [
 
 
 @command
-def renew_due_subscriptions(*, due: QuerySet, now, limit: int = 500) -> int:
+def renew_due_subscriptions(*, due: QuerySet, now, limit: int = 1000) -> int:
     """RenewSubscription for up to ``limit`` subscriptions whose period ended, in one transaction.
 
     A bill run renews many subscriptions at once; each still goes through

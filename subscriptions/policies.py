@@ -30,7 +30,7 @@ def _ours(subscription_id: str | None) -> Subscription | None:
     return Subscription.objects.filter(pk=subscription_id).only("status", "suspension_reason").first()
 
 
-@reacts_to("billing.PaymentSucceeded", batch=True, batch_size=500)
+@reacts_to("billing.PaymentSucceeded", batch=True, batch_size=1000)
 def activate_or_resume_when_paid(events: list[DomainEvent]) -> None:
     """A bill run pays thousands of renewals of active subscriptions: one query finds the
     few that need anything (pending or suspended for non-payment)."""
