@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from analytics.models import MrrMovement, MrrSnapshot, RevenueEntry, SubscriptionView, monthly
 from sharedkernel.bulk import bulk_update_rows, insert_rows
-from sharedkernel.bus import reacts_to
+from sharedkernel.bus import LARGE_BATCH, reacts_to
 from sharedkernel.events import DomainEvent
 from sharedkernel.values import Money
 
@@ -126,7 +126,7 @@ def _movement_kind(old: int, new: int, ever: bool) -> str:
     return MrrMovement.Kind.EXPANSION if new > old else MrrMovement.Kind.CONTRACTION
 
 
-@reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=1000, replay_safe=True, reset=_reset_subscriptions)
+@reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=LARGE_BATCH, replay_safe=True, reset=_reset_subscriptions)
 def project_subscriptions(events: list[DomainEvent]) -> None:
     """SubscriptionAnalyticsView and MRR movements, one locked read and a few bulk writes per batch."""
     ids = {e.payload.get("subscription_id") for e in events} - {None}
@@ -174,7 +174,7 @@ def _reset_revenue() -> None:
     "billing.PaymentSucceeded",
     "billing.RefundIssued",
     batch=True,
-    batch_size=1000,
+    batch_size=LARGE_BATCH,
     replay_safe=True,
     reset=_reset_revenue,
 )

@@ -29,7 +29,7 @@ from billing.commands import InvoiceRequest, Work, plan_line
 from billing.models import BilledSubscription, BillingAccount, BillingPlan, Invoice, InvoiceStatus
 from billing.values import BillingReason
 from sharedkernel.bulk import bulk_update_rows, insert_rows
-from sharedkernel.bus import reacts_to
+from sharedkernel.bus import LARGE_BATCH, reacts_to
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of
 from sharedkernel.values import Money
@@ -149,7 +149,7 @@ def _invoice_for(
     )
 
 
-@reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=1000)
+@reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=LARGE_BATCH)
 def bill_subscriptions(events: list[DomainEvent]) -> None:
     """GenerateInvoice / GenerateProratedInvoice / ApplyCredit / VoidInvoice for subscription events."""
     read = [(event, SubscriptionFacts.from_payload(event.event_type, event.payload)) for event in events]
@@ -197,7 +197,7 @@ def _work(events: list[DomainEvent], key: str = "invoice_id") -> list[Work]:
     return [Work(event.payload[key], event.occurred_on, cause_of(event)) for event in events]
 
 
-@reacts_to("subscriptions.UsageCalculated", batch=True, batch_size=1000)
+@reacts_to("subscriptions.UsageCalculated", batch=True, batch_size=LARGE_BATCH)
 def bill_usage(events: list[DomainEvent]) -> None:
     commands.bill_usage_many(
         [
@@ -207,22 +207,22 @@ def bill_usage(events: list[DomainEvent]) -> None:
     )
 
 
-@reacts_to("billing.InvoiceGenerated", batch=True, batch_size=1000)
+@reacts_to("billing.InvoiceGenerated", batch=True, batch_size=LARGE_BATCH)
 def calculate_tax(events: list[DomainEvent]) -> None:
     commands.calculate_tax_many(_work(events))
 
 
-@reacts_to("billing.TaxCalculated", batch=True, batch_size=1000)
+@reacts_to("billing.TaxCalculated", batch=True, batch_size=LARGE_BATCH)
 def finalize_invoice(events: list[DomainEvent]) -> None:
     commands.finalize_many(_work(events))
 
 
-@reacts_to("billing.InvoiceFinalized", batch=True, batch_size=1000)
+@reacts_to("billing.InvoiceFinalized", batch=True, batch_size=LARGE_BATCH)
 def process_payment(events: list[DomainEvent]) -> None:
     commands.collect_many(_work(events))
 
 
-@reacts_to("billing.PaymentSucceeded", batch=True, batch_size=1000)
+@reacts_to("billing.PaymentSucceeded", batch=True, batch_size=LARGE_BATCH)
 def mark_invoice_paid(events: list[DomainEvent]) -> None:
     commands.mark_paid_many(
         [(work, Money.from_json(event.payload["amount"])) for work, event in zip(_work(events), events, strict=True)]

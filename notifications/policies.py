@@ -26,7 +26,7 @@ from notifications import events as ev
 from notifications import mail, webhooks
 from notifications.models import PICKUP_AFTER, Recipient, Reminder, WebhookDelivery, WebhookEndpoint
 from sharedkernel.aggregates import RecordedEvent
-from sharedkernel.bus import reacts_to
+from sharedkernel.bus import LARGE_BATCH, reacts_to
 from sharedkernel.clock import clock_for
 from sharedkernel.events import EVENT_CLASSES, DomainEvent
 from sharedkernel.eventstore import append
@@ -208,7 +208,7 @@ BILLING_MAIL = {
 }
 
 
-@reacts_to(*BILLING_MAIL, batch=True, batch_size=1000)
+@reacts_to(*BILLING_MAIL, batch=True, batch_size=LARGE_BATCH)
 def billing_mail(events: list[DomainEvent]) -> None:
     """Invoice e-mail, receipt, payment alert, dunning reminder (urgency grows with the level) — a bill run's
     worth at a time. Billing's payloads carry the name and address, so only preferences are looked up."""
@@ -254,7 +254,7 @@ def _wanted_by_an_endpoint(event_types: set[str]) -> set[str]:
     return event_types & wanted
 
 
-@reacts_to("*", accepts=_public, audience=_wanted_by_an_endpoint, batch=True, batch_size=1000)
+@reacts_to("*", accepts=_public, audience=_wanted_by_an_endpoint, batch=True, batch_size=LARGE_BATCH)
 def fan_out_webhooks(events: list[DomainEvent]) -> None:
     """One delivery per (endpoint, event) for the endpoints that asked for it; attempted after commit
     (each in its own task), and by the retry job PICKUP_AFTER later should that attempt never happen."""

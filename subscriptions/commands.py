@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from rest_framework.authtoken.models import Token
 
 from sharedkernel.aggregates import bulk_save_locked
+from sharedkernel.bus import LARGE_BATCH
 from sharedkernel.clock import Clock, clock_for
 from sharedkernel.commands import command
 from sharedkernel.correlation import Cause, current_cause, new_correlation_id
@@ -370,7 +371,7 @@ RENEWAL_FIELDS = [
 
 
 @command
-def renew_due_subscriptions(*, due: QuerySet, now, limit: int = 1000) -> int:
+def renew_due_subscriptions(*, due: QuerySet, now, limit: int = LARGE_BATCH) -> int:
     """RenewSubscription for up to ``limit`` subscriptions whose period ended, in one transaction.
 
     A bill run renews many subscriptions at once; each still goes through

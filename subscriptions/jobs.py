@@ -98,7 +98,7 @@ def next_period_end(test_clock_id: str | None) -> datetime | None:
 @scheduled_job("subscriptions.renew_subscriptions", next_due=next_period_end)
 def renew_subscriptions(now: datetime, test_clock_id: str | None) -> int:
     """In batches, one status at a time: the (status, period end, id) index then hands each batch
-    over in order, instead of sorting every due subscription again for each batch of 500."""
+    over in order, instead of sorting every due subscription again for each batch."""
     total = 0
     for which in RENEWABLE:
         while renewed := commands.renew_due_subscriptions(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 
-from sharedkernel.bus import reacts_to
+from sharedkernel.bus import LARGE_BATCH, reacts_to
 from sharedkernel.clock import FixedClock
 from sharedkernel.correlation import caused_by
 from sharedkernel.events import DomainEvent
@@ -30,7 +30,7 @@ def _ours(subscription_id: str | None) -> Subscription | None:
     return Subscription.objects.filter(pk=subscription_id).only("status", "suspension_reason").first()
 
 
-@reacts_to("billing.PaymentSucceeded", batch=True, batch_size=1000)
+@reacts_to("billing.PaymentSucceeded", batch=True, batch_size=LARGE_BATCH)
 def activate_or_resume_when_paid(events: list[DomainEvent]) -> None:
     """A bill run pays thousands of renewals of active subscriptions: one query finds the
     few that need anything (pending or suspended for non-payment)."""
