@@ -178,6 +178,9 @@ OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 200)
 # test's drain (unit tests of policies run without any broker).
 EVENT_DISPATCH = os.environ.get("EVENT_DISPATCH", "celery")
 TEST_CLOCK_SETTLE_TIMEOUT = env_int("TEST_CLOCK_SETTLE_TIMEOUT", 120)
+# A gateway, tax, SMTP or webhook call while a database transaction is open (sharedkernel.outside):
+# "raise" under tests and DEBUG, "log" (an error line) in production.
+OUTSIDE_TRANSACTION_CHECK = os.environ.get("OUTSIDE_TRANSACTION_CHECK", "raise" if DEBUG or TESTING else "log")
 BEAT_HEARTBEAT_MAX_AGE = timedelta(seconds=env_int("BEAT_HEARTBEAT_MAX_AGE_SECONDS", 180))
 
 # --- Domain settings -------------------------------------------------------
