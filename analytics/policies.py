@@ -126,7 +126,14 @@ def _movement_kind(old: int, new: int, ever: bool) -> str:
     return MrrMovement.Kind.EXPANSION if new > old else MrrMovement.Kind.CONTRACTION
 
 
-@reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=LARGE_BATCH, replay_safe=True, reset=_reset_subscriptions)
+@reacts_to(
+    *SUBSCRIPTION_EVENTS,
+    batch=True,
+    batch_size=LARGE_BATCH,
+    replay_safe=True,
+    reset=_reset_subscriptions,
+    read_your_writes=True,
+)
 def project_subscriptions(events: list[DomainEvent]) -> None:
     """SubscriptionAnalyticsView and MRR movements, one locked read and a few bulk writes per batch."""
     ids = {e.payload.get("subscription_id") for e in events} - {None}

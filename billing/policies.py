@@ -14,8 +14,10 @@
     billing.PaymentSucceeded               → mark the invoice paid
     billing.PaymentMethodUpdated           → retry failed payments at once
 
-Every reaction happens at its cause's time (``occurred_on``) and carries its
-cause, so a chain CustomerRegistered → … → PaymentSucceeded shares one
+The first three (account, plans, subscription events) are ``read_your_writes``:
+a client's request runs them before it answers, so what it created can be used
+in its next call (docs/consistency.md). Every reaction happens at its cause's
+time (``occurred_on``) and carries its cause, so a chain CustomerRegistered → … → PaymentSucceeded shares one
 correlation id. Pipeline steps take whole batches of events.
 """
 
@@ -35,7 +37,7 @@ from sharedkernel.eventstore import cause_of
 from sharedkernel.values import Money
 
 
-@reacts_to("subscriptions.CustomerRegistered")
+@reacts_to("subscriptions.CustomerRegistered", read_your_writes=True)
 def open_billing_account(event: DomainEvent) -> None:
     facts = CustomerFacts.from_payload(event.payload)
     commands.open_account(
@@ -63,6 +65,7 @@ def _forget_plans() -> None:
     "subscriptions.PlanRestored",
     replay_safe=True,
     reset=_forget_plans,
+    read_your_writes=True,
 )
 def follow_plans(event: DomainEvent) -> None:
     if event.name in ("PlanArchived", "PlanRestored"):
@@ -149,7 +152,7 @@ def _invoice_for(
     )
 
 
-@reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=LARGE_BATCH)
+@reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
 def bill_subscriptions(events: list[DomainEvent]) -> None:
     """GenerateInvoice / GenerateProratedInvoice / ApplyCredit / VoidInvoice for subscription events."""
     read = [(event, SubscriptionFacts.from_payload(event.event_type, event.payload)) for event in events]

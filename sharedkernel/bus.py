@@ -20,6 +20,14 @@ The contract, end to end:
    still open past their ``dispatch_after``: the broker was down at commit, the
    worker died, or a retry is due. Nothing is lost; at worst it runs twice and
    the ledger makes the second run a no-op.
+6. Read your writes: a handler declared ``read_your_writes=True`` builds what a
+   client reads next (Billing's account for a new customer, a new
+   subscription's first invoice). When a client's request commits events, the
+   request itself runs those deliveries, in process, before it answers
+   (:func:`serving_a_client`, set by ``ReadYourWritesMiddleware``); if a worker
+   already holds one, the request waits for that worker's commit instead of
+   skipping it. Everything else goes to the workers as in step 2. See
+   docs/consistency.md for the promise this makes to API clients.
 """
 
 from __future__ import annotations
@@ -70,6 +78,8 @@ class HandlerSpec:
     audience: Callable[[set[str]], set[str]] | None = field(default=None, compare=False)
     #: Empties what the handler builds, so ``replay_events --reset`` can rebuild it.
     reset: Callable[[], None] | None = field(default=None, compare=False)
+    #: Builds what a client reads next: a client's request runs it before answering (step 6).
+    read_your_writes: bool = False
 
     @property
     def context(self) -> str:
@@ -107,6 +117,7 @@ def reacts_to(
     audience: Callable[[set[str]], set[str]] | None = None,
     reset: Callable[[], None] | None = None,
     name: str | None = None,
+    read_your_writes: bool = False,
 ) -> Callable:
     """Subscribe the decorated function to events matching ``patterns``.
 
@@ -114,6 +125,9 @@ def reacts_to(
     (``"billing.*"``, ``"*"``). A plain handler takes one :class:`DomainEvent`
     and runs with that event as the cause of whatever it records; a
     ``batch=True`` handler takes a list and uses :func:`cause_of` itself.
+    ``read_your_writes=True`` marks a handler whose effect a client must see in
+    its next call (contract step 6): keep such handlers quick and free of
+    outside calls (they run before the client's answer).
     """
 
     def register(fn: Callable) -> Callable:
@@ -130,6 +144,7 @@ def reacts_to(
             accepts=accepts,
             audience=audience,
             reset=reset,
+            read_your_writes=read_your_writes,
         )
         _subscribers_cache.clear()
         return fn
@@ -179,23 +194,25 @@ def handler_transaction() -> Iterator[None]:
         _in_handler.reset(token)
 
 
-def _claim(ids: Sequence[int]) -> list[DomainEvent]:
+def _claim(ids: Sequence[int], *, wait: bool = False) -> list[DomainEvent]:
     """Mark the still-open deliveries done (inside the handler transaction) and load their events.
-    Rows another worker holds are skipped: that worker runs them."""
+    Rows another worker holds are skipped: that worker runs them. With ``wait`` (a client's request,
+    step 6) the claim waits for that worker's commit instead, and then finds them done."""
     connection = transaction.get_connection()
     if connection.vendor == "postgresql":  # one statement: lock, mark and return (the hot path)
         table = EventDelivery._meta.db_table
+        lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
         with bound_cursor(connection) as cursor:
             cursor.execute(
                 f"WITH open AS (SELECT id FROM {table} WHERE id = ANY(%b::int8[]) AND status = ANY(%b::varchar[]) "
-                f"FOR UPDATE SKIP LOCKED) UPDATE {table} AS d SET status = %b, completed_at = %b, "
+                f"{lock}) UPDATE {table} AS d SET status = %b, completed_at = %b, "
                 "attempts = d.attempts + 1 FROM open WHERE d.id = open.id RETURNING d.event_id",
                 [list(ids), [str(s) for s in OPEN_STATUSES], str(DeliveryStatus.DONE), timezone.now()],
             )
             positions = [position for (position,) in cursor.fetchall()]
         return events_at(positions) if positions else []
     rows = list(
-        EventDelivery.objects.select_for_update(skip_locked=True)
+        EventDelivery.objects.select_for_update(skip_locked=not wait)
         .filter(pk__in=ids, status__in=OPEN_STATUSES)
         .values_list("pk", "event_id")
     )
@@ -207,8 +224,9 @@ def _claim(ids: Sequence[int]) -> list[DomainEvent]:
     return events_at(event_id for _, event_id in rows)
 
 
-def run_deliveries(handler_name: str, delivery_ids: Sequence[int]) -> int:
-    """Run ``handler_name`` for the given deliveries; returns how many were handled."""
+def run_deliveries(handler_name: str, delivery_ids: Sequence[int], *, wait: bool = False) -> int:
+    """Run ``handler_name`` for the given deliveries; returns how many were handled.
+    ``wait``: a delivery another worker holds is waited for, not skipped (see :func:`_claim`)."""
     spec = HANDLERS.get(handler_name)
     if spec is None:
         logger.error("No handler named %s is registered; deliveries %s left open.", handler_name, delivery_ids)
@@ -217,7 +235,7 @@ def run_deliveries(handler_name: str, delivery_ids: Sequence[int]) -> int:
     if spec.batch and len(ids) > 1:
         try:
             with handler_transaction():
-                events = _claim(ids)
+                events = _claim(ids, wait=wait)
                 if events:
                     spec.handle(events)
             return len(events)
@@ -225,14 +243,14 @@ def run_deliveries(handler_name: str, delivery_ids: Sequence[int]) -> int:
             logger.warning("Batch of %d for %s failed; isolating the failing event.", len(ids), handler_name)
     handled = 0
     for delivery_id in ids:
-        handled += _run_one(spec, delivery_id)
+        handled += _run_one(spec, delivery_id, wait=wait)
     return handled
 
 
-def _run_one(spec: HandlerSpec, delivery_id: int) -> int:
+def _run_one(spec: HandlerSpec, delivery_id: int, *, wait: bool = False) -> int:
     try:
         with handler_transaction():
-            events = _claim([delivery_id])
+            events = _claim([delivery_id], wait=wait)
             if events:
                 with caused_by(cause_of(events[0])):
                     spec.handle(events)
@@ -299,17 +317,44 @@ def send_grouped(deliveries: Iterable[tuple[str, int]]) -> None:
         _send(handler_name, ids)
 
 
+_serving: ContextVar[bool] = ContextVar("sharedkernel_serving_a_client", default=False)
+
+
+@contextlib.contextmanager
+def serving_a_client() -> Iterator[None]:
+    """While a client's request runs: its commits run the read-your-writes handlers in process."""
+    token = _serving.set(True)
+    try:
+        yield
+    finally:
+        _serving.reset(token)
+
+
+def _read_your_writes(deliveries: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The deliveries this process runs before its client gets an answer (contract step 6)."""
+    if not _serving.get() or settings.EVENT_DISPATCH != "celery" or in_handler_transaction():
+        return []
+    return [(name, pk) for name, pk in deliveries if (spec := HANDLERS.get(name)) and spec.read_your_writes]
+
+
 @receiver(events_committed, dispatch_uid="sharedkernel.dispatch_committed")
 def dispatch_committed(sender, deliveries: list[tuple[str, int]], **kwargs) -> None:
-    """Hand committed deliveries to workers. If the broker is unreachable the
-    deliveries stay open and become due for the relay at once."""
+    """Hand committed deliveries to workers — but run the client's read-your-writes handlers here
+    first. If the broker is unreachable the deliveries stay open and become due for the relay at once."""
+    here = _read_your_writes(deliveries)
+    mine = {pk for _, pk in here}
+    elsewhere = [(name, pk) for name, pk in deliveries if pk not in mine]
     try:
-        send_grouped(deliveries)
+        send_grouped(elsewhere)
     except Exception as exc:  # broker down: the relay is the other path
-        logger.warning("Could not dispatch %d deliveries (%s); the relay will.", len(deliveries), exc)
-        EventDelivery.objects.filter(pk__in=[pk for _, pk in deliveries], status__in=OPEN_STATUSES).update(
+        logger.warning("Could not dispatch %d deliveries (%s); the relay will.", len(elsewhere), exc)
+        EventDelivery.objects.filter(pk__in=[pk for _, pk in elsewhere], status__in=OPEN_STATUSES).update(
             dispatch_after=timezone.now()
         )
+    for handler_name, ids in _group(here).items():
+        # A failure is recorded and retried by the workers as usual (step 4); a crash right here
+        # leaves the deliveries to the relay.
+        run_deliveries(handler_name, ids, wait=True)
 
 
 def relay(*, limit: int = 5000, test_clock_id: str | None = None) -> int:
