@@ -176,7 +176,7 @@ def test_every_entry_point_that_records_events_names_a_committed_test():
     assert not not_committed, f"Named tests that are missing or run inside a test transaction: {not_committed}"
 
 
-def test_the_guard_sees_the_csv_export_and_would_have_caught_issue_11(tmp_path):
+def test_the_guard_sees_the_csv_export_and_would_have_caught_issue_11():
     # the view that answered 500 is one of the walked entry points …
     assert "/staff/analytics/export/<slug:view>.csv" in url_entry_points()
     # … and a test that wraps it in the test's transaction does not count as covering it
