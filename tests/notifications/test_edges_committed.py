@@ -15,7 +15,7 @@ from django.core import mail
 from django.utils import timezone
 
 from notifications import commands
-from notifications.models import Notification, Suppression, WebhookDelivery
+from notifications.models import Notification, Recipient, Suppression, WebhookDelivery, WebhookEndpoint
 from notifications.tasks import attempt_webhook
 from sharedkernel.clock import FixedClock
 from sharedkernel.models import StoredEvent
@@ -151,3 +151,48 @@ def test_the_mail_retry_job_sends_what_the_server_refused(drain, settings):
         sink.stop()
     assert [rcpts for rcpts, _ in sink.messages] == [["real@example.com"]]
     assert StoredEvent.objects.filter(event_type="notifications.EmailSent").count() == 1
+
+
+def test_endpoint_and_preference_edges_change_rows_and_record_no_event(drain, client):
+    # given a customer with a login
+    user = get_user_model().objects.create_user("pref", "pref@example.com", "pw-Pref-123456")
+    customer, _ = subs.register_customer(name="P", email="pref@example.com", currency="USD", country="GB", user=user)
+    drain()
+    before = StoredEvent.objects.count()
+    staff = api_client(staff_user())
+    with Receiver() as receiver:
+        # the API: register, disable, enable, delete
+        created = staff.post("/api/v1/webhook-endpoints/", {"url": receiver.url, "customer": str(customer.pk)})
+        assert created.status_code == 201 and created.json()["secret"]
+        endpoint_id = created.json()["id"]
+        assert staff.post(f"/api/v1/webhook-endpoints/{endpoint_id}/disable/").json()["active"] is False
+        assert staff.post(f"/api/v1/webhook-endpoints/{endpoint_id}/enable/").json()["active"] is True
+        assert staff.delete(f"/api/v1/webhook-endpoints/{endpoint_id}/").status_code == 204
+
+        # the customer's pages: preferences, register, disable, enable, remove
+        client.force_login(user)
+        page = client.post("/notifications/preferences/", {"essential_only": "on"}, follow=True)
+        assert "preferences are saved" in page.content.decode()
+        page = client.post("/notifications/webhooks/", {"url": receiver.url, "events": ["*"]}, follow=True)
+        assert "Copy its signing secret now" in page.content.decode()
+        endpoint = WebhookEndpoint.objects.get(customer_id=customer.pk)
+        for verb, said in (("disable", "Nothing more is sent"), ("enable", "is enabled again")):
+            page = client.post(f"/notifications/webhooks/{endpoint.pk}/{verb}/", follow=True)
+            assert said in page.content.decode()
+
+        # the admin: disable and enable
+        client.force_login(staff_user("boss"))
+        for action, said in (("disable", "Disable: 1 done"), ("enable", "Enable: 1 done")):
+            page = client.post(
+                "/admin/notifications/webhookendpoint/",
+                {"action": action, "_selected_action": [str(endpoint.pk)]},
+                follow=True,
+            )
+            assert said in page.content.decode()
+        client.force_login(user)
+        page = client.post(f"/notifications/webhooks/{endpoint.pk}/remove/", follow=True)
+        assert "is removed" in page.content.decode()
+
+    assert not WebhookEndpoint.objects.exists()
+    assert Recipient.objects.get(pk=customer.pk).essential_only is True
+    assert StoredEvent.objects.count() == before  # as the inventory says: rows change, no event is recorded
