@@ -11,7 +11,7 @@ from datetime import datetime
 from dateutil.relativedelta import relativedelta
 from django.db import transaction
 
-from analytics import queries, reports
+from analytics import commands, queries
 from analytics.models import Report
 from sharedkernel.scheduling import scheduled_job
 
@@ -31,6 +31,5 @@ def monthly_report(now: datetime, test_clock_id: str | None) -> int:
     month = now.date().replace(day=1) - relativedelta(months=1)
     if Report.objects.filter(month=month).exists():
         return 0
-    with transaction.atomic():
-        reports.monthly_report(month, at=now)
+    commands.generate_monthly_report(month=month, at=now)
     return 1

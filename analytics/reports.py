@@ -1,20 +1,12 @@
-"""CSV exports of every view, and the monthly report."""
+"""CSV of every view, and of the monthly report (what staff take out; commands.py records that they did)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import uuid
-from datetime import date, datetime
 
-from django.utils import timezone
-
-from analytics import events as ev
 from analytics import queries
-from analytics.models import Report, SubscriptionView
-from sharedkernel.aggregates import RecordedEvent
-from sharedkernel.correlation import current_cause
-from sharedkernel.eventstore import append_batch
+from analytics.models import SubscriptionView
 
 
 def _rows(view: str) -> tuple[list[str], list[list]]:
@@ -86,53 +78,11 @@ def to_csv(view: str) -> tuple[str, int]:
     return out.getvalue(), len(rows)
 
 
-def export(view: str, *, by: str) -> str:
-    """CSV of a view; DataExported says who took what."""
-    text, count = to_csv(view)
-    export_id = str(uuid.uuid4())
-    append_batch(
-        [
-            (
-                current_cause(),
-                [
-                    RecordedEvent(
-                        ev.DataExported(export_id=export_id, view=view, rows=count, exported_by=by),
-                        timezone.now(),
-                        "Export",
-                        export_id,
-                        1,
-                        None,
-                    )
-                ],
-            )
-        ]
-    )
-    return text
-
-
-def monthly_report(month: date, *, at: datetime) -> Report:
-    """MRR movements, revenue and churn of ``month`` in one CSV (ReportGenerated)."""
+def monthly_csv() -> tuple[str, int]:
+    """MRR movements, revenue and churn in one CSV, and how many rows it holds."""
     parts, count = [], 0
     for view in ("mrr", "revenue-month", "churn"):
         text, rows = to_csv(view)
         parts.append(f"# {view}\n{text}")
         count += rows
-    report, _ = Report.objects.update_or_create(month=month, defaults={"generated_at": at, "csv": "\n".join(parts)})
-    append_batch(
-        [
-            (
-                current_cause(),
-                [
-                    RecordedEvent(
-                        ev.ReportGenerated(report_id=str(report.pk), month=month.isoformat(), rows=count),
-                        at,
-                        "Report",
-                        str(report.pk),
-                        1,
-                        None,
-                    )
-                ],
-            )
-        ]
-    )
-    return report
+    return "\n".join(parts), count

@@ -8,7 +8,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
-from analytics import charts, queries, reports
+from analytics import charts, commands, queries, reports
 
 
 @staff_member_required
@@ -93,6 +93,7 @@ def dashboard(request):
 def export_csv(request, view):
     if view not in reports.VIEWS:
         raise Http404
-    response = HttpResponse(reports.export(view, by=request.user.get_username()), content_type="text/csv")
+    text = commands.export_view(view=view, by=request.user.get_username())
+    response = HttpResponse(text, content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{view}.csv"'
     return response

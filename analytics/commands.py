@@ -1,0 +1,61 @@
+"""Application services of Analytics: it owns no aggregate, but records what staff took out of it.
+
+Each is one ``@command`` transaction, so the fact is stored with what it describes: a CSV export
+with its DataExported, a stored monthly report with its ReportGenerated.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from analytics import events as ev
+from analytics import reports
+from analytics.models import Report
+from sharedkernel.aggregates import RecordedEvent
+from sharedkernel.clock import Clock, SystemClock
+from sharedkernel.commands import command
+from sharedkernel.eventstore import append
+
+
+@command
+def export_view(*, view: str, by: str, clock: Clock | None = None) -> str:
+    """ExportData: the CSV of one dashboard view (``reports.VIEWS``), recorded as DataExported
+    (who, which view, how many rows). An unknown view is a KeyError: the edge answers 404."""
+    text, count = reports.to_csv(view)
+    export_id = str(uuid.uuid4())
+    at = (clock or SystemClock()).now()
+    append(
+        [
+            RecordedEvent(
+                ev.DataExported(export_id=export_id, view=view, rows=count, exported_by=by),
+                at,
+                "Export",
+                export_id,
+                1,
+                None,
+            )
+        ]
+    )
+    return text
+
+
+@command
+def generate_monthly_report(*, month: date, at: datetime) -> Report:
+    """GenerateReport: MRR movements, revenue and churn of ``month`` stored as one CSV for the admin,
+    recorded as ReportGenerated. Generating a month again replaces its stored CSV."""
+    text, count = reports.monthly_csv()
+    report, _ = Report.objects.update_or_create(month=month, defaults={"generated_at": at, "csv": text})
+    append(
+        [
+            RecordedEvent(
+                ev.ReportGenerated(report_id=str(report.pk), month=month.isoformat(), rows=count),
+                at,
+                "Report",
+                str(report.pk),
+                1,
+                None,
+            )
+        ]
+    )
+    return report
