@@ -210,10 +210,6 @@ def queue_many(items: list[dict]) -> list[Notification]:
     return notes
 
 
-def send(notification_id) -> bool:
-    return send_many([notification_id]) == 1
-
-
 def send_many(ids, *, now: datetime | None = None) -> int:
     """Hand logged e-mails to the mail server over one connection; returns how many it took. Called with
     no transaction open (after the handler's commit, or by the drain job); see the module docstring."""
