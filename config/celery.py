@@ -66,7 +66,12 @@ SCHEDULE = dict(
         # -- notifications -------------------------------------------------------
         _job("notifications.send_reminders", 300, "every 5 min: trial-ending reminders whose time has come"),
         _job("notifications.retry_webhooks", 30, "every 30 s: webhook deliveries whose next attempt is due"),
-        _job("notifications.retry_mail", 120, "every 2 min: e-mails the mail server did not take yet"),
+        _job(
+            "notifications.retry_mail",
+            10,
+            "every 10 s: e-mail no live sender holds (left by a crash, or refused and due), drained batch "
+            "after batch, so a crashed bill run's mail goes out within a minute",
+        ),
         # -- analytics -----------------------------------------------------------
         _job("analytics.snapshot_mrr", 3600, "hourly: daily MRR snapshots per currency from the movements"),
         _job("analytics.monthly_report", 3600, "hourly: once a month has ended, its report (ReportGenerated)"),

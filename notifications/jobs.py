@@ -3,19 +3,22 @@
 notifications.send_reminders   trial-ending reminders whose time has come
 notifications.retry_webhooks   webhook deliveries whose next attempt is due (backoff over ~3 days), and
                                new ones whose first attempt never happened (the process died after commit)
-notifications.retry_mail       e-mails the SMTP server refused or never got (a few tries)
+notifications.retry_mail       e-mails no live sender holds: never sent (a crash), the rest of a crashed
+                               sender's batch, refused ones due for a retry — batch after batch
 """
 
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Min, Q, QuerySet
 
 from notifications import mail, webhooks
-from notifications.models import DeliveryStatus, Notification, NotificationStatus, Recipient, Reminder, WebhookDelivery
+from notifications.models import DeliveryStatus, Notification, Recipient, Reminder, WebhookDelivery
+from sharedkernel.bus import LARGE_BATCH
 from sharedkernel.scheduling import in_scope, scheduled_job
 
 
@@ -72,34 +75,35 @@ def retry_webhooks(now: datetime, test_clock_id: str | None) -> int:
     return len(due)
 
 
-def _unsent(scope):
-    return in_scope(
-        Notification.objects.filter(status__in=[NotificationStatus.QUEUED, NotificationStatus.FAILED], attempts__lt=5),
-        scope,
+def _due_mail(now: datetime) -> QuerySet:
+    """Mail no live sender holds, in real time whatever clock the customer is on (mail servers live in real
+    time): never taken (its process died before sending, or a crashed sender never reached it), held by a
+    sender whose hold ran out (it died), or refused and due for its next try."""
+    return Notification.objects.filter(status__in=mail.UNSENT, attempts__lt=mail.MAX_ATTEMPTS).filter(
+        Q(held_until__isnull=True) | Q(held_until__lte=now)
     )
 
 
-def _retryable(now: datetime) -> QuerySet:
-    """Mail servers live in real time, whatever clock the customer is on: real-time customers' mail
-    left queued a minute (a crash after commit) or refused, and test-clock customers' refused mail
-    (their created_at is on their clock, so only the failed ones are known to be idle)."""
-    unsent = Notification.objects.filter(attempts__lt=5)
-    return unsent.filter(
-        Q(
-            test_clock_id__isnull=True,
-            status__in=[NotificationStatus.QUEUED, NotificationStatus.FAILED],
-            created_at__lte=now - timedelta(minutes=1),
-        )
-        | Q(test_clock_id__isnull=False, status=NotificationStatus.FAILED)
-    )
+#: One run drains batch after batch for up to this long (beat starts the next a few seconds later).
+DRAIN_SECONDS = 8
 
 
-@scheduled_job(
-    "notifications.retry_mail", next_due=lambda s: None if s else _unsent(s).aggregate(at=Min("created_at"))["at"]
-)
+# Never due on a test clock: its advance does not wait on a mail server, and beat runs it every 10 s.
+@scheduled_job("notifications.retry_mail", next_due=lambda s: None)
 def retry_mail(now: datetime, test_clock_id: str | None) -> int:
-    """Run by beat in real time only (a test clock's advance does not wait on a mail server)."""
+    """The backlog, at the pace of a bill run: EmailSent owed by dead senders, then batch after batch of
+    due mail over one connection each, until none is due. Run by beat in real time only (a test clock's
+    advance does not wait on a mail server)."""
     if test_clock_id:
         return 0
-    ids = list(_retryable(now).order_by("created_at").values_list("pk", flat=True)[:200])
-    return sum(1 for pk in ids if mail.send(pk))
+    handled = mail.record_owed_sent_events(now)
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while time.monotonic() < deadline:
+        ids = list(_due_mail(now).order_by("created_at", "pk").values_list("pk", flat=True)[:LARGE_BATCH])
+        if not ids:
+            break
+        outcome = mail.send_backlog(ids, now=now)
+        handled += outcome.sent
+        if not outcome.taken:  # all of them held by someone else this instant: theirs to send
+            break
+    return handled

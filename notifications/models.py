@@ -85,6 +85,10 @@ class Notification(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
     test_clock_id = models.UUIDField(null=True, blank=True)
+    #: Real time until which no other sender touches the row: a sender's hold while it hands the message
+    #: over (renewed as it goes), then until it records EmailSent; a refused message's wait before its next
+    #: try. Empty: free now. A hold past its time means the sender died; the drain job takes over.
+    held_until = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]

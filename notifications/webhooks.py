@@ -1,5 +1,8 @@
 """Webhooks: who gets which event, the signature, the SSRF guard, and one attempt.
 
+An attempt never POSTs inside a database transaction: it records the attempt and commits, POSTs, and
+records the answer in a new transaction (:func:`attempt`); a crash in between is retried.
+
 Receivers verify ``SubscriptionHub-Signature: t=<unix>,v1=<hex>`` by computing
 HMAC-SHA256(secret, f"{t}.{raw body}") and comparing it (constant time) with v1,
 and refuse a t more than 5 minutes from their clock (replays). See
@@ -15,7 +18,7 @@ import json
 import logging
 import socket
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
 import requests
@@ -28,6 +31,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from notifications import events as ev
 from notifications.models import (
     DISABLE_AFTER,
+    PICKUP_AFTER,
     WEBHOOK_BACKOFF,
     DeliveryStatus,
     WebhookAttempt,
@@ -38,6 +42,7 @@ from sharedkernel.aggregates import RecordedEvent
 from sharedkernel.clock import clock_for
 from sharedkernel.correlation import Cause, new_correlation_id
 from sharedkernel.eventstore import append_batch
+from sharedkernel.outside import ensure_outside_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +150,9 @@ def post(url: str, body: bytes, headers: dict) -> int:
 
     No redirects (a 3xx is an answer, not a new destination), connect and read timeouts,
     no proxies or .netrc from the environment (they would bypass the address check), and
-    the response body is never read.
+    the response body is never read. Refused inside an open database transaction.
     """
+    ensure_outside_transaction("webhook.post")
     with requests.Session() as session:
         session.trust_env = False
         adapter = _GuardedAdapter(max_retries=0)
@@ -191,16 +197,62 @@ def attempt_soon(delivery_ids: list) -> None:
         )
 
 
+INTERRUPTED = "Interrupted: the process stopped before the answer was recorded; the delivery was tried again."
+
+
+def in_flight() -> timedelta:
+    """How long an attempt may take (connect plus read timeout, with room to spare): a delivery whose
+    attempt is on record but not its answer is tried again by the retry job this long after it began."""
+    timeouts = settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_READ_TIMEOUT
+    return max(PICKUP_AFTER, timedelta(seconds=2 * timeouts))
+
+
 def attempt(
     delivery_id, *, now: datetime | None = None, due_only: bool = False, after_attempts: int | None = None
 ) -> bool:
-    """One POST of a delivery. Records the attempt, WebhookDispatched or WebhookFailed, and the next try.
+    """One POST of a delivery, in three steps: record the attempt and commit, POST with no transaction
+    open, record the answer (the attempt's row, WebhookDispatched or WebhookFailed, the next try) in a new
+    transaction. A crash between the first and the last leaves the attempt on record, due again
+    :func:`in_flight` after it began: the retry job finds it, notes it as interrupted and sends it again
+    (at least once; receivers drop repeats by the body's ``event_id``, docs/webhooks.md).
 
     Each caller names what it expects, so a delivery is attempted once per intent even when two
     processes reach it: ``due_only`` (the retry job) skips one whose next attempt is not due at
     ``now``; ``after_attempts`` (right after a fan-out or a redelivery commits) skips one attempted
-    by anyone since. A delivery being attempted elsewhere is locked and skipped.
+    by anyone since. One whose attempt is in flight elsewhere is on record as attempted and not due.
     """
+    begun = _begin(delivery_id, now=now, due_only=due_only, after_attempts=after_attempts)
+    if begun is None:
+        return False
+    delivery, now = begun
+    endpoint = delivery.endpoint
+    status_code, error = None, ""
+    started = time.perf_counter()
+    try:
+        check_url(endpoint.url)
+        timestamp = int(time.time())  # wall time: receivers check it against their clock, test clock or not
+        status_code = post(
+            endpoint.url,
+            delivery.body.encode(),
+            {
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: sign(endpoint.secret, delivery.body, timestamp),
+                "SubscriptionHub-Event": delivery.event_type,
+                "SubscriptionHub-Delivery": str(delivery.pk),
+            },
+        )
+        if not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+    except UnsafeUrl as exc:
+        error = str(exc)
+    except requests.RequestException as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    latency = int((time.perf_counter() - started) * 1000)
+    return _finish(delivery.pk, delivery.attempts, now=now, status_code=status_code, latency=latency, error=error)
+
+
+def _begin(delivery_id, *, now, due_only: bool, after_attempts: int | None) -> tuple[WebhookDelivery, datetime] | None:
+    """Record the attempt (one more, and the pick-up should its answer never be recorded), and commit."""
     with transaction.atomic():
         # Lock the delivery only: with the join, FOR UPDATE would lock the endpoint row too, and
         # skip_locked would then skip every other delivery to that endpoint being attempted or created.
@@ -215,40 +267,45 @@ def attempt(
             query = query.filter(attempts=after_attempts)
         delivery = query.first()
         if delivery is None:
-            return False
-        endpoint = delivery.endpoint
+            return None
         now = now or clock_for(delivery.test_clock_id).now()
-        delivery.attempts += 1
-        status_code, error = None, ""
-        started = time.perf_counter()
-        try:
-            check_url(endpoint.url)
-            timestamp = int(time.time())  # wall time: receivers check it against their clock, test clock or not
-            status_code = post(
-                endpoint.url,
-                delivery.body.encode(),
-                {
-                    "Content-Type": "application/json",
-                    SIGNATURE_HEADER: sign(endpoint.secret, delivery.body, timestamp),
-                    "SubscriptionHub-Event": delivery.event_type,
-                    "SubscriptionHub-Delivery": str(delivery.pk),
-                },
+        if (
+            delivery.attempts
+            and not WebhookAttempt.objects.filter(delivery=delivery, number=delivery.attempts).exists()
+        ):
+            # the previous attempt began and its process died before the answer: say so in the log
+            began = (delivery.next_attempt_at or now) - in_flight()
+            WebhookAttempt.objects.create(
+                delivery=delivery, number=delivery.attempts, at=min(began, now), latency_ms=0, error=INTERRUPTED
             )
-            if not 200 <= status_code < 300:
-                error = f"HTTP {status_code}"
-        except UnsafeUrl as exc:
-            error = str(exc)
-        except requests.RequestException as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-        latency = int((time.perf_counter() - started) * 1000)
+        delivery.attempts += 1
+        delivery.next_attempt_at = now + in_flight()
+        delivery.save(update_fields=["attempts", "next_attempt_at"])
+    return delivery, now
+
+
+def _finish(delivery_id, number: int, *, now: datetime, status_code: int | None, latency: int, error: str) -> bool:
+    """Record the answer of attempt ``number``: its row, the delivery's state and event, the endpoint's health."""
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .select_related("endpoint")
+            .filter(pk=delivery_id)
+            .first()
+        )
+        if delivery is None:  # the endpoint was removed meanwhile, with its deliveries
+            return not error
         WebhookAttempt.objects.create(
             delivery=delivery,
-            number=delivery.attempts,
+            number=number,
             at=now,
             status_code=status_code,
             latency_ms=latency,
             error=error[:500],
         )
+        if delivery.attempts != number or delivery.status not in (DeliveryStatus.PENDING, DeliveryStatus.RETRYING):
+            return not error  # another process took over once this answer was overdue: its attempt decides
+        endpoint = delivery.endpoint
         delivery.last_status_code, delivery.last_latency_ms, delivery.last_error = status_code, latency, error[:500]
         clock = str(delivery.test_clock_id) if delivery.test_clock_id else None
         common = dict(
@@ -273,7 +330,16 @@ def attempt(
                 error=error[:500],
                 next_attempt_at=delivery.next_attempt_at,
             )
-        delivery.save()
+        delivery.save(
+            update_fields=[
+                "status",
+                "delivered_at",
+                "next_attempt_at",
+                "last_status_code",
+                "last_latency_ms",
+                "last_error",
+            ]
+        )
         endpoint.save(update_fields=["failing_since"])
         append_batch(
             [

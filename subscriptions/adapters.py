@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from allauth.account.adapter import DefaultAccountAdapter
 
+from sharedkernel.outside import ensure_outside_transaction
 from subscriptions import commands
 from subscriptions.models import Customer, SignupProfile
 
 
 class AccountAdapter(DefaultAccountAdapter):
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        """The verification and password e-mails go to the SMTP server too: never inside a transaction."""
+        ensure_outside_transaction("smtp.send")
+        super().send_mail(template_prefix, email, context)
+
     def confirm_email(self, request, email_address) -> bool:
         confirmed = super().confirm_email(request, email_address)
         user = email_address.user

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -16,6 +17,8 @@ class _Keep:
         self.sink = sink
 
     async def handle_DATA(self, server, session, envelope):
+        if self.sink.delay:  # a slow server: the client waits this long for each message's 250
+            await asyncio.sleep(self.sink.delay)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.sink.lock:
             self.sink.messages.append((list(envelope.rcpt_tos), message))
@@ -23,7 +26,8 @@ class _Keep:
 
 
 class SmtpSink:
-    def __init__(self):
+    def __init__(self, *, delay: float = 0.0):
+        self.delay = delay
         self.messages: list[tuple[list[str], Message]] = []
         self.lock = threading.Lock()
         with socket.socket() as s:
@@ -41,6 +45,10 @@ class SmtpSink:
     def to(self, address: str) -> list[Message]:
         with self.lock:
             return [m for rcpts, m in self.messages if address in rcpts]
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.messages)
 
     @staticmethod
     def text(message: Message) -> str:

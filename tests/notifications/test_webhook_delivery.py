@@ -1,20 +1,25 @@
 """Webhook delivery against real receivers on loopback: the address guard at connect time, no redirects,
 timeouts, no proxies from the environment, the safety net for a first attempt that never happened, and
-redelivery from the customer page and the admin."""
+redelivery from the customer page and the admin, no POST inside a transaction, and a worker killed mid-POST."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import timezone
 
 from notifications import commands, webhooks
-from notifications.models import WebhookDelivery
+from notifications.models import WebhookDelivery, WebhookEndpoint
+from sharedkernel.outside import CallInsideTransaction
 from sharedkernel.scheduling import run_job
 from sharedkernel.values import Money
 from subscriptions import commands as subs
+from tests.notifications.crash import Doomed
 from tests.notifications.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -218,3 +223,50 @@ def test_two_deliveries_to_one_endpoint_are_attempted_side_by_side(settings):
         # then it goes out too, instead of being skipped as if it were taken
         assert sent is True and len(receiver.received) == 2
         assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"}
+
+
+@pytest.mark.django_db
+def test_a_webhook_post_inside_an_open_transaction_is_refused(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    with Receiver() as receiver:
+        with pytest.raises(CallInsideTransaction, match="webhook.post"), transaction.atomic():
+            webhooks.post(receiver.url, b"{}", {"Content-Type": "application/json"})
+        assert receiver.received == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_while_the_receiver_answers_leaves_an_attempt_that_is_found_and_retried(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    now = timezone.now()
+    event_id = uuid.uuid4()
+    with Receiver(delay=30) as receiver:
+        # given a delivery whose first attempt a worker makes, to a receiver that takes its time to answer
+        endpoint = WebhookEndpoint.objects.create(url=receiver.url, events=["*"], created_at=now)
+        receiver.secret = endpoint.secret
+        delivery = WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            event_id=event_id,
+            event_type="billing.PaymentSucceeded",
+            body=json.dumps({"event_id": str(event_id), "event_type": "billing.PaymentSucceeded"}),
+            created_at=now,
+            next_attempt_at=now + timedelta(minutes=1),
+        )
+        # when the worker is SIGKILLed while the receiver is answering
+        code = f"from notifications import webhooks\nwebhooks.attempt({str(delivery.pk)!r}, after_attempts=0)"
+        with Doomed(code, WEBHOOK_ALLOW_PRIVATE_NETWORKS="1") as worker:
+            worker.kill_when(lambda: receiver.received)
+        receiver.delay = 0
+        # then the attempt was on record before the POST went out, and nobody repeats it while it may be in flight
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts) == ("pending", 1)
+        assert run_job("notifications.retry_webhooks", now=timezone.now()) == 0
+        # and the retry job finds it once its answer is overdue, and sends it again (at least once, same event id)
+        assert run_job("notifications.retry_webhooks", now=timezone.now() + timedelta(minutes=1, seconds=1)) == 1
+
+    assert [r["event"]["event_id"] for r in receiver.received] == [str(event_id)] * 2
+    assert all(r["verified"] for r in receiver.received)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("succeeded", 2, 200)
+    first, second = delivery.attempt_rows.all()
+    assert (first.number, first.status_code) == (1, None) and first.error.startswith("Interrupted")
+    assert (second.number, second.status_code, second.error) == (2, 200, "")
