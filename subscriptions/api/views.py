@@ -182,7 +182,9 @@ class SubscriptionViewSet(
         return super().get_permissions()
 
     def _respond(self, sub: Subscription, code: int = status.HTTP_200_OK) -> Response:
-        return Response(SubscriptionOut(Subscription.objects.get(pk=sub.pk)).data, status=code)
+        # The aggregate the command saved, at the version it wrote: a fresh read after commit
+        # could show what a concurrent request did instead.
+        return Response(SubscriptionOut(sub).data, status=code)
 
     def _input(self, serializer_class):
         data = serializer_class(data=self.request.data)
