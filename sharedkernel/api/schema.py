@@ -93,7 +93,7 @@ class ApiSchema(AutoSchema):
         codes = ["429"]
         has_query = bool(getattr(self.view, "filterset_class", None)) or any(
             isinstance(p, OpenApiParameter) and p.location == OpenApiParameter.QUERY
-            for p in super().get_override_parameters()
+            for p in self.get_override_parameters()
         )
         if self._takes_body() or has_query or self.method == "POST":
             codes.append("400")

@@ -355,7 +355,7 @@ class UsageView(APIView):
         summary="Report usage: a record or a list of up to 1,000 (deduplicated by idempotency_key)",
     )
     def post(self, request):
-        body = request.data
+        body = request.data if request.stream is not None else None  # no body is not an empty record
         records = body if isinstance(body, list) else [body] if isinstance(body, dict) else None
         if records is None or not records:
             raise InvalidInput("Send a usage record or a non-empty list of them.", details={"body": "record or list"})
