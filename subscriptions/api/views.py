@@ -58,22 +58,19 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         data = self.PlanInput(data=request.data)
         data.is_valid(raise_exception=True)
         plan = commands.define_plan(**data.validated_data)
-        return Response(PlanOut(self._reload(plan)).data, status=status.HTTP_201_CREATED)
+        return Response(PlanOut(plan).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=PlanOut)
     @action(detail=True, methods=["post"])
     def archive(self, request, pk=None):
         plan = commands.archive_plan(plan_id=self.get_object().pk)
-        return Response(PlanOut(self._reload(plan)).data)
+        return Response(PlanOut(plan).data)
 
     @extend_schema(request=None, responses=PlanOut)
     @action(detail=True, methods=["post"])
     def restore(self, request, pk=None):
         plan = commands.restore_plan(plan_id=self.get_object().pk)
-        return Response(PlanOut(self._reload(plan)).data)
-
-    def _reload(self, plan: Plan) -> Plan:
-        return self.get_queryset().get(pk=plan.pk)
+        return Response(PlanOut(plan).data)
 
 
 # -- customers ---------------------------------------------------------------------

@@ -52,3 +52,21 @@ def test_concurrent_change_plan_answers_each_show_their_own_version(world):
     sub.refresh_from_db()
     assert max(versions) == sub.version
     assert str(sub.plan_id) == next(body["plan"] for _, body in ok if body["version"] == sub.version)
+
+
+def test_plan_commands_answer_with_the_plan_they_saved(world):
+    # given a staff token and a plan with a price
+    headers = {"Authorization": f"Token {world.staff_token}"}
+    plan_id = world.plans["team"]
+
+    # when staff archive it and restore it
+    archived = requests.post(f"{world.url}/api/v1/plans/{plan_id}/archive/", headers=headers, timeout=30)
+    restored = requests.post(f"{world.url}/api/v1/plans/{plan_id}/restore/", headers=headers, timeout=30)
+
+    # then each answer is the plan as that command left it, terms included
+    assert archived.status_code == 200 and archived.json()["archived"] is True, archived.text
+    assert restored.status_code == 200 and restored.json()["archived"] is False, restored.text
+    for body in (archived.json(), restored.json()):
+        assert body["prices"] == [{"amount": "60.00", "currency": "USD"}]
+        assert body["overage_rates"] == {"api_calls": {"amount": "0.01", "currency": "USD"}}
+        assert body["included_usage"] == {"api_calls": 1000}
