@@ -116,3 +116,26 @@ class ApiSchema(AutoSchema):
             if isinstance(permission, ReadOnlyOrStaff) and self.method not in ("GET", "HEAD", "OPTIONS"):
                 return True
         return False
+
+
+def money_component(result, generator, request, public):
+    """Postprocessing hook: every Money in the schema is one ``Money`` component, so a generated
+    client has one Money type instead of one per field."""
+    from sharedkernel.api.fields import MONEY_SCHEMA
+
+    ref = {"$ref": "#/components/schemas/Money"}
+
+    def replace(node):
+        if isinstance(node, dict):
+            if node.get("type") == "object" and node.get("properties") == MONEY_SCHEMA["properties"]:
+                extra = {k: v for k, v in node.items() if k not in MONEY_SCHEMA}
+                return {"allOf": [ref], **extra} if extra else dict(ref)
+            return {key: replace(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [replace(item) for item in node]
+        return node
+
+    result = replace(result)
+    result.setdefault("components", {}).setdefault("schemas", {})["Money"] = MONEY_SCHEMA
+    result["components"]["schemas"] = dict(sorted(result["components"]["schemas"].items()))
+    return result

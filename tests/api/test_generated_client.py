@@ -78,7 +78,7 @@ def test_a_generated_client_creates_a_plan_a_customer_with_a_card_a_subscription
             tier=models.PlanInputTierEnum.PROFESSIONAL,
             interval=models.IntervalEnum.MONTH,
             trial_days=0,
-            prices=[models.PlanInputRequestPricesItem(amount="25.00", currency="USD")],
+            prices=[models.Money(amount="25.00", currency="USD")],
         ),
         idempotency_key="gen-plan-1",
     )
@@ -124,7 +124,7 @@ def test_a_generated_client_creates_a_plan_a_customer_with_a_card_a_subscription
             name="Nope",
             tier=models.PlanInputTierEnum.BASIC,
             interval=models.IntervalEnum.MONTH,
-            prices=[models.PlanInputRequestPricesItem(amount="1.00", currency="USD")],
+            prices=[models.Money(amount="1.00", currency="USD")],
         ),
     )
     assert refused.status_code == 403

@@ -105,3 +105,11 @@ def test_form_bodies_are_refused_with_415_and_the_error_body(content_type):
         response = staff.post("/api/v1/plans/", body, content_type=content_type)
     assert response.status_code == 415
     assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_money_is_one_component_everywhere(schema):
+    text = str(schema["paths"]) + str({k: v for k, v in schema["components"]["schemas"].items() if k != "Money"})
+    assert "'currency': {'type': 'string', 'example': 'USD'" not in text  # no inline copies left
+    money = schema["components"]["schemas"]["Money"]
+    assert money["required"] == ["amount", "currency"] and money["properties"]["amount"]["type"] == "string"
+    assert schema["components"]["schemas"]["LineOut"]["properties"]["amount"] == {"$ref": "#/components/schemas/Money"}
