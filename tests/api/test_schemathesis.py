@@ -3,7 +3,8 @@
 It runs the schemathesis CLI (a subprocess, so its own event loop, threads and Hypothesis
 settings stay out of pytest's way) once with a staff token and once with a customer's token,
 every check on, a fixed seed and a bounded number of examples per operation. Reports (JUnit
-and NDJSON per token, plus the console output) go to test-artifacts/schemathesis/.
+and NDJSON per token, the console output and a summary of findings) go to
+test-artifacts/schemathesis/{staff,customer}/.
 
 Events are not delivered during the run (EVENT_DISPATCH=manual, as in every non-flow test):
 the data the fuzzer reads is made and handled beforehand by the ``world`` fixture, and no
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -49,7 +51,8 @@ PHASES = {"staff": "examples,coverage,fuzzing", "customer": "examples,fuzzing"}
 
 def run_schemathesis(url: str, token: str, name: str) -> tuple[int, str, Path]:
     out = ARTIFACTS / "schemathesis" / name
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # the reports of this run only
+    out.mkdir(parents=True)
     config = out / "schemathesis.toml"
     config.write_text("[cache]\nenabled = false\n")  # no crash replays from earlier runs: the seed decides
     command = [
@@ -80,8 +83,10 @@ def run_schemathesis(url: str, token: str, name: str) -> tuple[int, str, Path]:
         "--continue-on-failure",
         "--report",
         "junit,ndjson",
-        "--report-dir",
-        str(out),
+        "--report-junit-path",
+        str(out / "junit.xml"),
+        "--report-ndjson-path",
+        str(out / "events.ndjson"),
     ]
     started = time.monotonic()
     result = subprocess.run(
