@@ -92,7 +92,7 @@ def run_schemathesis(url: str, token: str, name: str) -> tuple[int, str, Path]:
     result = subprocess.run(
         command, cwd=out, capture_output=True, text=True, timeout=600, env=dict(os.environ, NO_COLOR="1")
     )
-    output = f"$ {' '.join(command[:4])} run … ({time.monotonic() - started:.0f} s)\n{result.stdout}\n{result.stderr}"
+    output = f"$ {' '.join(command[:5])} … ({time.monotonic() - started:.0f} s)\n{result.stdout}\n{result.stderr}"
     (out / "output.txt").write_text(output)
     return result.returncode, output, out
 
