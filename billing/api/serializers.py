@@ -10,6 +10,8 @@ from sharedkernel.api.fields import MoneyField
 
 class LineOut(serializers.ModelSerializer):
     amount = MoneyField()
+    # A stored line without a metric says "", the upcoming invoice's lines say null.
+    metric = serializers.CharField(allow_null=True, allow_blank=True, max_length=50)
 
     class Meta:
         model = InvoiceLine

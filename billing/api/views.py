@@ -66,8 +66,10 @@ class InvoiceViewSet(CustomerScopedMixin, mixins.ListModelMixin, mixins.Retrieve
         invoice = self.get_object()
         data = self.VoidInput(data=request.data)
         data.is_valid(raise_exception=True)
-        commands.void_invoice(invoice_id=str(invoice.pk), reason=data.validated_data["reason"])
-        return self._respond(invoice.pk)
+        # The invoice as the command left it (read in its transaction), not a later read.
+        return Response(
+            InvoiceOut(commands.void_invoice(invoice_id=str(invoice.pk), reason=data.validated_data["reason"])).data
+        )
 
 
 # -- payments ----------------------------------------------------------------------------

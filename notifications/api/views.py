@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from notifications import commands
 from notifications.models import Notification, WebhookDelivery, WebhookEndpoint
 from sharedkernel.api.permissions import CustomerScopedMixin, customer_id_of
+from sharedkernel.api.schema import error_response
 from sharedkernel.errors import InvalidInput, NotFound
 
 
@@ -205,7 +206,7 @@ class BounceView(APIView):
                 "message_id": serializers.CharField(required=False),
             },
         ),
-        responses={202: None},
+        responses={202: None, 404: error_response("No such endpoint: the bearer token is missing or wrong.")},
         summary="Bounce callback of the e-mail provider",
     )
     def post(self, request):

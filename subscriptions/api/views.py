@@ -58,22 +58,19 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         data = self.PlanInput(data=request.data)
         data.is_valid(raise_exception=True)
         plan = commands.define_plan(**data.validated_data)
-        return Response(PlanOut(self._reload(plan)).data, status=status.HTTP_201_CREATED)
+        return Response(PlanOut(plan).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=PlanOut)
     @action(detail=True, methods=["post"])
     def archive(self, request, pk=None):
         plan = commands.archive_plan(plan_id=self.get_object().pk)
-        return Response(PlanOut(self._reload(plan)).data)
+        return Response(PlanOut(plan).data)
 
     @extend_schema(request=None, responses=PlanOut)
     @action(detail=True, methods=["post"])
     def restore(self, request, pk=None):
         plan = commands.restore_plan(plan_id=self.get_object().pk)
-        return Response(PlanOut(self._reload(plan)).data)
-
-    def _reload(self, plan: Plan) -> Plan:
-        return self.get_queryset().get(pk=plan.pk)
+        return Response(PlanOut(plan).data)
 
 
 # -- customers ---------------------------------------------------------------------
@@ -182,7 +179,9 @@ class SubscriptionViewSet(
         return super().get_permissions()
 
     def _respond(self, sub: Subscription, code: int = status.HTTP_200_OK) -> Response:
-        return Response(SubscriptionOut(Subscription.objects.get(pk=sub.pk)).data, status=code)
+        # The aggregate the command saved, at the version it wrote: a fresh read after commit
+        # could show what a concurrent request did instead.
+        return Response(SubscriptionOut(sub).data, status=code)
 
     def _input(self, serializer_class):
         data = serializer_class(data=self.request.data)
@@ -353,7 +352,7 @@ class UsageView(APIView):
         summary="Report usage: a record or a list of up to 1,000 (deduplicated by idempotency_key)",
     )
     def post(self, request):
-        body = request.data
+        body = request.data if request.stream is not None else None  # no body is not an empty record
         records = body if isinstance(body, list) else [body] if isinstance(body, dict) else None
         if records is None or not records:
             raise InvalidInput("Send a usage record or a non-empty list of them.", details={"body": "record or list"})

@@ -114,6 +114,12 @@ def test_batches_over_1000_and_other_customers_are_refused(staff, sub, drain):
     assert body["accepted"] == 0 and body["errors"][0]["code"] == "not_found"
 
 
+def test_a_post_without_a_body_is_a_400_not_an_empty_record(staff, sub):
+    response = staff.post("/api/v1/usage/", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == {"body": "record or list"}
+
+
 def test_thresholds_fire_once_each_per_period(staff, sub):
     def thresholds():
         return list(
