@@ -56,6 +56,25 @@ def scheduled_job(name: str, *, next_due: Callable[[str | None], datetime | None
     return register
 
 
+#: Work a context does after a handler committed (an outside call, then its answer in a new transaction)
+#: is no open delivery; each such context registers here whether some is under way for a scope
+#: (``None``: any), so that settling waits for it as it waits for deliveries.
+WORK_IN_FLIGHT: dict[str, Callable[[str | None], bool]] = {}
+
+
+def work_in_flight(name: str) -> Callable:
+    def register(check: Callable[[str | None], bool]) -> Callable:
+        WORK_IN_FLIGHT[name] = check
+        return check
+
+    return register
+
+
+def busy_with(test_clock_id: str | None = None) -> list[str]:
+    """The names of the work still in flight for a scope (``None``: any)."""
+    return [name for name, check in WORK_IN_FLIGHT.items() if check(test_clock_id)]
+
+
 def in_scope(query, test_clock_id: str | None):
     """Rows a job may touch in a scope: real-time jobs only rows on no test clock, a clock's jobs only
     its own (the query's model has a ``test_clock_id`` column)."""
@@ -86,10 +105,10 @@ def settle(test_clock_id: str, *, timeout: float | None = None) -> None:
         return
     deadline = time.monotonic() + (timeout or settings.TEST_CLOCK_SETTLE_TIMEOUT)
     open_deliveries = EventDelivery.objects.filter(test_clock_id=test_clock_id, status__in=OPEN_STATUSES)
-    while open_deliveries.exists():
+    while open_deliveries.exists() or busy_with(test_clock_id):
         relay(test_clock_id=test_clock_id)
         if time.monotonic() > deadline:
-            stuck = sorted(set(open_deliveries.values_list("handler", flat=True)))
+            stuck = sorted({*open_deliveries.values_list("handler", flat=True), *busy_with(test_clock_id)})
             raise TimeoutError(f"Test clock {test_clock_id} did not settle; still open: {', '.join(stuck)}")
         time.sleep(0.05)
 
