@@ -51,6 +51,7 @@ from billing.ports import payment_gateway, tax_calculator
 from billing.proration import Proration, prorate
 from billing.values import (
     BillingReason,
+    GatewayNoAnswer,
     InvalidPaymentMethod,
     InvoicePeriod,
     LineDraft,
@@ -615,13 +616,12 @@ def _ask_gateway(payment: Payment) -> PaymentResult:
         )
     except CallInsideTransaction:
         raise
+    except GatewayNoAnswer as exc:
+        logger.warning("No answer from the gateway for %s (%s); the resolver asks again.", payment.idempotency_key, exc)
+        raise
     except Exception as exc:  # an adapter bug or an outage it did not translate: unknown, ask again later
         logger.exception("Gateway call for %s failed; the resolver asks again.", payment.idempotency_key)
-        raise _NoAnswer(str(exc)) from exc
-
-
-class _NoAnswer(Exception):
-    pass
+        raise GatewayNoAnswer(str(exc)) from exc
 
 
 def charge_in_flight(payment_ids: Iterable[str]) -> int:
@@ -639,7 +639,7 @@ def charge_in_flight(payment_ids: Iterable[str]) -> int:
     for payment in Payment.objects.filter(pk__in=ids, status=PaymentStatus.PROCESSING).order_by("pk"):
         try:
             answers[str(payment.id)] = (payment.attempts, _ask_gateway(payment))
-        except _NoAnswer:
+        except GatewayNoAnswer:
             continue
     if not answers:
         return 0

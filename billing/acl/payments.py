@@ -15,6 +15,7 @@ import stripe
 from django.conf import settings
 
 from billing.values import (
+    GatewayNoAnswer,
     InvalidPaymentMethod,
     PaymentMethodInfo,
     PaymentOutcome,
@@ -161,7 +162,11 @@ class StripeGateway:
                 exc.user_message or str(exc),
                 raw=exc.json_body or {},
             )
-        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
+        except stripe.APIConnectionError as exc:  # no answer (after the client's own retries): unknown
+            raise GatewayNoAnswer(str(exc) or "Stripe unreachable") from exc
+        except stripe.IdempotencyError as exc:  # the same key is being answered right now
+            raise GatewayNoAnswer(str(exc) or "Another request with this key is in progress") from exc
+        except (stripe.RateLimitError, stripe.APIError) as exc:
             logger.warning("Stripe unavailable: %s", exc)
             return PaymentResult(PaymentOutcome.ERROR, "", "gateway_unavailable", str(exc) or "Stripe unavailable")
         raw = intent.to_dict() if hasattr(intent, "to_dict") else dict(intent)

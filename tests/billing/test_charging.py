@@ -440,3 +440,27 @@ def test_a_refund_whose_answer_was_lost_is_resolved_once_and_a_second_refund_wai
     assert sandbox is payment_gateway()  # the one sandbox of this process answered both times
     # the same refund asked again is the gateway's first answer, nothing more is refunded
     assert jobs.resolve_charges(timezone.now(), None) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_answer_from_stripe_keeps_the_attempt_in_flight_until_the_same_key_is_answered(drain, settings, gateway):
+    # given Stripe goes away after the customer's card was checked
+    FakeStripe.answered = {}
+    with FakeServer(FakeStripe) as stripe_server:
+        settings.STRIPE_API_BASE, settings.STRIPE_API_KEY = stripe_server.url, "sk_test_fake"
+        gateway("billing.acl.payments.StripeGateway")
+        invoice = finalized_invoice_waiting_for_the_payment_policy(drain, card="pm_ok")
+    # when the payment policy charges: no answer at all (we cannot know whether Stripe charged)
+    run_deliveries("billing.process_payment", open_ids("billing.process_payment"))
+    payment = Payment.objects.get(invoice_id=invoice.id)
+    assert payment.status == PaymentStatus.PROCESSING and not PaymentAttempt.objects.filter(payment=payment).exists()
+    # then, Stripe back, the resolver asks again with the same key and records its answer
+    with FakeServer(FakeStripe) as stripe_server:
+        settings.STRIPE_API_BASE = stripe_server.url
+        gateway("billing.acl.payments.StripeGateway")
+        settings.BILLING_CHARGE_RESOLVE_AFTER_SECONDS = 0
+        assert jobs.resolve_charges(timezone.now(), None) == 1
+        [intent] = [r for r in stripe_server.requests if r["path"] == "/v1/payment_intents"]
+    assert intent["headers"]["Idempotency-Key"] == f"invoice_{invoice.id}_attempt_1"
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.SUCCEEDED and payment.attempts == 1
