@@ -247,7 +247,7 @@ def run(n: int) -> dict:
     from config.celery import _count
     from sharedkernel.bus import relay
     from sharedkernel.models import OPEN_STATUSES, EventDelivery, StoredEvent
-    from sharedkernel.scheduling import busy_with, run_job
+    from sharedkernel.scheduling import run_job, still_running
     from subscriptions.models import Subscription
 
     t_setup = time.monotonic()
@@ -267,8 +267,9 @@ def run(n: int) -> dict:
         t0 = time.monotonic()
         with connection.execute_wrapper(count_own):
             renewed = run_job("subscriptions.renew_subscriptions", now=timezone.now())
-            # charges and tax quotes run after their handler committed: drained means those are done too
-            while EventDelivery.objects.filter(status__in=OPEN_STATUSES).exists() or busy_with():
+            # charges and tax quotes run after their handler committed: drained means those are done too,
+            # read in one snapshot with the deliveries (still_running) once none looks open
+            while EventDelivery.objects.filter(status__in=OPEN_STATUSES).exists() or still_running():
                 time.sleep(0.2)
                 if time.monotonic() - t0 > 1800:
                     raise SystemExit("not drained after 30 min")
