@@ -3,7 +3,8 @@
     python bench/bill_run.py 1000 10000 [100000]
 
 For each N, on a fresh PostgreSQL database (DATABASE_URL's server, database
-``bench_bill_run``) and Redis (REDIS_URL, default redis://127.0.0.1:6379/15):
+``bench_bill_run`` or BENCH_DB_NAME) and Redis (BENCH_REDIS_URL, default
+redis://127.0.0.1:6379/15):
 
 1. set-up (not timed): plans in USD, EUR, JPY and KWD (monthly and annual), N
    customers with billing accounts (5 % with a declining card) and N active
@@ -13,7 +14,8 @@ For each N, on a fresh PostgreSQL database (DATABASE_URL's server, database
    drain every chain — SubscriptionRenewed → InvoiceGenerated → TaxCalculated →
    InvoiceFinalized → PaymentAttempted → PaymentSucceeded/Failed → InvoicePaid and
    the reactions of Subscriptions (activation), Notifications (invoice e-mail, receipt,
-   webhook fan-out) and Analytics (MRR, revenue) — until no delivery is open;
+   webhook fan-out) and Analytics (MRR, revenue) — until no delivery is open and no
+   charge or tax quote is in flight;
 3. prints subscriptions/s, events/s, SQL queries per subscription (counted in
    every worker process and the bench itself) and the time to drain.
 """
@@ -34,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 BASE_DB = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-DB_NAME = "bench_bill_run"
+DB_NAME = os.environ.get("BENCH_DB_NAME", "bench_bill_run")  # another name when several people bench at once
 DB_URL = BASE_DB.rsplit("/", 1)[0] + "/" + DB_NAME
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 WORKERS = int(os.environ.get("WORKERS", "2"))
@@ -245,7 +247,7 @@ def run(n: int) -> dict:
     from config.celery import _count
     from sharedkernel.bus import relay
     from sharedkernel.models import OPEN_STATUSES, EventDelivery, StoredEvent
-    from sharedkernel.scheduling import run_job
+    from sharedkernel.scheduling import run_job, still_running
     from subscriptions.models import Subscription
 
     t_setup = time.monotonic()
@@ -265,7 +267,9 @@ def run(n: int) -> dict:
         t0 = time.monotonic()
         with connection.execute_wrapper(count_own):
             renewed = run_job("subscriptions.renew_subscriptions", now=timezone.now())
-            while EventDelivery.objects.filter(status__in=OPEN_STATUSES).exists():
+            # charges and tax quotes run after their handler committed: drained means those are done too,
+            # read in one snapshot with the deliveries (still_running) once none looks open
+            while EventDelivery.objects.filter(status__in=OPEN_STATUSES).exists() or still_running():
                 time.sleep(0.2)
                 if time.monotonic() - t0 > 1800:
                     raise SystemExit("not drained after 30 min")

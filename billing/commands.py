@@ -7,13 +7,16 @@ lock its rows, call the aggregate method on each, and write everything with a
 run costs a handful of queries per batch rather than per subscription. The
 invariants stay in the aggregate methods (models/).
 
-Gateway calls happen inside the transaction, with an idempotency key per
-attempt: if the transaction is rolled back and retried, the gateway answers
-the same attempt again instead of charging twice.
+No gateway or tax call happens inside a transaction (DESIGN.md rule 7): the
+intent is recorded and committed, the outside is called with an idempotency
+key derived from the intent (invoice + attempt), and the answer is recorded in
+a new transaction — see the payments section, ``calculate_tax_many`` and
+``refund_payment``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,7 +24,8 @@ from datetime import datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
+from django.utils import timezone
 
 from billing import events as ev
 from billing.acl.subscriptions import PlanChangeFacts, UsageFacts
@@ -38,20 +42,24 @@ from billing.models import (
     Invoice,
     InvoiceStatus,
     Payment,
+    PaymentInProgress,
     PaymentStatus,
+    Refund,
     Sequence,
 )
 from billing.ports import payment_gateway, tax_calculator
 from billing.proration import Proration, prorate
 from billing.values import (
     BillingReason,
-    DunningPlan,
+    GatewayNoAnswer,
     InvalidPaymentMethod,
     InvoicePeriod,
     LineDraft,
     LineKind,
+    PaymentMethodInfo,
     PaymentOutcome,
     PaymentResult,
+    RefundResult,
     TaxUnavailable,
 )
 from sharedkernel.aggregates import AggregateRoot
@@ -61,7 +69,10 @@ from sharedkernel.commands import command
 from sharedkernel.correlation import Cause, current_cause, new_correlation_id
 from sharedkernel.errors import DomainError, InvalidInput, InvalidTransition, NotFound
 from sharedkernel.eventstore import append_batch
+from sharedkernel.outside import CallInsideTransaction, ensure_outside_transaction
 from sharedkernel.values import Money
+
+logger = logging.getLogger(__name__)
 
 #: How long to wait before asking the tax calculator again, by failure count.
 TAX_RETRY_BACKOFF = [timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2), timedelta(hours=6)]
@@ -197,17 +208,25 @@ def open_account(
     return account
 
 
-@command
 def update_payment_method(*, customer_id: str, token: str, clock: Clock | None = None) -> BillingAccount:
-    """UpdatePaymentMethod: the gateway must know the token. Failed payments are retried at once (policy)."""
+    """UpdatePaymentMethod: the gateway must know the token. Failed payments are retried at once (policy).
+
+    The gateway describes the token first, with no transaction open; then the account is saved."""
     token = (token or "").strip()
     if not token:
         raise InvalidInput("Give a payment method token.", details={"token": "This field is required."})
-    account = _account(customer_id, lock=True)
+    if not BillingAccount.objects.filter(pk=customer_id).exists():
+        raise NotFound("No such customer.")
     try:
         method = payment_gateway().describe(token)
     except InvalidPaymentMethod as exc:
         raise InvalidInput(str(exc), details={"token": "unknown payment method"}) from None
+    return _set_payment_method(customer_id=customer_id, method=method, clock=clock)
+
+
+@command
+def _set_payment_method(*, customer_id: str, method: PaymentMethodInfo, clock: Clock | None) -> BillingAccount:
+    account = _account(customer_id, lock=True)
     account.set_payment_method(method, at=(clock or clock_for(account.test_clock_id)).now())
     uow = UnitOfWork()
     uow.touch(account, current_cause())
@@ -378,8 +397,9 @@ class MissingInvoice(Exception):
     """The renewal invoice the usage belongs to is not there yet (retried)."""
 
 
-def bill_usage_many(facts: list[tuple[UsageFacts, Work]]) -> None:
-    """Usage of closed periods: overage onto the waiting renewal invoice, or a final invoice."""
+def bill_usage_many(facts: list[tuple[UsageFacts, Work]]) -> list[Work]:
+    """Usage of closed periods: overage onto the waiting renewal invoice, or a final invoice.
+    Returns the renewal drafts now ready for tax (the caller quotes them after its commit)."""
     waiting = {
         (str(i.subscription_id), i.period_start): i
         for i in Invoice.objects.select_for_update(of=("self",))
@@ -420,38 +440,78 @@ def bill_usage_many(facts: list[tuple[UsageFacts, Work]]) -> None:
             )
     uow.commit()
     generate_invoices(finals)
-    calculate_tax_many(ready)
+    return await_tax(ready)
 
 
 # -- invoices: tax, finalize -----------------------------------------------------------
 
 
+def _taxable(ids: Iterable[str], *, lock: bool = False) -> list[Invoice]:
+    query = Invoice.objects.filter(pk__in=ids, status=InvoiceStatus.DRAFT, tax_calculated=False, awaiting_usage=False)
+    if lock:
+        query = query.select_for_update(of=("self",)).order_by("pk")
+    return list(query.prefetch_related("lines"))
+
+
+def await_tax(work: list[Work]) -> list[Work]:
+    """In a handler's transaction, before the quote that follows its commit: the drafts to be taxed get a
+    retry time, so that if that quote is never recorded (the worker died), ``billing.retry_tax`` asks again."""
+    by_clock: dict[str | None, list[Work]] = defaultdict(list)
+    for item in work:
+        by_clock[item.cause.test_clock_id].append(item)
+    for items in by_clock.values():
+        Invoice.objects.filter(
+            pk__in=[w.id for w in items],
+            status=InvoiceStatus.DRAFT,
+            tax_calculated=False,
+            awaiting_usage=False,
+            tax_retry_at__isnull=True,
+        ).update(tax_retry_at=max(w.at for w in items) + TAX_RETRY_BACKOFF[0])
+    return work
+
+
 def calculate_tax_many(work: list[Work]) -> int:
     """CalculateTax for drafts not taxed yet. A calculator failure leaves the draft
-    waiting with TaxCalculationFailed and a retry time; it never invents a rate."""
+    waiting with TaxCalculationFailed and a retry time; it never invents a rate.
+
+    Runs with no transaction open (the calculator may be an HTTP API): quote first, then record
+    TaxCalculated in a transaction that locks each draft and re-checks it is still the draft that was
+    quoted (same version); one that changed meanwhile is quoted again.
+    """
+    ensure_outside_transaction("billing.calculate_tax_many")
     items = {w.id: w for w in work}
-    invoices = list(
-        Invoice.objects.select_for_update(of=("self",))
-        .filter(pk__in=items.keys(), status=InvoiceStatus.DRAFT, tax_calculated=False, awaiting_usage=False)
-        .prefetch_related("lines")
-    )
-    accounts = _accounts(i.customer_id for i in invoices)
-    answers = tax_calculator().calculate_many(
-        [
-            (i.taxable_amount, accounts[str(i.customer_id)].jurisdiction, accounts[str(i.customer_id)].tax_exempt)
-            for i in invoices
-        ]
-    )
-    uow = UnitOfWork()
-    for invoice, answer in zip(invoices, answers, strict=True):
-        item = items[str(invoice.id)]
-        if isinstance(answer, TaxUnavailable):
-            invoice.tax_failed(str(answer), at=item.at, backoff=TAX_RETRY_BACKOFF)
-        else:
-            invoice.apply_tax(answer, at=item.at)
-        uow.touch(invoice, item.cause)
-    uow.commit()
-    return len(invoices)
+    recorded = 0
+    for _ in range(3):
+        invoices = _taxable(items.keys())
+        if not invoices:
+            break
+        accounts = _accounts(i.customer_id for i in invoices)
+        answers = tax_calculator().calculate_many(
+            [
+                (i.taxable_amount, accounts[str(i.customer_id)].jurisdiction, accounts[str(i.customer_id)].tax_exempt)
+                for i in invoices
+            ]
+        )
+        quoted = {str(i.id): (i.version, answer) for i, answer in zip(invoices, answers, strict=True)}
+        changed = set()
+        with transaction.atomic(durable=True):
+            uow = UnitOfWork()
+            for invoice in _taxable(quoted.keys(), lock=True):
+                item, (version, answer) = items[str(invoice.id)], quoted[str(invoice.id)]
+                if invoice.version != version:
+                    changed.add(str(invoice.id))
+                    continue
+                if isinstance(answer, TaxUnavailable):
+                    invoice.tax_failed(str(answer), at=item.at, backoff=TAX_RETRY_BACKOFF)
+                else:
+                    invoice.apply_tax(answer, at=item.at)
+                uow.touch(invoice, item.cause)
+            uow.commit()
+        recorded += len(uow.changed)
+        if not changed:
+            break
+        items = {k: w for k, w in items.items() if k in changed}
+    return recorded
 
 
 def _invoice_numbers(invoices: list[Invoice], at_of: dict[str, datetime]) -> dict[str, str]:
@@ -507,44 +567,149 @@ def finalize_many(work: list[Work]) -> int:
 
 
 # -- payments --------------------------------------------------------------------------
+#
+# An attempt is two transactions with the gateway call between them (DESIGN.md rule 7). The
+# ``*_many`` steps lock the invoices / payments, record each attempt's intent (the payment is
+# *processing*, PaymentAttempted) in the caller's transaction and return the payments now in flight.
+# :func:`charge_in_flight`, with no transaction open, asks the gateway — keyed on invoice + attempt —
+# and records every answer in one new transaction. A policy hands that call to ``after_commit``; an
+# edge (API, page, admin, beat) makes it itself once its transaction committed. A crash in between
+# leaves payments processing: :func:`resolve_stale_charges` (beat) asks the gateway again with the
+# same key and records its idempotent answer, never a second charge.
 
 
-def _charge(payment: Payment, account: BillingAccount, *, trigger: AttemptTrigger, plan: DunningPlan, at: datetime):
-    """One attempt: zero is settled by credit, otherwise the gateway is asked."""
+def _cause_of_attempt(cause: Cause) -> dict:
+    return {"correlation_id": cause.correlation_id, "causation_id": cause.causation_id}
+
+
+def _begin(payment: Payment, account: BillingAccount, *, trigger: AttemptTrigger, at: datetime, cause: Cause) -> bool:
+    """One attempt's intent. Zero is settled by credit at once (False); otherwise the gateway is to be asked."""
     if payment.amount.is_zero():
         payment.pay_with_credit(at=at)
-        return
-    payment.begin_attempt(trigger=trigger, payment_method=account.payment_method_label or "no payment method", at=at)
-    if account.has_payment_method:
-        result = payment_gateway().charge(
+        return False
+    payment.begin_attempt(
+        trigger=trigger,
+        payment_method=account.payment_method_label or "no payment method",
+        token=account.payment_token if account.has_payment_method else "",
+        at=at,
+        since=timezone.now(),
+        cause=_cause_of_attempt(cause),
+    )
+    return True
+
+
+NO_PAYMENT_METHOD = PaymentResult(
+    PaymentOutcome.DECLINED, "", "no_payment_method", "There is no payment method on file."
+)
+
+
+def _ask_gateway(payment: Payment) -> PaymentResult:
+    """The attempt in flight, as the gateway answers it (the same key always gets the same answer)."""
+    if not payment.in_flight_token:
+        return NO_PAYMENT_METHOD
+    try:
+        return payment_gateway().charge(
             amount=payment.amount,
-            token=account.payment_token,
+            token=payment.in_flight_token,
             idempotency_key=payment.idempotency_key,
             description=f"Invoice {payment.invoice_number}",
         )
-    else:
-        result = PaymentResult(PaymentOutcome.DECLINED, "", "no_payment_method", "There is no payment method on file.")
-    payment.record_result(result, trigger=trigger, plan=plan, at=at)
+    except CallInsideTransaction:
+        raise
+    except GatewayNoAnswer as exc:
+        logger.warning("No answer from the gateway for %s (%s); the resolver asks again.", payment.idempotency_key, exc)
+        raise
+    except Exception as exc:  # an adapter bug or an outage it did not translate: unknown, ask again later
+        logger.exception("Gateway call for %s failed; the resolver asks again.", payment.idempotency_key)
+        raise GatewayNoAnswer(str(exc)) from exc
+
+
+def charge_in_flight(payment_ids: Iterable[str]) -> int:
+    """Call the gateway for the given payments' attempts in flight and record the answers.
+
+    Runs with no transaction open. The answers are recorded in one transaction that locks the
+    payments and keeps only answers to the attempt still in flight (the resolver may have recorded
+    it meanwhile). Returns how many answers were recorded.
+    """
+    ensure_outside_transaction("billing.charge_in_flight")
+    ids = list(dict.fromkeys(str(pk) for pk in payment_ids))
+    if not ids:
+        return 0
+    answers: dict[str, tuple[int, PaymentResult]] = {}
+    for payment in Payment.objects.filter(pk__in=ids, status=PaymentStatus.PROCESSING).order_by("pk"):
+        try:
+            answers[str(payment.id)] = (payment.attempts, _ask_gateway(payment))
+        except GatewayNoAnswer:
+            continue
+    if not answers:
+        return 0
+    with transaction.atomic(durable=True):
+        payments = list(
+            Payment.objects.select_for_update()
+            .filter(pk__in=answers.keys(), status=PaymentStatus.PROCESSING)
+            .order_by("pk")
+        )
+        plan = DunningSchedule.current()
+        uow = UnitOfWork()
+        for payment in payments:
+            attempt, result = answers[str(payment.id)]
+            if payment.attempts != attempt:
+                continue
+            cause = Cause(
+                payment.in_flight_cause.get("correlation_id") or new_correlation_id(),
+                payment.in_flight_cause.get("causation_id"),
+                str(payment.test_clock_id) if payment.test_clock_id else None,
+            )
+            payment.record_result(result, plan=plan, attempt=attempt)
+            uow.touch(payment, cause)
+        uow.commit()
+    return len(uow.changed)
+
+
+def resolve_stale_charges(*, older_than: timedelta, test_clock_id: str | None = None, limit: int = 1000) -> int:
+    """Attempts in flight for longer than ``older_than`` (the worker died between intent and answer, or
+    the answer could not be recorded): ask the gateway again with the same key, record what it says."""
+    cutoff = timezone.now() - older_than
+    total = 0
+    refunds = Payment.objects.filter(refund_in_flight_since__lte=cutoff)
+    refunds = refunds.filter(test_clock_id=test_clock_id) if test_clock_id else refunds
+    for payment_id in refunds.values_list("pk", flat=True)[:limit]:
+        refund, _ = _refund_in_flight(str(payment_id))
+        total += refund is not None
+    seen: set[str] = set()
+    while True:
+        query = Payment.objects.filter(status=PaymentStatus.PROCESSING, in_flight_since__lte=cutoff)
+        query = query.filter(test_clock_id=test_clock_id) if test_clock_id else query
+        ids = [
+            str(pk)
+            for pk in query.exclude(pk__in=seen).order_by("in_flight_since").values_list("pk", flat=True)[:limit]
+        ]
+        if not ids:
+            return total
+        seen.update(ids)
+        total += charge_in_flight(ids)
 
 
 def update_payment_method_url() -> str:
     return f"{settings.SITE_URL.rstrip('/')}/billing/payment-method/"
 
 
-def collect_many(work: list[Work]) -> int:
-    """ProcessPayment for finalized invoices that have no payment yet."""
+def collect_many(work: list[Work]) -> list[str]:
+    """ProcessPayment for finalized invoices that have no payment yet: opens the payment and records its
+    first attempt. The invoices are locked first, so a concurrent "pay now" and this policy never both
+    open one. Returns the payments now in flight (for :func:`charge_in_flight`)."""
     items = {w.id: w for w in work}
     invoices = list(
-        Invoice.objects.filter(pk__in=items.keys(), status=InvoiceStatus.FINALIZED).exclude(
-            pk__in=Payment.objects.filter(invoice_id__in=items.keys()).values("invoice_id")
-        )
+        Invoice.objects.select_for_update().filter(pk__in=items.keys(), status=InvoiceStatus.FINALIZED).order_by("pk")
     )
     if not invoices:
-        return 0
+        return []
+    started = set(Payment.objects.filter(invoice_id__in=[i.id for i in invoices]).values_list("invoice_id", flat=True))
+    invoices = [i for i in invoices if i.id not in started]
     accounts = _accounts(i.customer_id for i in invoices)
-    plan = DunningSchedule.current()
     url = update_payment_method_url()
     uow = UnitOfWork()
+    charging = []
     for invoice in invoices:
         item = items[str(invoice.id)]
         payment = Payment.open(
@@ -561,19 +726,27 @@ def collect_many(work: list[Work]) -> int:
             at=item.at,
             test_clock_id=invoice.test_clock_id,
         )
-        _charge(payment, accounts[str(invoice.customer_id)], trigger=AttemptTrigger.INITIAL, plan=plan, at=item.at)
+        account = accounts[str(invoice.customer_id)]
+        if _begin(payment, account, trigger=AttemptTrigger.INITIAL, at=item.at, cause=item.cause):
+            charging.append(str(payment.id))
         uow.add(payment, item.cause)
     uow.commit()
-    return len(invoices)
+    return charging
 
 
-def retry_many(work: list[Work], *, trigger: AttemptTrigger) -> int:
-    """RetryPayment: scheduled retries, dunning steps, a new card or "pay now"."""
+def retry_many(work: list[Work], *, trigger: AttemptTrigger) -> list[str]:
+    """RetryPayment: scheduled retries, dunning steps, a new card or "pay now". The payments are locked,
+    and one already in flight is left alone. Returns the payments now in flight."""
     items = {w.id: w for w in work}
-    payments = list(Payment.objects.select_for_update().filter(pk__in=items.keys(), status__in=["pending", "failed"]))
+    payments = list(
+        Payment.objects.select_for_update()
+        .filter(pk__in=items.keys(), status__in=[PaymentStatus.PENDING, PaymentStatus.FAILED])
+        .order_by("pk")
+    )
     accounts = _accounts(p.customer_id for p in payments)
     plan = DunningSchedule.current()
     uow = UnitOfWork()
+    charging = []
     for payment in payments:
         item = items[str(payment.id)]
         if trigger == AttemptTrigger.RETRY and (payment.next_retry_at is None or payment.next_retry_at > item.at):
@@ -584,10 +757,11 @@ def retry_many(work: list[Work], *, trigger: AttemptTrigger) -> int:
             if not payment.escalate(plan=plan, at=item.at):
                 uow.touch(payment, item.cause)
                 continue
-        _charge(payment, accounts[str(payment.customer_id)], trigger=trigger, plan=plan, at=item.at)
+        if _begin(payment, accounts[str(payment.customer_id)], trigger=trigger, at=item.at, cause=item.cause):
+            charging.append(str(payment.id))
         uow.touch(payment, item.cause)
     uow.commit()
-    return len(uow.changed)
+    return charging
 
 
 def mark_paid_many(work: list[tuple[Work, Money]]) -> int:
@@ -603,23 +777,38 @@ def mark_paid_many(work: list[tuple[Work, Money]]) -> int:
 
 
 @command
-def pay_invoice(*, invoice_id: str, clock: Clock | None = None) -> Payment:
-    """Pay now with the current payment method (API ``pay/``, the customer's button)."""
-    invoice = Invoice.objects.filter(pk=invoice_id).first()
+def _begin_paying(*, invoice_id: str, clock: Clock | None) -> list[str]:
+    invoice = Invoice.objects.select_for_update().filter(pk=invoice_id).first()
     if invoice is None:
         raise NotFound("No such invoice.")
     if invoice.status != InvoiceStatus.FINALIZED:
         raise InvalidTransition(f"Invoice {invoice} is {invoice.status}; only a finalized, unpaid invoice can be paid.")
-    payment = Payment.objects.filter(invoice_id=invoice.id).first()
+    payment = Payment.objects.select_for_update().filter(invoice_id=invoice.id).first()
     at = (clock or clock_for(invoice.test_clock_id)).now()
     if payment is None:
-        collect_many([Work(str(invoice.id), at, current_cause())])
-    else:
-        retry_many([Work(str(payment.id), at, current_cause())], trigger=AttemptTrigger.MANUAL)
-    return Payment.objects.get(invoice_id=invoice.id)
+        return collect_many([Work(str(invoice.id), at, current_cause())])
+    if payment.in_flight:
+        raise PaymentInProgress(
+            f"A charge of invoice {invoice} is at the payment gateway (attempt {payment.attempts}); "
+            "its answer is recorded shortly."
+        )
+    if payment.status == PaymentStatus.SUCCEEDED:
+        raise InvalidTransition(f"Invoice {invoice} is paid already.")
+    return retry_many([Work(str(payment.id), at, current_cause())], trigger=AttemptTrigger.MANUAL)
 
 
-def retry_after_new_payment_method(customer_id: str, *, at: datetime, cause: Cause) -> int:
+def pay_invoice(*, invoice_id: str, clock: Clock | None = None) -> Payment:
+    """Pay now with the current payment method (API ``pay/``, the customer's button, the admin).
+
+    The invoice is locked while the attempt is recorded; a payment already at the gateway refuses a
+    second attempt (PaymentInProgress), a paid one refuses too. The gateway is called once that
+    transaction committed, and the answer recorded in a new one: the payment returned has it.
+    """
+    charge_in_flight(_begin_paying(invoice_id=invoice_id, clock=clock))
+    return Payment.objects.get(invoice_id=invoice_id)
+
+
+def retry_after_new_payment_method(customer_id: str, *, at: datetime, cause: Cause) -> list[str]:
     ids = Payment.objects.filter(customer_id=customer_id, status=PaymentStatus.FAILED).values_list("pk", flat=True)
     return retry_many([Work(str(pk), at, cause) for pk in ids], trigger=AttemptTrigger.PAYMENT_METHOD)
 
@@ -679,36 +868,62 @@ def void_invoice(*, invoice_id: str, reason: str, clock: Clock | None = None) ->
     return Invoice.objects.get(pk=invoice_id)
 
 
+def refund_payment(*, payment_id: str, amount: Money, reason: str, clock: Clock | None = None) -> Refund:
+    """IssueRefund: partial or full; the total refunded never exceeds what was paid.
+
+    Three steps (DESIGN.md rule 7): the intent is recorded on the locked payment and committed (one
+    refund in flight per payment: a second is refused with RefundInProgress); the gateway is asked with
+    the intent's idempotency key and no transaction open; the answer is recorded in a new transaction —
+    RefundIssued with its credit note number, or RefundFailed raised. A crash in between is resolved by
+    ``resolve_stale_charges`` asking again with the same key.
+    """
+    request = _request_refund(payment_id=payment_id, amount=amount, reason=reason, clock=clock)
+    refund, result = _refund_in_flight(payment_id, request)
+    if refund is None:
+        message = result.failure_message if result is not None else "no answer"
+        raise RefundFailed(f"The payment gateway refused the refund: {message}")
+    return refund
+
+
 @command
-def refund_payment(*, payment_id: str, amount: Money, reason: str, clock: Clock | None = None):
-    """IssueRefund: partial or full; the total refunded never exceeds what was paid."""
+def _request_refund(*, payment_id: str, amount: Money, reason: str, clock: Clock | None) -> int:
     payment = Payment.objects.select_for_update().filter(pk=payment_id).first()
     if payment is None:
         raise NotFound("No such payment.")
     if not (reason or "").strip():
         raise InvalidInput("Say why the money goes back.", details={"reason": "required"})
-    payment.check_refund(amount)
     at = (clock or clock_for(payment.test_clock_id)).now()
-    result = payment_gateway().refund(
-        charge_reference=payment.gateway_reference,
-        amount=amount,
-        idempotency_key=f"{payment.id}:refund:{payment.refunds.count() + 1}",
-    )
-    if not result.succeeded:
-        raise RefundFailed(f"The payment gateway refused the refund: {result.failure_message}")
-    [n] = Sequence.take(f"credit-note-{at.year}")
-    refund = payment.refund(
-        amount,
-        reason=reason.strip(),
-        credit_note_number=f"CN-{at.year}-{n:06d}",
-        gateway_reference=result.reference,
-        raw=result.raw,
-        at=at,
-    )
+    payment.request_refund(amount, reason=reason.strip(), at=at, since=timezone.now())
     uow = UnitOfWork()
     uow.touch(payment, current_cause())
     uow.commit()
-    return refund
+    return payment.refund_requests
+
+
+def _refund_in_flight(payment_id: str, request: int | None = None) -> tuple[Refund | None, RefundResult | None]:
+    """Ask the gateway for the payment's refund in flight and record the answer (no transaction open)."""
+    payment = Payment.objects.filter(pk=payment_id, refund_in_flight_minor__isnull=False).first()
+    if payment is None or (request is not None and payment.refund_requests != request):
+        return None, None
+    request = payment.refund_requests
+    result = payment_gateway().refund(
+        charge_reference=payment.gateway_reference,
+        amount=payment.refund_in_flight,
+        idempotency_key=payment.refund_idempotency_key,
+    )
+    with transaction.atomic(durable=True):
+        payment = Payment.objects.select_for_update().filter(pk=payment_id, refund_requests=request).first()
+        if payment is None or payment.refund_in_flight_minor is None:
+            return None, result  # recorded meanwhile (the resolver)
+        number = ""
+        if result.succeeded:
+            [n] = Sequence.take(f"credit-note-{payment.refund_in_flight_at.year}")
+            number = f"CN-{payment.refund_in_flight_at.year}-{n:06d}"
+        refund = payment.record_refund_result(result, request=request, credit_note_number=number)
+        uow = UnitOfWork()
+        uow.touch(payment, current_cause())
+        uow.commit()
+    return refund, result
 
 
 # -- plan changes ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ correlation id. Pipeline steps take whole batches of events.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
 from billing import commands
 from billing.acl.subscriptions import CustomerFacts, PlanChangeFacts, PlanFacts, SubscriptionFacts, UsageFacts
@@ -31,7 +32,7 @@ from billing.commands import InvoiceRequest, Work, plan_line
 from billing.models import BilledSubscription, BillingAccount, BillingPlan, Invoice, InvoiceStatus
 from billing.values import BillingReason
 from sharedkernel.bulk import bulk_update_rows, insert_rows
-from sharedkernel.bus import LARGE_BATCH, reacts_to
+from sharedkernel.bus import LARGE_BATCH, after_commit, reacts_to
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of
 from sharedkernel.values import Money
@@ -202,17 +203,23 @@ def _work(events: list[DomainEvent], key: str = "invoice_id") -> list[Work]:
 
 @reacts_to("subscriptions.UsageCalculated", batch=True, batch_size=LARGE_BATCH)
 def bill_usage(events: list[DomainEvent]) -> None:
-    commands.bill_usage_many(
+    ready = commands.bill_usage_many(
         [
             (UsageFacts.from_payload(e.payload), Work(e.payload["subscription_id"], e.occurred_on, cause_of(e)))
             for e in events
         ]
     )
 
+    if ready:
+        after_commit(partial(commands.calculate_tax_many, ready))
+
 
 @reacts_to("billing.InvoiceGenerated", batch=True, batch_size=LARGE_BATCH)
 def calculate_tax(events: list[DomainEvent]) -> None:
-    commands.calculate_tax_many(_work(events))
+    """The tax calculator is asked once this transaction committed; until its answer is recorded the
+    drafts carry a retry time, for billing.retry_tax should this worker die first."""
+    work = commands.await_tax(_work(events))
+    after_commit(partial(commands.calculate_tax_many, work))
 
 
 @reacts_to("billing.TaxCalculated", batch=True, batch_size=LARGE_BATCH)
@@ -222,7 +229,10 @@ def finalize_invoice(events: list[DomainEvent]) -> None:
 
 @reacts_to("billing.InvoiceFinalized", batch=True, batch_size=LARGE_BATCH)
 def process_payment(events: list[DomainEvent]) -> None:
-    commands.collect_many(_work(events))
+    """The attempts are recorded here; the gateway is asked once this transaction committed."""
+    charging = commands.collect_many(_work(events))
+    if charging:
+        after_commit(partial(commands.charge_in_flight, charging))
 
 
 @reacts_to("billing.PaymentSucceeded", batch=True, batch_size=LARGE_BATCH)
@@ -235,6 +245,8 @@ def mark_invoice_paid(events: list[DomainEvent]) -> None:
 @reacts_to("billing.PaymentMethodUpdated")
 def retry_with_new_payment_method(event: DomainEvent) -> None:
     if event.payload.get("has_payment_method"):
-        commands.retry_after_new_payment_method(
+        charging = commands.retry_after_new_payment_method(
             event.payload["customer_id"], at=event.occurred_on, cause=cause_of(event)
         )
+        if charging:
+            after_commit(partial(commands.charge_in_flight, charging))

@@ -125,6 +125,11 @@ class InvalidPaymentMethod(ValueError):
     """The gateway does not know this payment method token."""
 
 
+class GatewayNoAnswer(Exception):
+    """The gateway could not be reached, so whether it charged is unknown: the attempt stays in flight
+    and is asked again with the same idempotency key — never recorded as failed and charged anew."""
+
+
 # -- tax -----------------------------------------------------------------------------
 
 

@@ -100,6 +100,8 @@ def pay_invoice(request, invoice_id):
     else:
         if payment.status == "succeeded":
             messages.success(request, f"Thank you — invoice {inv.number} is paid.")
+        elif payment.status == "processing":  # the gateway did not answer yet; it is asked again shortly
+            messages.info(request, f"Your payment of invoice {inv.number} is being processed.")
         else:
             messages.error(request, f"The payment did not go through: {payment.failure_message}")
     return redirect("billing:invoice", invoice_id=inv.id)

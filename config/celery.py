@@ -63,6 +63,12 @@ SCHEDULE = dict(
         _job("billing.retry_payments", 60, "every minute: failed payments whose retry (+1 h, +24 h, +72 h) is due"),
         _job("billing.escalate_dunning", 300, "every 5 min: dunning steps that are due (reminder + one more charge)"),
         _job("billing.retry_tax", 300, "every 5 min: draft invoices waiting for the tax calculator"),
+        _job(
+            "billing.resolve_charges",
+            120,
+            "every 2 min: charges left in flight longer than BILLING_CHARGE_RESOLVE_AFTER_SECONDS (a worker died "
+            "between intent and answer) are asked again with the same idempotency key and their answer recorded",
+        ),
         # -- notifications -------------------------------------------------------
         _job("notifications.send_reminders", 300, "every 5 min: trial-ending reminders whose time has come"),
         _job("notifications.retry_webhooks", 30, "every 30 s: webhook deliveries whose next attempt is due"),

@@ -205,6 +205,10 @@ TAX_API_KEY = os.environ.get("TAX_API_KEY", "")
 TAX_API_TIMEOUT = env_int("TAX_API_TIMEOUT", 3)
 TAX_API_RETRIES = env_int("TAX_API_RETRIES", 2)
 TAX_API_CACHE_SECONDS = env_int("TAX_API_CACHE_SECONDS", 3600)
+# A charge (or refund) still in flight this long after its intent committed was left by a crash:
+# billing.resolve_charges asks the gateway again with the same idempotency key. Longer than a batch's
+# calls take (1,000 charges at ~300 ms each).
+BILLING_CHARGE_RESOLVE_AFTER_SECONDS = env_int("BILLING_CHARGE_RESOLVE_AFTER_SECONDS", 900)
 
 # --- Auth -----------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [

@@ -11,8 +11,11 @@ The contract, end to end:
    delivery rows (marking them done), runs the handler, and commits — so the
    handler's effect and its ledger entry commit together, and a duplicate
    delivery finds nothing left to claim. Handlers must therefore keep all their
-   effects in the database transaction (or be idempotent towards the outside,
-   e.g. a payment gateway called with an idempotency key).
+   effects in the database transaction. A call to the outside (a payment
+   gateway, a tax API) never happens inside it: the handler records the intent
+   and hands the call to :func:`after_commit`, which runs it in the same worker
+   once the transaction has committed (and never if it rolled back); the
+   handler's context owns finding intents a crash left behind.
 4. A failing handler is rolled back; its delivery is retried with exponential
    backoff, and after ``OUTBOX_MAX_ATTEMPTS`` it is marked failed with the error
    for staff to inspect and retry in the admin.
@@ -177,21 +180,42 @@ def deliveries_for(event_types: set[str]) -> dict[str, list[HandlerSpec]]:
 # -- running handlers ------------------------------------------------------------
 
 _in_handler: ContextVar[bool] = ContextVar("sharedkernel_in_handler", default=False)
+_after_commit: ContextVar[list[Callable[[], None]] | None] = ContextVar("sharedkernel_after_commit", default=None)
 
 
 def in_handler_transaction() -> bool:
     return _in_handler.get()
 
 
+def after_commit(fn: Callable[[], None]) -> None:
+    """Run ``fn`` once the handler's transaction has committed, in this process, with no transaction
+    open — where a handler's outside calls go (the intent they act on committed first). Dropped when the
+    transaction rolls back. An error is logged, not raised: the delivery is done, and whoever recorded the
+    intent must find it again (a beat job). Outside a handler it is ``transaction.on_commit``."""
+    pending = _after_commit.get()
+    if pending is None:
+        transaction.on_commit(fn)
+    else:
+        pending.append(fn)
+
+
 @contextlib.contextmanager
 def handler_transaction() -> Iterator[None]:
-    """The transaction a handler's effect and its ledger entry share."""
+    """The transaction a handler's effect and its ledger entry share; then its :func:`after_commit` work."""
     token = _in_handler.set(True)
+    pending: list[Callable[[], None]] = []
+    later = _after_commit.set(pending)
     try:
         with transaction.atomic(durable=True):
             yield
     finally:
         _in_handler.reset(token)
+        _after_commit.reset(later)
+    for fn in pending:  # reached only after a commit
+        try:
+            fn()
+        except Exception:
+            logger.exception("Work after a handler's commit failed; its intent stays recorded for the resolver.")
 
 
 def _claim(ids: Sequence[int], *, wait: bool = False) -> list[DomainEvent]:

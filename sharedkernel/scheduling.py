@@ -56,6 +56,41 @@ def scheduled_job(name: str, *, next_due: Callable[[str | None], datetime | None
     return register
 
 
+#: Work a context does after a handler committed (an outside call, then its answer in a new transaction)
+#: is no open delivery; each such context registers here whether some is under way for a scope
+#: (``None``: any), so that settling waits for it as it waits for deliveries.
+WORK_IN_FLIGHT: dict[str, Callable[[str | None], bool]] = {}
+
+
+def work_in_flight(name: str) -> Callable:
+    def register(check: Callable[[str | None], bool]) -> Callable:
+        WORK_IN_FLIGHT[name] = check
+        return check
+
+    return register
+
+
+def busy_with(test_clock_id: str | None = None) -> list[str]:
+    """The names of the work still in flight for a scope (``None``: any)."""
+    return [name for name, check in WORK_IN_FLIGHT.items() if check(test_clock_id)]
+
+
+def still_running(test_clock_id: str | None = None) -> list[str]:
+    """The handlers with open deliveries and the work in flight for a scope (``None``: any), read in one
+    snapshot: a handler commits its delivery done and its work in flight at once, and that work commits
+    its answer and new deliveries at once, so two reads at two moments could see neither."""
+    connection = transaction.get_connection()
+    with transaction.atomic():
+        if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
+            with connection.cursor() as cursor:  # the first statement: the whole check reads one snapshot
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        deliveries = EventDelivery.objects.filter(status__in=OPEN_STATUSES)
+        if test_clock_id:
+            deliveries = deliveries.filter(test_clock_id=test_clock_id)
+        handlers = sorted(set(deliveries.values_list("handler", flat=True)[:50]))
+        return handlers + busy_with(test_clock_id)
+
+
 def in_scope(query, test_clock_id: str | None):
     """Rows a job may touch in a scope: real-time jobs only rows on no test clock, a clock's jobs only
     its own (the query's model has a ``test_clock_id`` column)."""
@@ -85,11 +120,9 @@ def settle(test_clock_id: str, *, timeout: float | None = None) -> None:
         drain(test_clock_id=test_clock_id)
         return
     deadline = time.monotonic() + (timeout or settings.TEST_CLOCK_SETTLE_TIMEOUT)
-    open_deliveries = EventDelivery.objects.filter(test_clock_id=test_clock_id, status__in=OPEN_STATUSES)
-    while open_deliveries.exists():
+    while stuck := still_running(test_clock_id):
         relay(test_clock_id=test_clock_id)
         if time.monotonic() > deadline:
-            stuck = sorted(set(open_deliveries.values_list("handler", flat=True)))
             raise TimeoutError(f"Test clock {test_clock_id} did not settle; still open: {', '.join(stuck)}")
         time.sleep(0.05)
 

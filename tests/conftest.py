@@ -151,15 +151,15 @@ def celery_worker(django_db_setup, django_db_blocker, smtp_sink):
 
 
 def wait_until_handled(timeout: float = 60) -> None:
-    """Block until the worker has handled every open delivery (relaying due retries)."""
+    """Block until the worker has handled every open delivery (relaying due retries) and finished the
+    work it does after a handler's commit (a charge at the gateway and its answer)."""
     from sharedkernel.bus import relay
-    from sharedkernel.models import OPEN_STATUSES, EventDelivery
+    from sharedkernel.scheduling import still_running
 
     deadline = time.monotonic() + timeout
-    while EventDelivery.objects.filter(status__in=OPEN_STATUSES).exists():
+    while stuck := still_running():
         relay()
         if time.monotonic() > deadline:
-            stuck = list(EventDelivery.objects.filter(status__in=OPEN_STATUSES).values_list("handler", "status")[:10])
             raise AssertionError(f"Deliveries still open after {timeout}s: {stuck}")
         time.sleep(0.05)
 

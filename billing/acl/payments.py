@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections import OrderedDict, deque
 
 import stripe
 from django.conf import settings
 
 from billing.values import (
+    GatewayNoAnswer,
     InvalidPaymentMethod,
     PaymentMethodInfo,
     PaymentOutcome,
     PaymentResult,
     RefundResult,
 )
+from sharedkernel.outside import ensure_outside_transaction
 from sharedkernel.values import Money
 
 logger = logging.getLogger(__name__)
@@ -44,7 +48,17 @@ class SandboxGateway:
         ),
     }
 
+    #: How many answers it remembers per process (Stripe keeps keys for 24 h).
+    REMEMBERED = 200_000
+
+    def __init__(self) -> None:
+        self._answers: OrderedDict[str, PaymentResult | RefundResult] = OrderedDict()
+        self._lock = threading.Lock()
+        #: Charges that moved (pretend) money: (idempotency key, amount, description), newest last.
+        self.charges: deque[tuple[str, Money, str]] = deque(maxlen=self.REMEMBERED)
+
     def describe(self, token: str) -> PaymentMethodInfo:
+        ensure_outside_transaction("payment gateway describe")
         if token not in self.CARDS:
             raise InvalidPaymentMethod(
                 f"Unknown payment method {token!r}. Sandbox test tokens: {', '.join(sorted(self.CARDS))}."
@@ -52,7 +66,27 @@ class SandboxGateway:
         brand, last4, _ = self.CARDS[token]
         return PaymentMethodInfo(token=token, brand=brand, last4=last4)
 
+    def _once(self, key: str, answer):
+        """Like Stripe: the first answer to a key is the answer to every repeat of it, and only the
+        first call has an effect."""
+        with self._lock:
+            if key in self._answers:
+                self._answers.move_to_end(key)
+                return self._answers[key], False
+            result = answer()
+            self._answers[key] = result
+            if len(self._answers) > self.REMEMBERED:
+                self._answers.popitem(last=False)
+            return result, True
+
     def charge(self, *, amount: Money, token: str, idempotency_key: str, description: str) -> PaymentResult:
+        ensure_outside_transaction("payment gateway charge")
+        result, first = self._once(f"charge:{idempotency_key}", lambda: self._answer(amount, token, idempotency_key))
+        if first and result.succeeded:
+            self.charges.append((idempotency_key, amount, description))
+        return result
+
+    def _answer(self, amount: Money, token: str, idempotency_key: str) -> PaymentResult:
         reference = "ch_sandbox_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
         if token not in self.CARDS:
             return PaymentResult(PaymentOutcome.DECLINED, "", "invalid_payment_method", "No usable payment method.")
@@ -65,10 +99,15 @@ class SandboxGateway:
         return PaymentResult(outcome, reference, code, message, raw=raw | {"status": "failed", "code": code})
 
     def refund(self, *, charge_reference: str, amount: Money, idempotency_key: str) -> RefundResult:
+        ensure_outside_transaction("payment gateway refund")
         reference = "re_sandbox_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
-        return RefundResult(
-            True, reference, raw={"id": reference, "charge": charge_reference, "amount": amount.minor_units}
+        result, _ = self._once(
+            f"refund:{idempotency_key}",
+            lambda: RefundResult(
+                True, reference, raw={"id": reference, "charge": charge_reference, "amount": amount.minor_units}
+            ),
         )
+        return result
 
 
 class StripeGateway:
@@ -89,6 +128,7 @@ class StripeGateway:
         )
 
     def describe(self, token: str) -> PaymentMethodInfo:
+        ensure_outside_transaction("Stripe payment_methods.retrieve")
         try:
             method = self.client.v1.payment_methods.retrieve(token)
         except stripe.InvalidRequestError as exc:
@@ -100,6 +140,7 @@ class StripeGateway:
         )
 
     def charge(self, *, amount: Money, token: str, idempotency_key: str, description: str) -> PaymentResult:
+        ensure_outside_transaction("Stripe payment_intents.create")
         params = {
             "amount": amount.minor_units,
             "currency": amount.currency.lower(),
@@ -121,7 +162,11 @@ class StripeGateway:
                 exc.user_message or str(exc),
                 raw=exc.json_body or {},
             )
-        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
+        except stripe.APIConnectionError as exc:  # no answer (after the client's own retries): unknown
+            raise GatewayNoAnswer(str(exc) or "Stripe unreachable") from exc
+        except stripe.IdempotencyError as exc:  # the same key is being answered right now
+            raise GatewayNoAnswer(str(exc) or "Another request with this key is in progress") from exc
+        except (stripe.RateLimitError, stripe.APIError) as exc:
             logger.warning("Stripe unavailable: %s", exc)
             return PaymentResult(PaymentOutcome.ERROR, "", "gateway_unavailable", str(exc) or "Stripe unavailable")
         raw = intent.to_dict() if hasattr(intent, "to_dict") else dict(intent)
@@ -136,6 +181,7 @@ class StripeGateway:
         )
 
     def refund(self, *, charge_reference: str, amount: Money, idempotency_key: str) -> RefundResult:
+        ensure_outside_transaction("Stripe refunds.create")
         try:
             refund = self.client.v1.refunds.create(
                 params={"payment_intent": charge_reference, "amount": amount.minor_units},

@@ -16,6 +16,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from billing.values import Jurisdiction, TaxCalculation, TaxUnavailable
+from sharedkernel.outside import ensure_outside_transaction
 from sharedkernel.values import Money
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ class TaxRateTable(_OneByOne):
     """
 
     def calculate(self, *, amount: Money, jurisdiction: Jurisdiction, exempt: bool) -> TaxCalculation:
+        # a table, not a network call — but it stands in for one, so paths that would call a tax API
+        # inside a transaction fail in the tests that use it
+        ensure_outside_transaction("tax calculator calculate")
         if exempt:
             return _exempt(amount, jurisdiction)
         from billing.models import TaxRate
@@ -58,6 +62,7 @@ class TaxRateTable(_OneByOne):
 
     def calculate_many(self, requests):
         """One query for all the jurisdictions of a batch."""
+        ensure_outside_transaction("tax calculator calculate_many")
         from billing.models import TaxRate
 
         rates = TaxRate.for_jurisdictions({j for _, j, exempt in requests if not exempt})
@@ -99,6 +104,7 @@ class HttpTaxCalculator(_OneByOne):
             self.session.headers["Authorization"] = f"Bearer {key}"
 
     def calculate(self, *, amount: Money, jurisdiction: Jurisdiction, exempt: bool) -> TaxCalculation:
+        ensure_outside_transaction("tax API calculate")
         if exempt:
             return _exempt(amount, jurisdiction)
         rate, name = self._rate(jurisdiction)

@@ -56,6 +56,13 @@ class InvoiceViewSet(CustomerScopedMixin, mixins.ListModelMixin, mixins.Retrieve
     @extend_schema(request=None, responses=InvoiceOut, summary="Retry the payment now with the current payment method")
     @action(detail=True, methods=["post"])
     def pay(self, request, pk=None):
+        """Charge the invoice now, once: the answer is recorded before this responds (200 with the invoice).
+
+        The invoice is locked while the attempt is recorded, so concurrent calls (and the payment
+        policy) never start two attempts. While an attempt of this invoice is at the gateway a second
+        call answers 409 ``payment_in_progress`` and charges nothing — retry after a moment or read
+        ``GET /payments/?invoice=``; a paid (or voided) invoice answers 409 ``invalid_transition``.
+        """
         invoice = self.get_object()
         commands.pay_invoice(invoice_id=str(invoice.pk))
         return self._respond(invoice.pk)

@@ -14,8 +14,10 @@ from billing.models.payments import (
     DunningQueue,
     Payment,
     PaymentAttempt,
+    PaymentInProgress,
     PaymentStatus,
     Refund,
+    RefundInProgress,
     RefundTooLarge,
 )
 
@@ -36,8 +38,10 @@ __all__ = [
     "NothingToInvoice",
     "Payment",
     "PaymentAttempt",
+    "PaymentInProgress",
     "PaymentStatus",
     "Refund",
+    "RefundInProgress",
     "RefundTooLarge",
     "Sequence",
     "TaxRate",

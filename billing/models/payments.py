@@ -1,8 +1,8 @@
 """The Payment aggregate: collecting one invoice, attempt by attempt.
 
-    Pending ──charge ok──▶ Succeeded ──refund…
-       │
-       └─declined─▶ Failed ──retry (+1 h, +24 h, +72 h)──▶ Succeeded
+    Pending ──begin attempt──▶ Processing ──charge ok──▶ Succeeded ──refund…
+       ▲                          │
+       │                          └─declined─▶ Failed ──retry (+1 h, +24 h, +72 h)──▶ Processing …
                        │
                        └─retries used up─▶ dunning: step 1 … step n-1 (DunningEscalated,
                                             one more charge each) ─▶ step n: DunningExhausted
@@ -10,6 +10,16 @@
 Retries and dunning steps follow the DunningSchedule from the first failure /
 the start of dunning; a manual "pay now" or a new card tries at once without
 shifting that schedule. The gateway's answer is kept on each attempt.
+
+An attempt is two transactions with the gateway call between them (DESIGN.md
+rule 7): ``begin_attempt`` records the intent (status *processing*, the token,
+amount and cause it will be charged with) and commits; the gateway is called
+with :attr:`Payment.idempotency_key` (invoice + attempt number) and no
+transaction open; ``record_result`` records the answer in a new transaction.
+While an attempt is processing no other attempt can begin, so one invoice is
+never charged twice at once. A crash in between leaves the payment processing;
+``billing.resolve_charges`` asks the gateway again with the same key and records
+its (idempotent) answer.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from sharedkernel.values import Money
 
 class PaymentStatus(models.TextChoices):
     PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing (a charge is at the gateway)"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
@@ -43,6 +54,16 @@ class AttemptTrigger(models.TextChoices):
 
 class RefundTooLarge(DomainError):
     code = "refund_exceeds_payment"
+
+
+class RefundInProgress(DomainError):
+    code = "refund_in_progress"
+
+
+class PaymentInProgress(DomainError):
+    """An attempt of this payment is at the gateway: a second one must not start."""
+
+    code = "payment_in_progress"
 
 
 class Payment(AggregateRoot):
@@ -80,6 +101,20 @@ class Payment(AggregateRoot):
     billing_reason = models.CharField(max_length=30)
     update_payment_method_url = models.CharField(max_length=300, blank=True)
     test_clock_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # the attempt in flight (status processing): what it charges with, so asking again is the same request
+    in_flight_trigger = models.CharField(max_length=20, choices=AttemptTrigger.choices, blank=True)
+    in_flight_token = models.CharField(max_length=100, blank=True)
+    in_flight_at = models.DateTimeField(null=True, blank=True, help_text="The attempt's time (the clock's)")
+    in_flight_since = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="When the intent was committed (wall time)"
+    )
+    in_flight_cause = models.JSONField(default=dict, blank=True)
+    # the refund in flight: asked of the gateway after its intent committed (one at a time)
+    refund_requests = models.PositiveIntegerField(default=0)
+    refund_in_flight_minor = models.BigIntegerField(null=True, blank=True)
+    refund_in_flight_reason = models.CharField(max_length=300, blank=True)
+    refund_in_flight_at = models.DateTimeField(null=True, blank=True)
+    refund_in_flight_since = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -171,26 +206,54 @@ class Payment(AggregateRoot):
     def can_attempt(self) -> bool:
         return self.status in (PaymentStatus.PENDING, PaymentStatus.FAILED)
 
-    def begin_attempt(self, *, trigger: AttemptTrigger, payment_method: str, at: datetime) -> int:
-        """The next charge is about to go to the gateway; returns its attempt number."""
+    @property
+    def in_flight(self) -> bool:
+        return self.status == PaymentStatus.PROCESSING
+
+    def begin_attempt(
+        self,
+        *,
+        trigger: AttemptTrigger,
+        payment_method: str,
+        token: str,
+        at: datetime,
+        since: datetime,
+        cause: dict | None = None,
+    ) -> int:
+        """Record the intent to charge (committed before the gateway is called); returns the attempt number.
+
+        ``token`` is what the gateway will be asked to charge (empty: no payment method, the attempt
+        fails without a call); ``since`` is the wall time, for finding attempts a crash left behind.
+        """
+        if self.in_flight:
+            raise PaymentInProgress(
+                f"Attempt {self.attempts} of {self.invoice_number or 'this invoice'} is at the payment gateway; "
+                "wait for its answer."
+            )
         if not self.can_attempt():
             raise InvalidTransition(f"This payment is {self.status}; there is nothing to collect.")
         if trigger == AttemptTrigger.RETRY and (self.next_retry_at is None or self.next_retry_at > at):
             raise InvalidTransition("No retry of this payment is due.")
         self.attempts += 1
         self.payment_method = payment_method
+        self.status = PaymentStatus.PROCESSING
+        self.in_flight_trigger, self.in_flight_token = trigger, token
+        self.in_flight_at, self.in_flight_since, self.in_flight_cause = at, since, cause or {}
         self.record(ev.PaymentAttempted(**self._base(), attempt=self.attempts, payment_method=payment_method), at=at)
         return self.attempts
 
     @property
     def idempotency_key(self) -> str:
-        """Per attempt: a crash-and-retry of the same attempt never charges twice."""
-        return f"{self.id}:{self.attempts}"
+        """Invoice + attempt: whoever sends this attempt (the first call, the resolver after a crash) sends
+        the same key, and the gateway answers it once. One payment per invoice, so attempts count per invoice."""
+        return f"invoice_{self.invoice_id}_attempt_{self.attempts}"
 
-    def record_result(
-        self, result: PaymentResult, *, trigger: AttemptTrigger, plan: DunningPlan, at: datetime
-    ) -> PaymentAttempt:
-        attempt = PaymentAttempt(
+    def record_result(self, result: PaymentResult, *, plan: DunningPlan, attempt: int | None = None) -> PaymentAttempt:
+        """The gateway's answer to the attempt in flight (``attempt``: the number it answered)."""
+        if not self.in_flight or (attempt is not None and attempt != self.attempts):
+            raise InvalidTransition(f"Attempt {attempt or self.attempts} of this payment is not in flight.")
+        trigger, at = AttemptTrigger(self.in_flight_trigger), self.in_flight_at
+        attempt_row = PaymentAttempt(
             payment=self,
             number=self.attempts,
             trigger=trigger,
@@ -203,12 +266,15 @@ class Payment(AggregateRoot):
             failure_message=result.failure_message[:300],
             raw=result.raw,
         )
-        self._new_children.append(attempt)
+        self._new_children.append(attempt_row)
+        self.in_flight_trigger = self.in_flight_token = ""
+        self.in_flight_at = self.in_flight_since = None
+        self.in_flight_cause = {}
         if result.succeeded:
             self._succeed(result.reference, at=at)
         else:
             self._fail(result, trigger=trigger, plan=plan, at=at)
-        return attempt
+        return attempt_row
 
     def _succeed(self, reference: str, *, at: datetime) -> None:
         self.status = PaymentStatus.SUCCEEDED
@@ -259,7 +325,11 @@ class Payment(AggregateRoot):
         """Nothing is due (credit covered it): the payment succeeds without the gateway."""
         if self.amount.is_positive():
             raise InvalidTransition("Only a zero amount is settled without a charge.")
-        self.begin_attempt(trigger=AttemptTrigger.INITIAL, payment_method="account credit", at=at)
+        if not self.can_attempt():
+            raise InvalidTransition(f"This payment is {self.status}; there is nothing to collect.")
+        self.attempts += 1
+        self.payment_method = "account credit"
+        self.record(ev.PaymentAttempted(**self._base(), attempt=self.attempts, payment_method="account credit"), at=at)
         self._succeed("", at=at)
 
     # -- dunning -----------------------------------------------------------------------
@@ -292,6 +362,8 @@ class Payment(AggregateRoot):
         """The invoice was voided: stop collecting."""
         if self.status == PaymentStatus.SUCCEEDED:
             raise InvalidTransition("A succeeded payment is refunded, not cancelled.")
+        if self.in_flight:
+            raise PaymentInProgress("A charge of this payment is at the gateway; void the invoice once it answered.")
         self.status = PaymentStatus.CANCELLED
         self.next_retry_at = self.next_dunning_at = None
 
@@ -307,6 +379,44 @@ class Payment(AggregateRoot):
             raise RefundTooLarge(
                 f"At most {self.refundable} can be refunded ({self.amount} paid, {self.amount_refunded} refunded)."
             )
+
+    def request_refund(self, amount: Money, *, reason: str, at: datetime, since: datetime) -> str:
+        """Record the intent to refund (committed before the gateway is asked); returns its idempotency key."""
+        if self.refund_in_flight_minor is not None:
+            raise RefundInProgress("A refund of this payment is at the gateway; wait for its answer.")
+        self.check_refund(amount)
+        self.refund_requests += 1
+        self.refund_in_flight_minor, self.refund_in_flight_reason = amount.minor_units, reason
+        self.refund_in_flight_at, self.refund_in_flight_since = at, since
+        return self.refund_idempotency_key
+
+    @property
+    def refund_in_flight(self) -> Money | None:
+        if self.refund_in_flight_minor is None:
+            return None
+        return Money.from_minor(self.refund_in_flight_minor, self.currency)
+
+    @property
+    def refund_idempotency_key(self) -> str:
+        return f"payment_{self.id}_refund_{self.refund_requests}"
+
+    def record_refund_result(self, result, *, request: int, credit_note_number: str) -> Refund | None:
+        """The gateway's answer to the refund in flight: the refund issued, or None when it was refused."""
+        if self.refund_in_flight_minor is None or request != self.refund_requests:
+            raise InvalidTransition(f"Refund request {request} of this payment is not in flight.")
+        amount, reason, at = self.refund_in_flight, self.refund_in_flight_reason, self.refund_in_flight_at
+        self.refund_in_flight_minor, self.refund_in_flight_reason = None, ""
+        self.refund_in_flight_at = self.refund_in_flight_since = None
+        if not result.succeeded:
+            return None
+        return self.refund(
+            amount,
+            reason=reason,
+            credit_note_number=credit_note_number,
+            gateway_reference=result.reference,
+            raw=result.raw,
+            at=at,
+        )
 
     def refund(
         self, amount: Money, *, reason: str, credit_note_number: str, gateway_reference: str, raw: dict, at: datetime

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from billing.models import AttemptTrigger, Payment, PaymentStatus, RefundTooLarge
+from billing.models import AttemptTrigger, Payment, PaymentInProgress, PaymentStatus, RefundTooLarge
 from billing.values import DunningPlan, PaymentOutcome, PaymentResult
 from sharedkernel.errors import InvalidTransition
 from sharedkernel.values import Money
@@ -38,8 +38,8 @@ def payment(amount="49.99") -> Payment:
 
 
 def attempt(p: Payment, result: PaymentResult, when, trigger=AttemptTrigger.INITIAL):
-    p.begin_attempt(trigger=trigger, payment_method="visa •••• 4242", at=when)
-    return p.record_result(result, trigger=trigger, plan=PLAN, at=when)
+    number = p.begin_attempt(trigger=trigger, payment_method="visa •••• 4242", token="pm_card_visa", at=when, since=T0)
+    return p.record_result(result, plan=PLAN, attempt=number)
 
 
 def names(p) -> list[str]:
@@ -54,6 +54,25 @@ def test_first_attempt_succeeds():
     assert names(p) == ["PaymentAttempted", "PaymentSucceeded"]
     with pytest.raises(InvalidTransition, match="nothing to collect"):
         attempt(p, OK, T0)
+
+
+def test_an_attempt_in_flight_blocks_a_second_one_and_keys_the_charge_on_invoice_and_attempt():
+    p = payment()
+    number = p.begin_attempt(
+        trigger=AttemptTrigger.INITIAL, payment_method="visa", token="pm_card_visa", at=T0, since=T0
+    )
+    assert p.status == PaymentStatus.PROCESSING and number == 1
+    assert p.idempotency_key == "invoice_6a1f5e1e-0000-4000-8000-000000000003_attempt_1"
+    with pytest.raises(PaymentInProgress):
+        p.begin_attempt(trigger=AttemptTrigger.MANUAL, payment_method="visa", token="pm_card_visa", at=T0, since=T0)
+    with pytest.raises(PaymentInProgress):
+        p.cancel(at=T0)
+    with pytest.raises(InvalidTransition, match="not in flight"):
+        p.record_result(OK, plan=PLAN, attempt=2)
+    p.record_result(DECLINED, plan=PLAN, attempt=1)
+    assert p.status == PaymentStatus.FAILED and p.in_flight_token == ""
+    p.begin_attempt(trigger=AttemptTrigger.MANUAL, payment_method="visa", token="pm_card_visa", at=T0, since=T0)
+    assert p.idempotency_key.endswith("_attempt_2")
 
 
 def test_declines_walk_1h_24h_72h_then_dunning_steps_then_exhaustion():
