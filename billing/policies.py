@@ -32,6 +32,7 @@ from sharedkernel.bulk import bulk_update_rows, insert_rows
 from sharedkernel.bus import LARGE_BATCH, reacts_to
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of
+from sharedkernel.projection import AppliedPosition, in_stored_order
 from sharedkernel.values import Money
 
 
@@ -95,8 +96,12 @@ SUBSCRIPTION_EVENTS = (
 )
 
 
+#: BilledSubscription applies each subscription's events in stored order, once (sharedkernel.projection).
+APPLIED = AppliedPosition("source_position")
+
+
 def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
-    """Keep BilledSubscription in step; an event older than the row is ignored here."""
+    """Keep BilledSubscription in step (``events`` in stored order); one already applied is skipped."""
     ids = {facts.subscription_id for _, facts in events}
     rows = {str(r.subscription_id): r for r in BilledSubscription.objects.select_for_update().filter(pk__in=ids)}
     clocks = dict(
@@ -114,10 +119,11 @@ def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
                 test_clock_id=clocks.get(uuid.UUID(facts.customer_id)),
             )
             rows[facts.subscription_id] = created[facts.subscription_id] = row
-        elif event.aggregate_version <= row.source_version:
+        elif not APPLIED.is_new(row, event):
             continue
         else:
             changed[facts.subscription_id] = row
+        APPLIED.take(row, event)
         row.source_version = event.aggregate_version
         row.plan_id, row.plan_name, row.plan_code = facts.plan_id, facts.plan_name, facts.plan_code
         row.interval, row.status = facts.interval, facts.status
@@ -128,7 +134,8 @@ def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
     insert_rows(list(created.values()))
     fields = ["plan_id", "plan_name", "plan_code", "interval", "status", "currency", "price_minor"]
     bulk_update_rows(
-        [r for k, r in changed.items() if k not in created], [*fields, "period_start", "period_end", "source_version"]
+        [r for k, r in changed.items() if k not in created],
+        [*fields, "period_start", "period_end", "source_version", "source_position"],
     )
 
 
@@ -152,7 +159,10 @@ def _invoice_for(
 @reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=LARGE_BATCH)
 def bill_subscriptions(events: list[DomainEvent]) -> None:
     """GenerateInvoice / GenerateProratedInvoice / ApplyCredit / VoidInvoice for subscription events."""
-    read = [(event, SubscriptionFacts.from_payload(event.event_type, event.payload)) for event in events]
+    read = in_stored_order(
+        ((event, SubscriptionFacts.from_payload(event.event_type, event.payload)) for event in events),
+        event=lambda pair: pair[0],
+    )
     _project(read)
     metered = {
         str(pk)

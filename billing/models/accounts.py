@@ -16,6 +16,7 @@ from billing import events as ev
 from billing.values import Jurisdiction, PaymentMethodInfo
 from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import DomainError, InvalidTransition
+from sharedkernel.projection import applied_position_field
 from sharedkernel.values import Money
 
 
@@ -233,8 +234,10 @@ class BilledSubscription(models.Model):
     status = models.CharField(max_length=20)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
-    #: The subscription's aggregate version this row reflects (older events are ignored).
+    #: The subscription's aggregate version this row reflects (shown to staff; it does not order events).
     source_version = models.PositiveIntegerField(default=0)
+    #: Position of the last of the subscription's events applied here: what orders them (sharedkernel.projection).
+    source_position = applied_position_field()
     test_clock_id = models.UUIDField(null=True, blank=True)
 
     def __str__(self) -> str:
