@@ -131,11 +131,13 @@ def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
             row.currency, row.price_minor = facts.price.currency, facts.price.minor_units
         if facts.period is not None:
             row.period_start, row.period_end = facts.period.start, facts.period.end
+        if facts.anchor is not None:
+            row.billing_anchor = facts.anchor
     insert_rows(list(created.values()))
     fields = ["plan_id", "plan_name", "plan_code", "interval", "status", "currency", "price_minor"]
     bulk_update_rows(
         [r for k, r in changed.items() if k not in created],
-        [*fields, "period_start", "period_end", "source_version", "source_position"],
+        [*fields, "period_start", "period_end", "billing_anchor", "source_version", "source_position"],
     )
 
 

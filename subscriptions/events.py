@@ -32,8 +32,17 @@ class PlanRef:
 
 @dataclass(frozen=True)
 class PeriodRef:
+    """A billing period [start, end) and the billing anchor its grid is counted from.
+
+    The period after one ending at ``end`` is ``sharedkernel.periods.period_after(anchor,
+    plan interval, end)`` — the rule Subscriptions renews by (a Jan 31 anchor: Feb 28, Mar 31).
+    During a trial ``anchor`` is the trial's end, where billing starts. ``anchor`` is absent
+    from events stored before it was published, and from usage periods.
+    """
+
     start: datetime
     end: datetime
+    anchor: datetime | None = None
 
 
 # -- customers ---------------------------------------------------------------------
