@@ -6,8 +6,10 @@ ids are UUID strings. Consumers translate these payloads in their own acl.py.
 
 Every subscription event carries ``customer_id``, the ``plan`` (a PlanRef) and
 ``status`` — the subscription's status *after* the event — so a consumer never
-needs to ask for more. ``aggregate_version`` in the envelope orders the events
-of one subscription.
+needs to ask for more. The event store's position orders the events of one
+subscription; ``aggregate_version`` does not (one command may record several
+events at one version, e.g. TrialExpired and SubscriptionActivated), so a
+projection applies them by position (sharedkernel.projection).
 """
 
 from __future__ import annotations
