@@ -60,16 +60,24 @@ def test_a_renewal_declined_through_retries_and_dunning_shows_every_attempt_step
     ]
     assert types.index("subscriptions.SubscriptionSuspended") > types.index("billing.DunningExhausted")
     assert types[:2] == ["subscriptions.SubscriptionCreated", "subscriptions.PlanSelected"]
-    mails = [e["payload"]["template"] for e in events if e["event_type"] == "notifications.EmailSent"]
-    assert mails == [
-        *["invoice", "receipt"],  # the first period
-        *["invoice", "payment_failed", "payment_failed", "payment_failed", "payment_failed"],  # renewal and retries
-        *["dunning", "payment_failed"] * 2,  # the reminders of steps 1 and 2 and their charges
-    ]
+    by_id = {e["event_id"]: e for e in events}
+    mails = sorted(
+        (e["payload"]["template"], by_id[e["causation_id"]]["event_type"])
+        for e in events
+        if e["event_type"] == "notifications.EmailSent"
+    )
+    assert mails == sorted(
+        [
+            ("invoice", "billing.InvoiceFinalized"),  # the first period's invoice and receipt
+            ("receipt", "billing.PaymentSucceeded"),
+            ("invoice", "billing.InvoiceFinalized"),  # the renewal's
+            *[("payment_failed", "billing.PaymentFailed")] * 6,  # the charge, three retries, two dunning charges
+            *[("dunning", "billing.DunningEscalated")] * 2,  # the reminders of steps 1 and 2
+        ]
+    )
     hooks = [e for e in events if e["event_type"] == "notifications.WebhookDispatched"]
     assert len(hooks) == types.count("billing.PaymentFailed")
     # each event names what caused it, and every cause is earlier on the timeline (or outside: the root)
-    by_id = {e["event_id"]: e for e in events}
     for e in events:
         if e["causation_id"] in by_id:
             assert by_id[e["causation_id"]]["position"] < e["position"]
