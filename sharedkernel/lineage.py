@@ -3,7 +3,8 @@
 ``lineage(aggregate_id)`` is what a subscription's timeline shows. An event belongs
 to the lineage of an aggregate when
 
-1. it is one of the aggregate's own events, or
+1. it is one of the aggregate's own events (or of a related aggregate its owner
+   names: a subscription's usage counters), or
 2. its ``causation_id`` is an event of the lineage (the handler that recorded it
    reacted to that event: an invoice for a renewal, the e-mail for an invoice,
    a webhook delivery of a payment), or
@@ -62,12 +63,22 @@ def _first_positions(aggregates: set[tuple[str, str]]) -> dict[tuple[str, str], 
     return firsts
 
 
-def lineage(aggregate_id: str) -> list[int]:
-    """Positions, in stored order, of the events of ``aggregate_id`` and of every event they led to."""
+def lineage(aggregate_id: str, *, related: Iterable[tuple[str, str]] = ()) -> list[int]:
+    """Positions, in stored order, of the events of ``aggregate_id`` and of every event they led to.
+
+    ``related``: (aggregate_type, aggregate_id) of other aggregates that belong to the story
+    although nothing in it caused them (the owner knows them: a subscription's usage counters
+    and closed usage periods); their events are roots too.
+    """
     known: set[int] = set()
     first_of: dict[tuple[str, str], int] = {}  # an aggregate's first position never changes: asked once
     adopted: set[tuple[str, str]] = set()
-    frontier = _rows("aggregate_id", [str(aggregate_id)])
+    related = {(str(kind), str(aggregate)) for kind, aggregate in related}
+    frontier = [
+        row
+        for row in _rows("aggregate_id", [str(aggregate_id), *(a for _, a in related)])
+        if row[3] == str(aggregate_id) or (row[2], row[3]) in related  # ids of different types may be equal
+    ]
     adopted |= {(kind, aggregate) for _, _, kind, aggregate in frontier}
     while frontier:
         fresh = list({row[0]: row for row in frontier if row[0] not in known}.values())

@@ -16,9 +16,7 @@ from sharedkernel.api.fields import CurrencyField, MoneyField
 from sharedkernel.api.permissions import CustomerScopedMixin, IsStaff, customer_id_of
 from sharedkernel.api.views import StoredEventSerializer
 from sharedkernel.errors import InvalidInput
-from sharedkernel.lineage import lineage
-from sharedkernel.models import StoredEvent
-from subscriptions import commands, usage
+from subscriptions import commands, queries, usage
 from subscriptions.api.serializers import CustomerOut, OverageRatesField, PlanOut, SubscriptionOut
 from subscriptions.models import Customer, Plan, ResumeInitiator, Subscription, SubscriptionStatus
 from subscriptions.values import BillingInterval, PlanTier
@@ -298,9 +296,9 @@ class SubscriptionViewSet(
     @extend_schema(responses=StoredEventSerializer(many=True))
     @action(detail=True, methods=["get"])
     def events(self, request, pk=None):
-        """The subscription's timeline: its own events and every event they led to (sharedkernel.lineage)."""
+        """The subscription's timeline: its own events and every event they led to (queries.timeline)."""
         sub = self.get_object()
-        timeline = StoredEvent.objects.filter(position__in=lineage(str(sub.pk))).order_by("position")
+        timeline = queries.timeline(sub)
         page = self.paginate_queryset(timeline)
         return self.get_paginated_response(StoredEventSerializer(page, many=True).data)
 

@@ -8,6 +8,7 @@ from billing import commands as billing
 from notifications import commands as notifications
 from sharedkernel.models import StoredEvent, TestClock
 from sharedkernel.scheduling import advance_test_clock
+from sharedkernel.values import Money
 from subscriptions import commands as subs
 from tests.billing.helpers import customer, plan
 from tests.conftest import at
@@ -104,3 +105,42 @@ def test_the_staff_event_list_is_the_whole_store_in_order(drain):
     assert page["count"] == StoredEvent.objects.count()
     positions = [e["position"] for e in page["results"]]
     assert positions == sorted(positions)
+
+
+def test_a_metered_subscriptions_timeline_has_its_usage_thresholds_and_the_usage_billed_on_renewal(drain):
+    clock = TestClock.objects.create(name="usage", frozen_time=at("2025-05-01 00:00"))
+    metered = subs.define_plan(
+        code="api-m",
+        name="API",
+        tier="professional",
+        interval="month",
+        trial_days=0,
+        prices=[Money("50.00", "USD")],
+        included_usage={"api_calls": 1000},
+        overage_rates={"api_calls": [Money("0.01", "USD")]},
+    )
+    c = customer(drain, country="GB", region="", test_clock_id=str(clock.pk))
+    sub = subs.subscribe(customer_id=str(c.id), plan_id=str(metered.id))
+    drain()
+    client = api_client(staff_user())
+    advance_test_clock(str(clock.pk), at("2025-05-10 00:00"))
+    # given usage over what the plan includes
+    record = {"subscription": str(sub.id), "metric": "api_calls", "quantity": 1200}
+    posted = client.post(
+        "/api/v1/usage/", {**record, "timestamp": "2025-05-05T12:00:00Z", "idempotency_key": "k1"}, format="json"
+    )
+    assert posted.json()["accepted"] == 1
+    drain()
+
+    # when the period renews and its usage becomes final
+    advance_test_clock(str(clock.pk), at("2025-06-01 02:00"))
+
+    # then the timeline shows the thresholds, the calculated usage and the overage line it put on the renewal invoice
+    types = [e["event_type"] for e in timeline(client, sub.id)]
+    assert [t for t in types if t.startswith("subscriptions.Usage")] == [
+        "subscriptions.UsageThresholdReached",  # 80 %
+        "subscriptions.UsageThresholdReached",  # 100 %
+        "subscriptions.UsageQuotaExceeded",
+        "subscriptions.UsageCalculated",
+    ]
+    assert types.index("billing.InvoiceLineItemAdded") > types.index("subscriptions.UsageCalculated")
