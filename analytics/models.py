@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from sharedkernel.projection import applied_position_field
 from sharedkernel.values import Money
 
 
@@ -41,7 +42,10 @@ class SubscriptionView(models.Model):
     downgrades = models.PositiveSmallIntegerField(default=0)
     usage_this_period = models.BigIntegerField(default=0)
     usage_last_period = models.BigIntegerField(null=True, blank=True)
+    #: The subscription's aggregate version last seen (for staff; it does not order events).
     last_version = models.PositiveIntegerField(default=0)
+    #: Position of the last of the subscription's own events applied here (sharedkernel.projection).
+    last_position = applied_position_field()
 
     class Meta:
         ordering = ["-mrr_minor"]

@@ -13,6 +13,7 @@ from analytics.models import MrrMovement, MrrSnapshot, RevenueEntry, Subscriptio
 from sharedkernel.bulk import bulk_update_rows, insert_rows
 from sharedkernel.bus import LARGE_BATCH, reacts_to
 from sharedkernel.events import DomainEvent
+from sharedkernel.projection import AppliedPosition, in_stored_order
 from sharedkernel.values import Money
 
 SUBSCRIPTION_EVENTS = (
@@ -53,6 +54,10 @@ def contribution(view: SubscriptionView) -> int:
     return amount.minor_units
 
 
+#: A view applies its subscription's own events in stored order, once (sharedkernel.projection).
+APPLIED = AppliedPosition("last_position")
+
+
 def _apply(view: SubscriptionView | None, event: DomainEvent) -> SubscriptionView | None:
     p = event.payload
     name = event.name
@@ -75,9 +80,10 @@ def _apply(view: SubscriptionView | None, event: DomainEvent) -> SubscriptionVie
             status=p["status"],
             started_at=event.occurred_on,
             last_version=event.aggregate_version,
+            last_position=event.position,
         )
     if event.context == "subscriptions":
-        if event.aggregate_version <= view.last_version:
+        if not APPLIED.take(view, event):
             return view
         view.last_version = event.aggregate_version
         plan = p["plan"]
@@ -140,7 +146,7 @@ def project_subscriptions(events: list[DomainEvent]) -> None:
     views = {str(v.subscription_id): v for v in SubscriptionView.objects.select_for_update().filter(pk__in=ids)}
     existing = set(views)
     movements, usage = [], {}
-    for event in sorted(events, key=lambda e: e.position or 0):
+    for event in in_stored_order(events):
         if event.name == "UsageRecorded":
             for total in event.payload["totals"]:
                 usage[total["subscription_id"]] = usage.get(total["subscription_id"], 0) + int(total["quantity"])

@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
@@ -70,6 +69,7 @@ from sharedkernel.correlation import Cause, current_cause, new_correlation_id
 from sharedkernel.errors import DomainError, InvalidInput, InvalidTransition, NotFound
 from sharedkernel.eventstore import append_batch
 from sharedkernel.outside import CallInsideTransaction, ensure_outside_transaction
+from sharedkernel.periods import nth_period
 from sharedkernel.values import Money
 
 logger = logging.getLogger(__name__)
@@ -1006,11 +1006,8 @@ def preview_plan_change(*, subscription_id: str, plan_id: str, at: datetime | No
         return Proration(lines=(), net=Money.zero(sub.currency))
     if not period.start <= at < period.end:
         raise InvalidTransition("The subscription's current period is not running.")
-    if plan.interval == sub.interval:
-        new_period = period
-    else:
-        months = 12 if plan.interval == "year" else 1
-        new_period = InvoicePeriod(at, at + relativedelta(months=months))
+    # a new interval starts a period now, by the rule Subscriptions moves it with
+    new_period = period if plan.interval == sub.interval else InvoicePeriod(*nth_period(at, plan.interval, 0))
     return prorate(
         old_plan=sub.plan_name,
         old_price=sub.price,
@@ -1047,8 +1044,7 @@ def upcoming_invoice(*, subscription_id: str) -> UpcomingInvoice:
     if not sub.live:
         raise InvalidTransition("A cancelled subscription has no upcoming invoice.")
     account = _account(sub.customer_id)
-    months = 12 if sub.interval == "year" else 1
-    period = InvoicePeriod(sub.period_end, sub.period_end + relativedelta(months=months))
+    period = InvoicePeriod(*sub.next_period())
     lines = [plan_line(sub.plan_name, sub.price, period)]
     discount = Discount.objects.select_related("coupon").filter(pk=sub.subscription_id).first()
     if discount is not None and not discount.exhausted:

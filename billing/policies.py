@@ -35,6 +35,7 @@ from sharedkernel.bulk import bulk_update_rows, insert_rows
 from sharedkernel.bus import LARGE_BATCH, after_commit, reacts_to
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of
+from sharedkernel.projection import AppliedPosition, in_stored_order
 from sharedkernel.values import Money
 
 
@@ -99,8 +100,12 @@ SUBSCRIPTION_EVENTS = (
 )
 
 
+#: BilledSubscription applies each subscription's events in stored order, once (sharedkernel.projection).
+APPLIED = AppliedPosition("source_position")
+
+
 def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
-    """Keep BilledSubscription in step; an event older than the row is ignored here."""
+    """Keep BilledSubscription in step (``events`` in stored order); one already applied is skipped."""
     ids = {facts.subscription_id for _, facts in events}
     rows = {str(r.subscription_id): r for r in BilledSubscription.objects.select_for_update().filter(pk__in=ids)}
     clocks = dict(
@@ -118,10 +123,11 @@ def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
                 test_clock_id=clocks.get(uuid.UUID(facts.customer_id)),
             )
             rows[facts.subscription_id] = created[facts.subscription_id] = row
-        elif event.aggregate_version <= row.source_version:
+        elif not APPLIED.is_new(row, event):
             continue
         else:
             changed[facts.subscription_id] = row
+        APPLIED.take(row, event)
         row.source_version = event.aggregate_version
         row.plan_id, row.plan_name, row.plan_code = facts.plan_id, facts.plan_name, facts.plan_code
         row.interval, row.status = facts.interval, facts.status
@@ -129,10 +135,13 @@ def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
             row.currency, row.price_minor = facts.price.currency, facts.price.minor_units
         if facts.period is not None:
             row.period_start, row.period_end = facts.period.start, facts.period.end
+        if facts.anchor is not None:
+            row.billing_anchor = facts.anchor
     insert_rows(list(created.values()))
     fields = ["plan_id", "plan_name", "plan_code", "interval", "status", "currency", "price_minor"]
     bulk_update_rows(
-        [r for k, r in changed.items() if k not in created], [*fields, "period_start", "period_end", "source_version"]
+        [r for k, r in changed.items() if k not in created],
+        [*fields, "period_start", "period_end", "billing_anchor", "source_version", "source_position"],
     )
 
 
@@ -156,7 +165,10 @@ def _invoice_for(
 @reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
 def bill_subscriptions(events: list[DomainEvent]) -> None:
     """GenerateInvoice / GenerateProratedInvoice / ApplyCredit / VoidInvoice for subscription events."""
-    read = [(event, SubscriptionFacts.from_payload(event.event_type, event.payload)) for event in events]
+    read = in_stored_order(
+        ((event, SubscriptionFacts.from_payload(event.event_type, event.payload)) for event in events),
+        event=lambda pair: pair[0],
+    )
     _project(read)
     metered = {
         str(pk)

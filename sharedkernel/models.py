@@ -50,11 +50,13 @@ class StoredEvent(models.Model):
     class Meta:
         ordering = ["position"]
         verbose_name = "stored event"
-        # Exact lookups only (history of an aggregate, a correlated chain): plain btrees, without the
+        # Exact lookups only (history of an aggregate, a correlated chain, an event's consequences): plain btrees, without the
         # LIKE-pattern twins db_index adds on PostgreSQL — every append writes every index.
         indexes = [
             models.Index(fields=["aggregate_id"], name="event_aggregate"),
             models.Index(fields=["correlation_id"], name="event_correlation"),
+            # What an event caused (a subscription's timeline walks it: sharedkernel.lineage).
+            models.Index(fields=["causation_id"], name="event_causation"),
         ]
 
     def __str__(self) -> str:

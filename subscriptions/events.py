@@ -6,8 +6,10 @@ ids are UUID strings. Consumers translate these payloads in their own acl.py.
 
 Every subscription event carries ``customer_id``, the ``plan`` (a PlanRef) and
 ``status`` — the subscription's status *after* the event — so a consumer never
-needs to ask for more. ``aggregate_version`` in the envelope orders the events
-of one subscription.
+needs to ask for more. The event store's position orders the events of one
+subscription; ``aggregate_version`` does not (one command may record several
+events at one version, e.g. TrialExpired and SubscriptionActivated), so a
+projection applies them by position (sharedkernel.projection).
 """
 
 from __future__ import annotations
@@ -32,8 +34,17 @@ class PlanRef:
 
 @dataclass(frozen=True)
 class PeriodRef:
+    """A billing period [start, end) and the billing anchor its grid is counted from.
+
+    The period after one ending at ``end`` is ``sharedkernel.periods.period_after(anchor,
+    plan interval, end)`` — the rule Subscriptions renews by (a Jan 31 anchor: Feb 28, Mar 31).
+    During a trial ``anchor`` is the trial's end, where billing starts. ``anchor`` is absent
+    from events stored before it was published, and from usage periods.
+    """
+
     start: datetime
     end: datetime
+    anchor: datetime | None = None
 
 
 # -- customers ---------------------------------------------------------------------

@@ -433,7 +433,7 @@ class Subscription(AggregateRoot):
         return self.status == SubscriptionStatus.TRIALING
 
     def _period_ref(self) -> ev.PeriodRef:
-        return ev.PeriodRef(start=self.current_period_start, end=self.current_period_end)
+        return ev.PeriodRef(start=self.current_period_start, end=self.current_period_end, anchor=self.billing_anchor)
 
     def _common(self) -> dict:
         return dict(

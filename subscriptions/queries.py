@@ -3,6 +3,7 @@
 * SubscriptionSummary — what a customer sees on their dashboard: plan, status,
   next billing date, trial days left.
 * PlanCatalog — the plans on offer, with prices, shown at sign-up and plan change.
+* Timeline — a subscription's events and every event they led to (the API's events list).
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import QuerySet
+
 from sharedkernel.clock import clock_for
+from sharedkernel.lineage import lineage
+from sharedkernel.models import StoredEvent
 from sharedkernel.values import Money
-from subscriptions.models import Customer, Plan, PlanPrice, Subscription, SubscriptionStatus
+from subscriptions.models import Customer, Plan, PlanPrice, Subscription, SubscriptionStatus, UsageCounter
 from subscriptions.values import PlanTier, TrialDuration
 
 
@@ -121,3 +126,13 @@ def plan_catalog(currency: str) -> list[CatalogEntry]:
 
 def catalog_currencies() -> list[str]:
     return sorted(set(PlanPrice.objects.filter(plan__archived=False).values_list("currency", flat=True)))
+
+
+def timeline(sub: Subscription) -> QuerySet[StoredEvent]:
+    """The subscription's events, its usage counters' and closed usage periods' (thresholds, the
+    usage calculated for a period), and every event they led to — invoices, payments and each
+    attempt, dunning, e-mails, webhook deliveries — in stored order (sharedkernel.lineage)."""
+    counters = UsageCounter.objects.filter(subscription_id=sub.pk).values_list("pk", flat=True)
+    periods = sub.usage_periods.values_list("pk", flat=True)
+    related = [*(("UsageCounter", str(pk)) for pk in counters), *(("UsagePeriod", str(pk)) for pk in periods)]
+    return StoredEvent.objects.filter(position__in=lineage(str(sub.pk), related=related)).order_by("position")

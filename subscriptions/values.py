@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from dateutil.relativedelta import relativedelta
+from sharedkernel.periods import nth_period
 
 
 class PlanTier(StrEnum):
@@ -42,6 +42,8 @@ class SubscriptionPeriod:
     Periods follow the billing anchor (anniversary billing): period *n* ends
     ``anchor + (n+1) intervals``, counted from the anchor each time so a
     Jan 31 anchor gives Feb 28 (or 29), then Mar 31 — never drifting to the 28th.
+    The rule itself is the shared kernel's (sharedkernel.periods), which Billing
+    uses too for the period after a published one.
     """
 
     start: datetime
@@ -55,12 +57,8 @@ class SubscriptionPeriod:
 
     @classmethod
     def nth(cls, anchor: datetime, interval: BillingInterval, index: int) -> SubscriptionPeriod:
-        if index < 0:
-            raise ValueError("Period index starts at 0.")
-        return cls(
-            start=anchor + relativedelta(months=interval.months * index),
-            end=anchor + relativedelta(months=interval.months * (index + 1)),
-        )
+        start, end = nth_period(anchor, interval.value, index)
+        return cls(start=start, end=end)
 
     def contains(self, moment: datetime) -> bool:
         return self.start <= moment < self.end

@@ -92,6 +92,8 @@ class SubscriptionFacts:
     status: str
     price: Money | None
     period: InvoicePeriod | None
+    #: The billing anchor the period's grid is counted from (None in events stored before it was published).
+    anchor: datetime | None
     raw: dict
 
     @classmethod
@@ -110,6 +112,7 @@ class SubscriptionFacts:
             status=p["status"],
             price=Money.from_json(price) if price else None,
             period=_period(period),
+            anchor=_time((period or {}).get("anchor")),
             raw=p,
         )
 

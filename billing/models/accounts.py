@@ -16,6 +16,8 @@ from billing import events as ev
 from billing.values import Jurisdiction, PaymentMethodInfo
 from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import DomainError, InvalidTransition
+from sharedkernel.periods import period_after
+from sharedkernel.projection import applied_position_field
 from sharedkernel.values import Money
 
 
@@ -233,8 +235,13 @@ class BilledSubscription(models.Model):
     status = models.CharField(max_length=20)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
-    #: The subscription's aggregate version this row reflects (older events are ignored).
+    #: Where the subscription's period grid is counted from (published in its events); the next
+    #: period is sharedkernel.periods.period_after(billing_anchor, interval, period_end).
+    billing_anchor = models.DateTimeField(null=True, blank=True)
+    #: The subscription's aggregate version this row reflects (shown to staff; it does not order events).
     source_version = models.PositiveIntegerField(default=0)
+    #: Position of the last of the subscription's events applied here: what orders them (sharedkernel.projection).
+    source_position = applied_position_field()
     test_clock_id = models.UUIDField(null=True, blank=True)
 
     def __str__(self) -> str:
@@ -247,6 +254,10 @@ class BilledSubscription(models.Model):
     @property
     def live(self) -> bool:
         return self.status != "cancelled"
+
+    def next_period(self) -> tuple[datetime, datetime]:
+        """The period after the current one, by the subscription's own rule (a Jan 31 anchor: Feb 28, Mar 31)."""
+        return period_after(self.billing_anchor or self.period_start, self.interval, self.period_end)
 
 
 class Coupon(models.Model):

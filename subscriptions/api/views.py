@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import django_filters
-from django.db.models import Q, Subquery
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -17,8 +16,7 @@ from sharedkernel.api.fields import CurrencyField, MoneyField
 from sharedkernel.api.permissions import CustomerScopedMixin, IsStaff, customer_id_of
 from sharedkernel.api.views import StoredEventSerializer
 from sharedkernel.errors import InvalidInput
-from sharedkernel.models import StoredEvent
-from subscriptions import commands, usage
+from subscriptions import commands, queries, usage
 from subscriptions.api.serializers import CustomerOut, OverageRatesField, PlanOut, SubscriptionOut
 from subscriptions.models import Customer, Plan, ResumeInitiator, Subscription, SubscriptionStatus
 from subscriptions.values import BillingInterval, PlanTier
@@ -297,12 +295,9 @@ class SubscriptionViewSet(
     @extend_schema(responses=StoredEventSerializer(many=True))
     @action(detail=True, methods=["get"])
     def events(self, request, pk=None):
-        """The subscription's timeline: its own events and every event of the chains they started."""
+        """The subscription's timeline: its own events and every event they led to (queries.timeline)."""
         sub = self.get_object()
-        own = StoredEvent.objects.filter(aggregate_id=str(sub.pk))
-        timeline = StoredEvent.objects.filter(
-            Q(aggregate_id=str(sub.pk)) | Q(correlation_id__in=Subquery(own.values("correlation_id")))
-        ).order_by("position")
+        timeline = queries.timeline(sub)
         page = self.paginate_queryset(timeline)
         return self.get_paginated_response(StoredEventSerializer(page, many=True).data)
 
