@@ -189,3 +189,17 @@ class DunningPlan:
     @property
     def steps(self) -> int:
         return len(self.escalation_offsets)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChangeOutlook:
+    """Subscriptions' answer to "may this subscription change to that plan now?", as Billing's
+    plan-change page needs it: refused (a code and why), waiting for approval, or allowed."""
+
+    refused_code: str = ""
+    message: str = ""
+    needs_approval: bool = False
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.refused_code)

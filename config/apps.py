@@ -23,6 +23,9 @@ class ConfigAppConfig(AppConfig):
     verbose_name = "SubscriptionHub"
 
     def ready(self) -> None:
+        from config import wiring
+
+        wiring.wire()
         from django.apps import apps
 
         # after django.contrib.sites made its default Site (its handler is connected first)
