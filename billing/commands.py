@@ -847,7 +847,7 @@ def upcoming_invoice(*, subscription_id: str) -> UpcomingInvoice:
         )
     except TaxUnavailable:
         raise InvalidTransition("Tax cannot be calculated right now; try again shortly.") from None
-    lines.append(LineDraft(LineKind.TAX, tax.name, tax.tax))
+    lines.append(LineDraft(LineKind.TAX, tax.describe(), tax.tax))
     total = subtotal + tax.tax
     credit = min(account.credit(sub.currency), total) if total.is_positive() else Money.zero(sub.currency)
     if credit.is_positive():

@@ -148,6 +148,12 @@ class TaxCalculation:
     exempt: bool = False
     exempt_reason: str = ""
 
+    def describe(self) -> str:
+        """The tax line's text, the same on an invoice and on the next-invoice preview: "TVA (20 %)"."""
+        if self.exempt:
+            return f"Tax exempt — {self.exempt_reason}"
+        return f"{self.name} ({self.rate * 100:.3f}".rstrip("0").rstrip(".") + " %)"
+
 
 class TaxUnavailable(Exception):
     """The tax calculator could not answer. Never replaced by a made-up rate."""

@@ -74,3 +74,103 @@ def test_the_plan_change_preview_says_what_the_policy_will_do(page, live_server)
     page.click("button.confirm-change")
     assert "waiting for our team's approval" in page.inner_text(".messages")
     assert Subscription.objects.get(pk=sub.id).plan_id == pro.id
+
+
+@pytest.fixture
+def paying_customer():
+    """A French customer on Pro with 20 % TVA, a paid first invoice and usage over the included 100,000."""
+    from billing.models import TaxRate
+    from subscriptions.usage import record_usage
+
+    TaxRate.objects.create(country="FR", region="", rate="0.20", name="TVA")
+    pro = subs.define_plan(
+        code="pro-m",
+        name="Pro",
+        tier="professional",
+        interval="month",
+        trial_days=0,
+        prices=[Money("45.00", "EUR")],
+        included_usage={"api_calls": 100_000},
+        overage_rates={"api_calls": [Money("0.01", "EUR")]},
+    )
+    subs.define_plan(
+        code="ent-y",
+        name="Enterprise",
+        tier="enterprise",
+        interval="year",
+        trial_days=0,
+        prices=[Money("4600.00", "EUR")],
+    )
+    user, customer = _customer("pierre@example.com", country="FR")
+    sub = subs.subscribe(customer_id=str(customer.id), plan_id=str(pro.id))
+    drain()
+    from django.utils import timezone
+
+    record_usage(
+        [
+            {
+                "subscription": str(sub.id),
+                "metric": "api_calls",
+                "quantity": 123_456,
+                "timestamp": timezone.now().isoformat(),
+                "idempotency_key": "k1",
+            }
+        ]
+    )
+    drain()
+    return user, customer, sub
+
+
+def test_pages_show_one_number_format_aligned_plan_lines_and_tax_rates(page, live_server, paying_customer):
+    from billing.models import Invoice
+
+    user, customer, sub = paying_customer
+    log_in(page, live_server, user)
+
+    # the plans page and the other pages write money the same way
+    page.goto("/app/plans/?currency=EUR")
+    assert "4,600.00 EUR" in page.inner_text("[data-plan=ent-y]")
+    assert "100,000 api_calls" in page.inner_text("[data-plan=pro-m]")
+
+    # the usage page groups its counts
+    page.goto(f"/app/subscriptions/{sub.id}/usage/")
+    row = page.inner_text("tr[data-metric=api_calls]")
+    assert "123,456" in row and "100,000" in row and "23,456" in row
+
+    # the next-invoice box names the tax with its rate
+    page.goto("/billing/invoices/")
+    assert "TVA (20 %)" in page.inner_text("main")
+
+    # an invoice's plan line has its amount beside the description, not under it
+    invoice = Invoice.objects.get(customer_id=customer.id, status="paid")
+    page.goto(f"/billing/invoices/{invoice.id}/")
+    shot(page, "first-look-invoice")
+    description = page.locator("tr.line.plan td").first.bounding_box()
+    amount = page.locator("tr.line.plan td.num").bounding_box()
+    assert abs(description["y"] - amount["y"]) < 4 and amount["x"] > description["x"] + description["width"] - 1
+
+
+def test_staff_pages_load_nothing_from_elsewhere_and_have_a_staff_navigation(page, live_server, paying_customer):
+    staff = get_user_model().objects.create_superuser("boss", "boss@example.com", "Correct-Horse-42")
+    log_in(page, live_server, staff)
+    foreign, missing = [], []
+    page.on("request", lambda r: foreign.append(r.url) if not r.url.startswith(live_server.url) else None)
+    page.on("response", lambda r: missing.append(r.url) if r.status >= 400 else None)
+
+    # the dashboard's charts bring no third-party script, and every page has an icon
+    page.goto("/staff/analytics/?currency=EUR")
+    page.wait_for_load_state("networkidle")
+    assert page.locator(".chart svg").count() >= 1
+    assert page.request.get("/favicon.ico").ok
+
+    # staff navigation: dashboards and the admin, none of the customer-only pages
+    links = page.locator("header.topbar nav a")
+    names = [t.strip() for t in links.all_inner_texts()]
+    assert "Notifications" not in names and "Webhooks" not in names and "My subscriptions" not in names
+    assert {"Dashboards", "Customers", "Invoices", "Staff admin"} <= set(names)
+    for href in [links.nth(i).get_attribute("href") for i in range(links.count())]:
+        page.goto(href)
+    page.goto("/admin/")
+    page.wait_for_load_state("networkidle")
+    assert foreign == []
+    assert missing == []
