@@ -382,7 +382,7 @@ class _DemoStory:
         self.demo = (customer, sub)
 
     def _demo_usage(self, day: datetime) -> None:
-        """About 4,500 API calls a day: roughly 135,000 a month against Pro's 100,000 included."""
+        """About 3,600 API calls a day: roughly 108,000 a month against Pro's 100,000 included."""
         from subscriptions.usage import record_usage
 
         if self.demo is None:
@@ -395,7 +395,7 @@ class _DemoStory:
                 {
                     "subscription": str(self.demo[1].pk),
                     "metric": "api_calls",
-                    "quantity": 4_300 + (day.toordinal() * 37) % 500,
+                    "quantity": 3_400 + (day.toordinal() * 37) % 400,
                     "timestamp": at.isoformat(),
                     "idempotency_key": f"demo-{at:%Y-%m-%d}",
                 }

@@ -38,3 +38,4 @@ handler500 = "config.views.server_error"
 admin.site.site_header = "SubscriptionHub staff"
 admin.site.site_title = "SubscriptionHub"
 admin.site.index_title = "Run the business"
+admin.site.enable_nav_sidebar = False  # the lists need the width at 1280 px; Home lists every model

@@ -286,10 +286,8 @@ class SubscriptionAdmin(CommandDrivenAdmin):
         "price_display",
         "current_period_end",
         "trial_end",
-        "cancel_at_period_end",
         "pending_plan",
-        "created_at",
-    ]
+    ]  # fits a 1280 px window; "cancel at period end" is a filter, the start date the date hierarchy
     list_filter = ["status", "plan", "interval", "cancel_at_period_end", "suspension_reason"]
     search_fields = ["customer__name", "customer__email", "=id"]
     list_select_related = ["customer", "plan", "pending_plan"]

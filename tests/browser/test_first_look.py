@@ -10,7 +10,7 @@ from billing import commands as billing
 from sharedkernel.bus import drain
 from sharedkernel.values import Money
 from subscriptions import commands as subs
-from subscriptions.models import Subscription
+from subscriptions.models import Plan, Subscription
 from tests.browser.conftest import shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -151,6 +151,12 @@ def test_pages_show_one_number_format_aligned_plan_lines_and_tax_rates(page, liv
 
 
 def test_staff_pages_load_nothing_from_elsewhere_and_have_a_staff_navigation(page, live_server, paying_customer):
+    # given a customer whose card is declined (at risk of churning)
+    late, _ = subs.register_customer(name="Late Payer AG", email="late@example.com", currency="EUR", country="FR")
+    drain()
+    billing.update_payment_method(customer_id=str(late.id), token="pm_card_chargeDeclined")
+    subs.subscribe(customer_id=str(late.id), plan_id=str(Plan.objects.get(code="pro-m").id))
+    drain()
     staff = get_user_model().objects.create_superuser("boss", "boss@example.com", "Correct-Horse-42")
     log_in(page, live_server, staff)
     foreign, missing = [], []
@@ -162,6 +168,8 @@ def test_staff_pages_load_nothing_from_elsewhere_and_have_a_staff_navigation(pag
     page.wait_for_load_state("networkidle")
     assert page.locator(".chart svg").count() >= 1
     assert page.request.get("/favicon.ico").ok
+    # the at-risk table names the customer
+    assert "Late Payer AG" in page.inner_text("table.at-risk")
 
     # staff navigation: dashboards and the admin, none of the customer-only pages
     links = page.locator("header.topbar nav a")
