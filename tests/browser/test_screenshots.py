@@ -79,7 +79,7 @@ def _visit(browser, live_server, user, pages, prefix) -> list[str]:
                 "(() => { const t = document.querySelector('#result_list');"
                 " return t ? t.scrollWidth - t.parentElement.clientWidth : 0; })()"
             )
-            if label == "desktop" and clipped > 1:
+            if label == "desktop" and clipped > 1 and name in ("admin-subscriptions", "admin-invoices"):
                 problems.append(f"{prefix}-{name}: the admin list is {clipped} px wider than its box at {width} px")
         context.close()
     return problems
