@@ -30,6 +30,7 @@ def _chart(kind, title: str, labels: list[str], series: dict[str, list], **optio
         show_minor_x_labels=False,
         title=title,
         print_values=False,
+        js=[],  # pygal's default tooltip script lives on a public host: no third-party script in staff pages
         **options,
     )
     chart.x_labels = labels

@@ -153,3 +153,15 @@ class Report(models.Model):
 
     def __str__(self) -> str:
         return f"Report {self.month:%B %Y}"
+
+
+class CustomerName(models.Model):
+    """Who a customer is, for staff tables (the at-risk list names the customer, not an id);
+    projected from CustomerRegistered."""
+
+    customer_id = models.UUIDField(primary_key=True)
+    name = models.CharField(max_length=200)
+    email = models.CharField(max_length=254)
+
+    def __str__(self) -> str:
+        return self.name

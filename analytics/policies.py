@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from analytics.models import MrrMovement, MrrSnapshot, RevenueEntry, SubscriptionView, monthly
+from analytics.models import CustomerName, MrrMovement, MrrSnapshot, RevenueEntry, SubscriptionView, monthly
 from sharedkernel.bulk import bulk_update_rows, insert_rows
 from sharedkernel.bus import LARGE_BATCH, reacts_to
 from sharedkernel.events import DomainEvent
@@ -209,3 +209,16 @@ def project_revenue(events: list[DomainEvent]) -> None:
             )
         )
     RevenueEntry.objects.bulk_create(entries, ignore_conflicts=True)
+
+
+def _reset_customer_names() -> None:
+    CustomerName.objects.all().delete()
+
+
+@reacts_to("subscriptions.CustomerRegistered", replay_safe=True, reset=_reset_customer_names)
+def project_customer_names(event: DomainEvent) -> None:
+    """CustomerRegistered → CustomerName: the name staff tables show for a customer."""
+    p = event.payload
+    CustomerName.objects.update_or_create(
+        customer_id=p["customer_id"], defaults={"name": p["name"], "email": str(p.get("email") or "")}
+    )

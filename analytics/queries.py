@@ -10,7 +10,7 @@ from dateutil.relativedelta import relativedelta
 from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import TruncMonth, TruncQuarter, TruncYear
 
-from analytics.models import MrrMovement, MrrSnapshot, RevenueEntry, SubscriptionView
+from analytics.models import CustomerName, MrrMovement, MrrSnapshot, RevenueEntry, SubscriptionView
 from sharedkernel.values import Money
 
 
@@ -153,4 +153,8 @@ def at_risk(limit: int = 20) -> list[SubscriptionView]:
     live = SubscriptionView.objects.exclude(status="cancelled").filter(
         Q(failed_payments__gt=0) | Q(dunning_level__gt=0) | Q(downgrades__gt=0) | Q(usage_last_period__gt=0)
     )
-    return sorted((v for v in live if v.churn_risk > 0), key=lambda v: -v.churn_risk)[:limit]
+    risky = sorted((v for v in live if v.churn_risk > 0), key=lambda v: -v.churn_risk)[:limit]
+    names = {c.customer_id: c for c in CustomerName.objects.filter(pk__in=[v.customer_id for v in risky])}
+    for view in risky:
+        view.customer = names.get(view.customer_id)  # None for a customer registered before the projection
+    return risky

@@ -968,12 +968,16 @@ def prorate_change(change: PlanChangeFacts, *, cause: Cause) -> Proration | None
         )
     elif proration.credits:
         account = _account(change.customer_id, lock=True)
+        credit, tax = proration.credit_with_tax(_tax_rate_of_period(change))
+        reason = f"Unused time on {change.old_plan_name} after moving to {change.new_plan_name}"
+        if tax.is_positive():
+            reason += f" (including {tax} tax paid on it)"
         uow = UnitOfWork()
         _credit(
             uow,
             account,
-            -proration.net,
-            reason=f"Unused time on {change.old_plan_name} after moving to {change.new_plan_name}",
+            credit,
+            reason=reason,
             source=CreditEntry.Source.PRORATION,
             at=change.changed_at,
             cause=cause,
@@ -981,6 +985,23 @@ def prorate_change(change: PlanChangeFacts, *, cause: Cause) -> Proration | None
         )
         uow.commit()
     return proration
+
+
+def _tax_rate_of_period(change: PlanChangeFacts):
+    """The rate the changed period was invoiced with: that of the subscription's latest issued
+    invoice for the old plan started on or before the change (None when it was not taxed)."""
+    invoice = (
+        Invoice.objects.filter(
+            subscription_id=change.subscription_id,
+            status__in=[InvoiceStatus.FINALIZED, InvoiceStatus.PAID],
+            created_at__lte=change.changed_at,
+        )
+        .exclude(tax_rate=None)
+        .order_by("-created_at")
+        .only("tax_rate")
+        .first()
+    )
+    return invoice.tax_rate if invoice is not None else None
 
 
 def preview_plan_change(*, subscription_id: str, plan_id: str, at: datetime | None = None) -> Proration:
@@ -1058,7 +1079,7 @@ def upcoming_invoice(*, subscription_id: str) -> UpcomingInvoice:
         )
     except TaxUnavailable:
         raise InvalidTransition("Tax cannot be calculated right now; try again shortly.") from None
-    lines.append(LineDraft(LineKind.TAX, tax.name, tax.tax))
+    lines.append(LineDraft(LineKind.TAX, tax.describe(), tax.tax))
     total = subtotal + tax.tax
     credit = min(account.credit(sub.currency), total) if total.is_positive() else Money.zero(sub.currency)
     if credit.is_positive():

@@ -12,7 +12,15 @@ from typing import Protocol
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from billing.values import Jurisdiction, PaymentMethodInfo, PaymentResult, RefundResult, TaxCalculation, TaxUnavailable
+from billing.values import (
+    Jurisdiction,
+    PaymentMethodInfo,
+    PaymentResult,
+    PlanChangeOutlook,
+    RefundResult,
+    TaxCalculation,
+    TaxUnavailable,
+)
 from sharedkernel.values import Money
 
 
@@ -32,6 +40,11 @@ class TaxCalculator(Protocol):
 
     def calculate_many(self, requests: list[tuple[Money, Jurisdiction, bool]]) -> list[TaxCalculation | TaxUnavailable]:
         """Many at once (a bill run); a failure is returned in its place, not raised."""
+
+
+class PlanChangeRules(Protocol):
+    def outlook(self, *, subscription_id: str, plan_id: str) -> PlanChangeOutlook:
+        """What ChangePlan (Subscriptions' rule, not Billing's) would do with this change now."""
 
 
 GATEWAYS = {"sandbox": "billing.acl.payments.SandboxGateway", "stripe": "billing.acl.payments.StripeGateway"}
@@ -54,3 +67,16 @@ def tax_calculator() -> TaxCalculator:
 def reset_adapters() -> None:
     """Forget built adapters (tests switch settings)."""
     _build.cache_clear()
+
+
+_plan_change_rules: list[PlanChangeRules] = []
+
+
+def use_plan_change_rules(rules: PlanChangeRules) -> None:
+    """The composition root (config/apps.py) plugs Subscriptions' plan-change policy in here, so the
+    plan-change page says "refused" or "waits for approval" before the customer confirms."""
+    _plan_change_rules[:] = [rules]
+
+
+def plan_change_rules() -> PlanChangeRules | None:
+    return _plan_change_rules[0] if _plan_change_rules else None

@@ -49,6 +49,18 @@ class Proration:
         """How much is charged or credited (the net without its sign)."""
         return abs(self.net)
 
+    def credit_with_tax(self, tax_rate: Decimal | None) -> tuple[Money, Money]:
+        """A downgrade's credit, tax included: (credit, the tax in it).
+
+        The unused part of the old plan was paid with its tax, and credit pays down later
+        invoices after their tax (tax-inclusive amounts). Crediting only the net would keep
+        the tax of service never delivered, so the credit returns it at the rate the period
+        was invoiced with (None: not taxed, e.g. exempt). See docs/billing.md."""
+        if not self.credits:
+            raise ValueError("Only a proration that credits has a credit.")
+        tax = self.size.times(tax_rate) if tax_rate else Money.zero(self.net.currency)
+        return self.size + tax, tax
+
 
 def _fraction_left(period: InvoicePeriod, at: datetime) -> Decimal:
     total = int((period.end - period.start).total_seconds())

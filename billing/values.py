@@ -153,6 +153,12 @@ class TaxCalculation:
     exempt: bool = False
     exempt_reason: str = ""
 
+    def describe(self) -> str:
+        """The tax line's text, the same on an invoice and on the next-invoice preview: "TVA (20 %)"."""
+        if self.exempt:
+            return f"Tax exempt — {self.exempt_reason}"
+        return f"{self.name} ({self.rate * 100:.3f}".rstrip("0").rstrip(".") + " %)"
+
 
 class TaxUnavailable(Exception):
     """The tax calculator could not answer. Never replaced by a made-up rate."""
@@ -194,3 +200,17 @@ class DunningPlan:
     @property
     def steps(self) -> int:
         return len(self.escalation_offsets)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChangeOutlook:
+    """Subscriptions' answer to "may this subscription change to that plan now?", as Billing's
+    plan-change page needs it: refused (a code and why), waiting for approval, or allowed."""
+
+    refused_code: str = ""
+    message: str = ""
+    needs_approval: bool = False
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.refused_code)

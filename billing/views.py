@@ -10,7 +10,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from billing import commands
+from billing import commands, ports
 from billing.acl.payments import SandboxGateway
 from billing.documents import invoice_pdf
 from billing.models import BilledSubscription, BillingAccount, BillingPlan, Discount, Invoice, Payment
@@ -134,19 +134,37 @@ def change_plan(request, subscription_id):
     sub = _own_subscription(request, subscription_id)
     plans = [p for p in BillingPlan.objects.filter(archived=False) if p.price(sub.currency) is not None]
     chosen = next((p for p in plans if str(p.plan_id) == request.GET.get("plan")), None)
-    preview, refusal = None, None
+    preview, refusal, needs_approval = None, None, False
     if chosen is not None:
-        try:
-            preview = commands.preview_plan_change(
-                subscription_id=str(sub.subscription_id), plan_id=str(chosen.plan_id)
-            )
-        except DomainError as exc:
-            refusal = exc.message
+        # Subscriptions' plan-change policy first: the page says "refused, because…" or "waits for
+        # approval" before a Confirm button, as the command would after it.
+        rules = ports.plan_change_rules()
+        outlook = (
+            rules.outlook(subscription_id=str(sub.subscription_id), plan_id=str(chosen.plan_id)) if rules else None
+        )
+        if outlook is not None and outlook.refused:
+            refusal = outlook.message
+        elif outlook is not None and outlook.needs_approval:
+            needs_approval = True
+        else:
+            try:
+                preview = commands.preview_plan_change(
+                    subscription_id=str(sub.subscription_id), plan_id=str(chosen.plan_id)
+                )
+            except DomainError as exc:
+                refusal = exc.message
     options = [{"plan": p, "price": p.price(sub.currency), "current": p.plan_id == sub.plan_id} for p in plans]
     return render(
         request,
         "billing/change_plan.html",
-        {"sub": sub, "options": options, "chosen": chosen, "preview": preview, "refusal": refusal},
+        {
+            "sub": sub,
+            "options": options,
+            "chosen": chosen,
+            "preview": preview,
+            "refusal": refusal,
+            "needs_approval": needs_approval,
+        },
     )
 
 

@@ -187,19 +187,32 @@ def _billing_configuration() -> None:
     )
 
 
-def _logins(customer_email: str):
-    """A staff login and one customer login whose e-mail is already verified."""
+#: The customer logins the demo prints (all with DEMO_PASSWORD), and what each shows.
+DEMO_LOGINS = {
+    "demo@example.com": "paid invoices (one prorated), a credit, usage with overage, a webhook endpoint, e-mails",
+    "trial@example.com": "a free trial that is still running",
+    "dunning@example.com": "a declined card: a failed invoice in dunning",
+}
+
+
+def _login(email: str):
+    """A customer login whose e-mail is already verified."""
     from allauth.account.models import EmailAddress
 
+    User = get_user_model()
+    user = User.objects.filter(email=email).first()
+    if user is None:
+        user = User.objects.create_user(email, email, DEMO_PASSWORD)
+        EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    return user
+
+
+def _staff_login():
     User = get_user_model()
     staff = User.objects.filter(username="admin").first()
     if staff is None:
         staff = User.objects.create_superuser("admin", "admin@example.com", DEMO_PASSWORD)
-    customer_user = User.objects.filter(email=customer_email).first()
-    if customer_user is None:
-        customer_user = User.objects.create_user(customer_email, customer_email, DEMO_PASSWORD)
-        EmailAddress.objects.create(user=customer_user, email=customer_email, verified=True, primary=True)
-    return staff, customer_user
+    return staff
 
 
 def seed(*, months: int = 6, customers: int = 36, seed_value: int = 7, log=print) -> Seeded:
@@ -214,7 +227,8 @@ def seed(*, months: int = 6, customers: int = 36, seed_value: int = 7, log=print
         plans = _plans(start)
         _billing_configuration()
         result.plans = len(plans)
-        _, demo_user = _logins("demo@example.com")
+        _staff_login()
+        story = _DemoStory(start=start, now=now, plans={p.code: p for p in plans})
         signups = sorted(
             start + timedelta(seconds=rng.randrange(int((now - start).total_seconds()))) for _ in range(customers)
         )
@@ -222,9 +236,10 @@ def seed(*, months: int = 6, customers: int = 36, seed_value: int = 7, log=print
         index = 0
         while day <= now:
             while index < len(signups) and signups[index] <= day:
-                _sign_up(index, signups[index], plans, rng, demo_user if index == len(signups) - 1 else None, result)
+                _sign_up(index, signups[index], plans, rng, None, result)
                 index += 1
-            _act_on_existing(day, rng)
+            story.on(day, result)
+            _act_on_existing(day, rng, spare=story.subscription_ids)
             for name in JOBS:
                 run_job(name, now=day)
             drain()
@@ -270,13 +285,15 @@ def _sign_up(index: int, when: datetime, plans: list[Plan], rng: random.Random, 
         pass
 
 
-def _act_on_existing(day: datetime, rng: random.Random) -> None:
+def _act_on_existing(day: datetime, rng: random.Random, spare: frozenset = frozenset()) -> None:
     """Now and then a customer cancels, schedules a cancellation or changes plan."""
     from subscriptions.models import Subscription
 
     live = list(Subscription.objects.filter(status__in=["active", "trialing"]).select_related("plan"))
     for sub in live:
         roll = rng.random()
+        if str(sub.pk) in spare:
+            continue  # the scripted demo customers follow their own story
         clock = FixedClock(day + timedelta(hours=rng.randrange(1, 20)))
         try:
             if roll < 0.006 and sub.status == "active":
@@ -293,3 +310,118 @@ def _act_on_existing(day: datetime, rng: random.Random) -> None:
                 subs.cancel_subscription(subscription_id=sub.pk, reason="budget cuts", at_period_end=True, clock=clock)
         except DomainError:
             pass
+
+
+class _DemoStory:
+    """The three customers whose logins the demo prints, each with a scripted history that shows
+    what the product does. Everything goes through the real commands, at past moments.
+
+    * demo@example.com (Germany, EUR, card that pays): Pro from the first day, reporting usage
+      over Pro's included API calls every day; an upgrade to Team (a prorated invoice), later a
+      downgrade back to Pro (credit for the unused part), a goodwill credit from staff, and a
+      webhook endpoint that receives its invoice and payment events.
+    * trial@example.com: started a Pro trial a few days ago.
+    * dunning@example.com: subscribed to Starter ten days ago with a card that is declined.
+    """
+
+    def __init__(self, *, start: datetime, now: datetime, plans: dict):
+        self.start, self.now, self.plans = start, now, plans
+        self.demo = None  # (customer, subscription)
+        self.subscription_ids: frozenset = frozenset()
+        self.steps = [
+            (start + timedelta(hours=2), self._demo_signs_up),
+            (start + timedelta(days=45, hours=10), self._demo_upgrades),
+            (start + timedelta(days=110, hours=15), self._demo_downgrades),
+            (now - timedelta(days=10), self._dunning_signs_up),
+            (now - timedelta(days=4), self._trial_signs_up),
+            (now - timedelta(days=2), self._demo_goodwill_credit),
+        ]
+
+    def on(self, day: datetime, result: Seeded) -> None:
+        while self.steps and self.steps[0][0] <= day + timedelta(days=1):
+            when, step = self.steps.pop(0)
+            step(min(when, self.now), result)
+            drain()
+        self._demo_usage(day)
+
+    def _customer(self, email: str, name: str, when: datetime, *, card: str | None, result: Seeded):
+        customer, _ = subs.register_customer(
+            name=name, email=email, currency="EUR", country="DE", user=_login(email), clock=FixedClock(when)
+        )
+        result.customers += 1
+        drain()  # Billing opens the account
+        if card:
+            billing.update_payment_method(customer_id=str(customer.pk), token=card, clock=FixedClock(when))
+        return customer
+
+    def _subscribe(self, customer, code: str, when: datetime, *, trial: bool, result: Seeded):
+        sub = subs.subscribe(
+            customer_id=customer.pk, plan_id=self.plans[code].pk, currency="EUR", trial=trial, clock=FixedClock(when)
+        )
+        result.subscriptions += 1
+        self.subscription_ids = self.subscription_ids | {str(sub.pk)}
+        return sub
+
+    def _demo_signs_up(self, when: datetime, result: Seeded) -> None:
+        from notifications import commands as notifications
+
+        customer = self._customer("demo@example.com", "Demo Company GmbH", when, card="pm_card_visa", result=result)
+        # The demo receiver is this machine's discard port: every attempt is refused at once (no
+        # network), so the endpoint shows deliveries, their attempts and the retry schedule.
+        previous = getattr(settings, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+        settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+        try:
+            notifications.register_endpoint(
+                url="http://127.0.0.1:9/demo-webhooks",
+                events=["billing.InvoiceFinalized", "billing.PaymentSucceeded", "subscriptions.PlanChanged"],
+                customer_id=str(customer.pk),
+            )
+        finally:
+            settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = previous
+        sub = self._subscribe(customer, "pro-monthly", when, trial=False, result=result)
+        self.demo = (customer, sub)
+
+    def _demo_usage(self, day: datetime) -> None:
+        """About 3,600 API calls a day: roughly 108,000 a month against Pro's 100,000 included."""
+        from subscriptions.usage import record_usage
+
+        if self.demo is None:
+            return
+        at = day.replace(hour=12, minute=0, second=0)
+        if at > self.now:
+            return
+        record_usage(
+            [
+                {
+                    "subscription": str(self.demo[1].pk),
+                    "metric": "api_calls",
+                    "quantity": 3_400 + (day.toordinal() * 37) % 400,
+                    "timestamp": at.isoformat(),
+                    "idempotency_key": f"demo-{at:%Y-%m-%d}",
+                }
+            ]
+        )
+
+    def _demo_upgrades(self, when: datetime, result: Seeded) -> None:
+        subs.change_plan(subscription_id=self.demo[1].pk, plan_id=self.plans["team-monthly"].pk, clock=FixedClock(when))
+
+    def _demo_downgrades(self, when: datetime, result: Seeded) -> None:
+        subs.change_plan(subscription_id=self.demo[1].pk, plan_id=self.plans["pro-monthly"].pk, clock=FixedClock(when))
+
+    def _demo_goodwill_credit(self, when: datetime, result: Seeded) -> None:
+        billing.grant_credit(
+            customer_id=str(self.demo[0].pk),
+            amount=Money("25.00", "EUR"),
+            reason="Goodwill for last week's API slowdown",
+            clock=FixedClock(when),
+        )
+
+    def _dunning_signs_up(self, when: datetime, result: Seeded) -> None:
+        customer = self._customer(
+            "dunning@example.com", "Late Payer AG", when, card="pm_card_chargeDeclined", result=result
+        )
+        self._subscribe(customer, "starter-monthly", when, trial=False, result=result)
+
+    def _trial_signs_up(self, when: datetime, result: Seeded) -> None:
+        customer = self._customer("trial@example.com", "Trying Things UG", when, card="pm_card_visa", result=result)
+        self._subscribe(customer, "pro-monthly", when, trial=True, result=result)

@@ -43,6 +43,7 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://localhost:8000,http://127.0.0.1:8000")
 SITE_URL = os.environ.get("SITE_URL", "http://localhost:8000").rstrip("/")
+SITE_NAME = os.environ.get("SITE_NAME", "SubscriptionHub")  # in e-mails ("Hello from …") and page titles
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -99,6 +100,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            "builtins": ["sharedkernel.templatetags.formatting"],  # |money and |number everywhere
         },
     }
 ]

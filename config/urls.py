@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from config import views
@@ -16,6 +18,8 @@ api_v1 = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", healthz, name="healthz"),
+    # browsers ask for /favicon.ico on pages that name no icon (the admin, the API docs)
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("app/", include("subscriptions.urls")),
@@ -34,3 +38,4 @@ handler500 = "config.views.server_error"
 admin.site.site_header = "SubscriptionHub staff"
 admin.site.site_title = "SubscriptionHub"
 admin.site.index_title = "Run the business"
+admin.site.enable_nav_sidebar = False  # the lists need the width at 1280 px; Home lists every model

@@ -12,7 +12,9 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect, render
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 
 from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each
 from sharedkernel.errors import DomainError
@@ -280,16 +282,14 @@ class ChangePlanForm(forms.Form):
 @admin.register(Subscription)
 class SubscriptionAdmin(CommandDrivenAdmin):
     list_display = [
-        "customer",
+        "customer_name",
         "plan",
         "status_badge",
         "price_display",
-        "current_period_end",
-        "trial_end",
-        "cancel_at_period_end",
+        "period_ends",
+        "trial_ends",
         "pending_plan",
-        "created_at",
-    ]
+    ]  # fits a 1280 px window; "cancel at period end" is a filter, the start date the date hierarchy
     list_filter = ["status", "plan", "interval", "cancel_at_period_end", "suspension_reason"]
     search_fields = ["customer__name", "customer__email", "=id"]
     list_select_related = ["customer", "plan", "pending_plan"]
@@ -356,6 +356,18 @@ class SubscriptionAdmin(CommandDrivenAdmin):
             "opts": self.model._meta,
         }
         return render(request, "admin/subscriptions/subscription_add.html", context)
+
+    @admin.display(description="customer", ordering="customer__name")
+    def customer_name(self, sub):
+        return format_html("{}<br><small>{}</small>", sub.customer.name, sub.customer.email)
+
+    @admin.display(description="period ends", ordering="current_period_end")
+    def period_ends(self, sub):
+        return date_format(localtime(sub.current_period_end), "M j, Y") if sub.current_period_end else "—"
+
+    @admin.display(description="trial ends", ordering="trial_end")
+    def trial_ends(self, sub):
+        return date_format(localtime(sub.trial_end), "M j, Y") if sub.trial_end else "—"
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, sub):

@@ -22,6 +22,7 @@ from subscriptions.rules import (
     AlreadySubscribed,
     CurrencyNotOffered,
     NoPendingPlanChange,
+    PlanChangeDecision,
     PlanChangePolicy,
     PlanOption,
     PlanUnavailable,
@@ -682,15 +683,8 @@ class Subscription(AggregateRoot):
     ) -> bool:
         """ChangePlan under PlanChangePolicy. Returns False when the change waits for
         staff approval (PlanChangeRequested) and True when it happened (PlanChanged)."""
-        if self.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
-            raise InvalidTransition(f"Only an active or trialing subscription can change plans (it is {self.status}).")
-        if target.archived:
-            raise PlanUnavailable(f"The {target.name} plan is no longer offered.")
-        current = PlanOption(str(self.plan_id), self.plan.plan_tier, BillingInterval(self.interval), self.price)
+        decision = self.decide_plan_change(target=target, policy=policy, approved_by_staff=approved_by_staff)
         wanted = target.option(self.currency)
-        decision = policy.decide(
-            current=current, target=wanted, trialing=self.trialing, approved_by_staff=approved_by_staff
-        )
         if decision.needs_approval:
             self.pending_plan = target
             self.record(
@@ -719,6 +713,23 @@ class Subscription(AggregateRoot):
             at=at,
         )
         return True
+
+    def decide_plan_change(
+        self, *, target: Plan, policy: PlanChangePolicy, approved_by_staff: bool = False
+    ) -> PlanChangeDecision:
+        """What :meth:`change_plan` would do, without doing it: raises the DomainError that would
+        refuse it, or says whether it waits for approval (the plan-change page asks this first)."""
+        if self.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
+            raise InvalidTransition(f"Only an active or trialing subscription can change plans (it is {self.status}).")
+        if target.archived:
+            raise PlanUnavailable(f"The {target.name} plan is no longer offered.")
+        current = PlanOption(str(self.plan_id), self.plan.plan_tier, BillingInterval(self.interval), self.price)
+        return policy.decide(
+            current=current,
+            target=target.option(self.currency),
+            trialing=self.trialing,
+            approved_by_staff=approved_by_staff,
+        )
 
     def approve_plan_change(self, *, at: datetime, policy: PlanChangePolicy) -> None:
         if self.pending_plan is None:

@@ -14,10 +14,12 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from sharedkernel.clock import clock_for
+from sharedkernel.errors import DomainError
 from sharedkernel.lineage import lineage
 from sharedkernel.models import StoredEvent
 from sharedkernel.values import Money
 from subscriptions.models import Customer, Plan, PlanPrice, Subscription, SubscriptionStatus, UsageCounter
+from subscriptions.rules import PlanChangePolicy
 from subscriptions.values import PlanTier, TrialDuration
 
 
@@ -136,3 +138,26 @@ def timeline(sub: Subscription) -> QuerySet[StoredEvent]:
     periods = sub.usage_periods.values_list("pk", flat=True)
     related = [*(("UsageCounter", str(pk)) for pk in counters), *(("UsagePeriod", str(pk)) for pk in periods)]
     return StoredEvent.objects.filter(position__in=lineage(str(sub.pk), related=related)).order_by("position")
+
+
+@dataclass(frozen=True)
+class PlanChangeOutlook:
+    """What ChangePlan would do now: refused (``refused_code`` and why), waiting for staff
+    approval, or changed at once. The same aggregate method and policy the command runs."""
+
+    refused_code: str = ""
+    message: str = ""
+    needs_approval: bool = False
+    direction: str = ""
+
+
+def plan_change_outlook(*, subscription_id: str, plan_id: str) -> PlanChangeOutlook:
+    sub = Subscription.objects.select_related("plan").filter(pk=subscription_id).first()
+    target = Plan.objects.prefetch_related("price_rows").filter(pk=plan_id).first()
+    if sub is None or target is None:
+        return PlanChangeOutlook(refused_code="not_found", message="No such subscription or plan.")
+    try:
+        decision = sub.decide_plan_change(target=target, policy=PlanChangePolicy())
+    except DomainError as exc:
+        return PlanChangeOutlook(refused_code=exc.code, message=exc.message)
+    return PlanChangeOutlook(needs_approval=decision.needs_approval, direction=decision.direction.value)

@@ -265,11 +265,7 @@ class Invoice(AggregateRoot):
             raise InvalidTransition(f"Tax of invoice {self} is already calculated.")
         if calculation.tax.currency != self.currency:
             raise InvalidTransition("Tax is in the invoice's currency.")
-        if calculation.exempt:
-            description = f"Tax exempt — {calculation.exempt_reason}"
-        else:
-            description = f"{calculation.name} ({calculation.rate * 100:.3f}".rstrip("0").rstrip(".") + " %)"
-        self._append(LineDraft(LineKind.TAX, description, calculation.tax))
+        self._append(LineDraft(LineKind.TAX, calculation.describe(), calculation.tax))
         self.tax_calculated = True
         self.tax_rate = calculation.rate
         self.tax_jurisdiction = calculation.jurisdiction

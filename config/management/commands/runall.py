@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 from django.conf import settings
 from django.core.management import call_command
@@ -31,6 +33,12 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--no-demo", action="store_true", help="Do not load demo data.")
         parser.add_argument("--workers", type=int, default=2, help="Celery worker processes.")
+        parser.add_argument(
+            "--health-timeout",
+            type=float,
+            default=120.0,
+            help="Seconds to wait for /healthz (database, broker, beat's first heartbeat) before the banner.",
+        )
 
     def handle(self, *args, **options):
         call_command("migrate", interactive=False, verbosity=0)
@@ -79,18 +87,25 @@ class Command(BaseCommand):
         for name, child in children.items():
             threading.Thread(target=self._echo, args=(name, child), daemon=True).start()
         url = f"http://{address}"
+        stopping = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+        health = self._wait_until_healthy(url, children, stopping, timeout=options["health_timeout"])
+        logins = "".join(
+            f"  {'Customer pages:' if i == 0 else '':<17}{url + '/app/' if i == 0 else '':<30}"
+            f"login {email} / {demo.DEMO_PASSWORD}  ({what})\n"
+            for i, (email, what) in enumerate(demo.DEMO_LOGINS.items())
+        )
         self.stdout.write(
-            self.style.SUCCESS(
+            (self.style.SUCCESS if health == "ok" else self.style.WARNING)(
                 f"\nSubscriptionHub is running on {url}  (database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
                 f"broker: {settings.CELERY_BROKER_URL.split(':', 1)[0]})\n"
-                f"  Staff admin:     {url}/admin/      login admin / {demo.DEMO_PASSWORD}\n"
-                f"  Customer pages:  {url}/app/        login demo@example.com / {demo.DEMO_PASSWORD}\n"
+                f"  Staff admin:     {url + '/admin/':<30}login admin / {demo.DEMO_PASSWORD}\n"
+                f"{logins}"
                 f"  API docs:        {url}/api/docs/\n"
-                f"  Health:          {url}/healthz\n"
+                f"  Health:          {url}/healthz  ({health})\n"
                 "Press Ctrl-C to stop.\n"
             )
         )
-        stopping = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopping.set())
         try:
             while not stopping.is_set():
@@ -109,6 +124,25 @@ class Command(BaseCommand):
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+    def _wait_until_healthy(self, url: str, children: dict, stopping: threading.Event, *, timeout: float) -> str:
+        """Poll /healthz until it answers 200, so the banner never announces a system that is not
+        ready yet (beat's first heartbeat arrives a few seconds after its start)."""
+        deadline = time.monotonic() + timeout
+        last = "not answering"
+        while time.monotonic() < deadline and not stopping.is_set():
+            if any(child.poll() is not None for child in children.values()):
+                return "a process exited"
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:
+                    if response.status == 200:
+                        return "ok"
+            except urllib.error.HTTPError as exc:
+                last = exc.read().decode(errors="replace")[:300]
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.5)
+        return f"not healthy yet: {last}"
 
     def _echo(self, name: str, child: subprocess.Popen) -> None:
         for line in child.stdout:
