@@ -253,6 +253,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "sharedkernel.api.errors.api_exception_handler",
+    "DEFAULT_METADATA_CLASS": "sharedkernel.api.metadata.ApiMetadata",  # OPTIONS without fetching an object
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
