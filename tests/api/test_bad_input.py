@@ -339,3 +339,21 @@ def test_test_clock_horizon_is_a_setting(staff, settings):
     advance = f"/api/v1/test-clocks/{clock['id']}/advance/"
     assert error(staff.post(advance, {"to": "2025-01-12T00:00:00Z"}, format="json"), 400)["details"]["to"]
     assert staff.post(advance, {"to": "2025-01-11T00:00:00Z"}, format="json").status_code == 200
+
+
+def test_signing_up_with_an_address_staff_registered_makes_no_second_customer(staff, client):
+    from allauth.account.models import EmailAddress, EmailConfirmationHMAC
+
+    from subscriptions.models import SignupProfile
+
+    assert staff.post("/api/v1/customers/", _customer_body("grace@example.com"), format="json").status_code == 201
+    user = get_user_model().objects.create_user(username="grace", email="Grace@example.com", password="pw-Grace-12345")
+    SignupProfile.objects.create(user=user, name="Grace", currency="USD", country="US")
+    address = EmailAddress.objects.create(user=user, email="Grace@example.com", primary=True, verified=False)
+
+    response = client.post(f"/accounts/confirm-email/{EmailConfirmationHMAC(address).key}/", follow=True)
+
+    assert response.status_code == 200
+    assert "already exists" in response.content.decode()
+    assert Customer.objects.filter(email__iexact="grace@example.com").count() == 1
+    assert not Customer.objects.filter(user=user).exists()
