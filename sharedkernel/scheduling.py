@@ -112,6 +112,9 @@ def advance_test_clock(test_clock_id: str, to: datetime) -> TestClock:
     Jobs run in time order: if a renewal at day 30 fails a payment whose retry
     is due an hour later, the retry runs at that hour, before anything due
     later. Returns once the whole chain of consequences has been handled.
+
+    Refused before anything runs (the clock stays ``ready``): a target not later than the
+    clock, more than TEST_CLOCK_MAX_ADVANCE ahead of it, or past LATEST_TEST_TIME.
     """
     if to.tzinfo is None:
         raise InvalidInput("The target time needs a timezone offset.", details={"to": "naive datetime"})

@@ -1,7 +1,9 @@
 """Every API error has one shape: {"error": {"code", "message", "details"}}.
 
-400 invalid input (details name the fields), 401, 403, 404, 409 when a domain
-rule refuses a command (its code), 429 throttled. Never a 500 for bad input.
+400 invalid input (details name the fields; also JSON nested too deeply to read),
+401, 403, 404, 409 when a domain rule refuses a command (its code), 413 a body over
+DATA_UPLOAD_MAX_MEMORY_SIZE, 429 throttled. Never a 500 for bad input
+(docs/api-input.md lists the rules and bounds).
 """
 
 from __future__ import annotations
