@@ -17,6 +17,7 @@ a new transaction — see the payments section, ``calculate_tax_many`` and
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -245,8 +246,11 @@ def _credit(
     cause: Cause,
     subscription_id=None,
     invoice_id=None,
+    billed_in=None,
 ) -> None:
-    balance = account.add_credit(amount, reason=reason, source=source, at=at, subscription_id=subscription_id)
+    balance = account.add_credit(
+        amount, reason=reason, source=source, at=at, subscription_id=subscription_id, billed_in=billed_in
+    )
     uow.touch(account, cause)
     uow.rows.append(
         CreditEntry(
@@ -265,7 +269,8 @@ def _credit(
 
 @command
 def grant_credit(*, customer_id: str, amount: Money, reason: str, clock: Clock | None = None) -> Money:
-    """ApplyCredit (staff): returns the new balance in that currency."""
+    """ApplyCredit (staff): returns the new balance in that currency. Refused with
+    ``currency_mismatch`` in a currency the customer is not billed in (BillingAccount.add_credit)."""
     if not amount.is_positive():
         raise InvalidInput("A credit is a positive amount.", details={"amount": "must be positive"})
     if not (reason or "").strip():
@@ -273,7 +278,21 @@ def grant_credit(*, customer_id: str, amount: Money, reason: str, clock: Clock |
     account = _account(customer_id, lock=True)
     uow = UnitOfWork()
     at = (clock or clock_for(account.test_clock_id)).now()
-    _credit(uow, account, amount, reason=reason, source=CreditEntry.Source.GRANT, at=at, cause=current_cause())
+    billed_in = set(
+        BilledSubscription.objects.filter(customer_id=account.customer_id)
+        .exclude(status="cancelled")
+        .values_list("currency", flat=True)
+    )
+    _credit(
+        uow,
+        account,
+        amount,
+        reason=reason,
+        source=CreditEntry.Source.GRANT,
+        at=at,
+        cause=current_cause(),
+        billed_in=billed_in,
+    )
     uow.commit()
     return account.credit(amount.currency)
 
@@ -1009,6 +1028,10 @@ def preview_plan_change(*, subscription_id: str, plan_id: str, at: datetime | No
     sub = BilledSubscription.objects.filter(pk=subscription_id).first()
     if sub is None:
         raise NotFound("No such subscription.")
+    try:
+        plan_id = uuid.UUID(str(plan_id))
+    except ValueError:
+        raise InvalidInput("The plan is a plan id (a UUID).", details={"plan": "not a plan id"}) from None
     plan = BillingPlan.objects.filter(pk=plan_id).first()
     if plan is None:
         raise InvalidInput("No such plan.", details={"plan": "does not exist"})

@@ -181,6 +181,9 @@ OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 200)
 # test's drain (unit tests of policies run without any broker).
 EVENT_DISPATCH = os.environ.get("EVENT_DISPATCH", "celery")
 TEST_CLOCK_SETTLE_TIMEOUT = env_int("TEST_CLOCK_SETTLE_TIMEOUT", 120)
+# How far one advance may move a test clock (and how far past real time a clock may start):
+# a bounded horizon is refused up front instead of running renewals for minutes.
+TEST_CLOCK_MAX_ADVANCE = timedelta(days=env_int("TEST_CLOCK_MAX_ADVANCE_DAYS", 3 * 366))
 # A gateway, tax, SMTP or webhook call while a database transaction is open (sharedkernel.outside):
 # "raise" under tests and DEBUG, "log" (an error line) in production.
 OUTSIDE_TRANSACTION_CHECK = os.environ.get("OUTSIDE_TRANSACTION_CHECK", "raise" if DEBUG or TESTING else "log")
@@ -263,6 +266,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "sharedkernel.api.schema.ApiSchema",
     "EXCEPTION_HANDLER": "sharedkernel.api.errors.api_exception_handler",
+    "DEFAULT_METADATA_CLASS": "sharedkernel.api.metadata.ApiMetadata",  # OPTIONS without fetching an object
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",

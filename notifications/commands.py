@@ -36,6 +36,11 @@ def register_endpoint(*, url: str, events: list[str], customer_id=None) -> Webho
         webhooks.check_url(url)
     except webhooks.UnsafeUrl as exc:
         raise InvalidInput(str(exc), details={"url": "not allowed"}) from None
+    if events is not None and not events:
+        raise InvalidInput(
+            'Name the event types to receive, or ["*"] for all; an empty list would receive nothing.',
+            details={"events": "empty"},
+        )
     events = list(dict.fromkeys(events or ["*"]))
     unknown = [e for e in events if e != "*" and (e not in EVENT_CLASSES or not EVENT_CLASSES[e].public)]
     if unknown:

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -106,6 +106,18 @@ def run_job(name: str, *, now: datetime | None = None, test_clock_id: str | None
     return handled
 
 
+#: No test clock goes past this: periods, retries and reports computed from a clock near the
+#: calendar's end (year 9999) would overflow.
+LATEST_TEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def check_test_time(moment: datetime, *, field: str) -> None:
+    if moment >= LATEST_TEST_TIME:
+        raise InvalidInput(
+            f"A test clock stays before {LATEST_TEST_TIME:%Y-%m-%d}.", details={field: "too far in the future"}
+        )
+
+
 class ClockBusy(DomainError):
     code = "test_clock_advancing"
 
@@ -133,9 +145,14 @@ def advance_test_clock(test_clock_id: str, to: datetime) -> TestClock:
     Jobs run in time order: if a renewal at day 30 fails a payment whose retry
     is due an hour later, the retry runs at that hour, before anything due
     later. Returns once the whole chain of consequences has been handled.
+
+    Refused before anything runs (the clock stays ``ready``): a target not later than the
+    clock, more than TEST_CLOCK_MAX_ADVANCE ahead of it, or past LATEST_TEST_TIME.
     """
     if to.tzinfo is None:
         raise InvalidInput("The target time needs a timezone offset.", details={"to": "naive datetime"})
+    check_test_time(to, field="to")
+    horizon = settings.TEST_CLOCK_MAX_ADVANCE
     with transaction.atomic():
         clock = TestClock.objects.select_for_update().get(pk=test_clock_id)
         if clock.status == TestClock.Status.ADVANCING:
@@ -144,6 +161,11 @@ def advance_test_clock(test_clock_id: str, to: datetime) -> TestClock:
             raise InvalidInput(
                 "A test clock only moves forward.",
                 details={"to": f"must be later than {clock.frozen_time.isoformat()}"},
+            )
+        if to - clock.frozen_time > horizon:
+            raise InvalidInput(
+                f"A test clock moves at most {horizon.days} days per advance; advance it in steps.",
+                details={"to": f"at most {(clock.frozen_time + horizon).isoformat()}"},
             )
         TestClock.objects.filter(pk=test_clock_id).update(status=TestClock.Status.ADVANCING)
     scope = str(test_clock_id)

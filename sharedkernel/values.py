@@ -11,6 +11,7 @@ never sneak in.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
@@ -50,6 +51,73 @@ def is_currency(code: str) -> bool:
     except UnknownCurrency:
         return False
     return True
+
+
+# -- reading amounts a client sent -------------------------------------------------------
+
+#: At most this many digits before the decimal point in an amount from outside (10^12 - 1
+#: is far above any price, and its minor units fit a 64-bit column for every currency).
+MAX_INTEGER_DIGITS = 12
+#: Unit rates (price per unit of usage) may be finer than the currency's minor unit.
+RATE_DECIMALS = 6
+_CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+
+
+class AmountRefused(ValueError):
+    """An amount or currency from outside is not in the one accepted shape.
+
+    ``field`` is ``"amount"`` or ``"currency"``; the message is a sentence for the client.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def parse_currency(code: object) -> str:
+    """An upper-case ISO 4217 code the system bills in, exactly as sent ("usd" is refused)."""
+    if not isinstance(code, str) or not _CURRENCY_CODE.fullmatch(code):
+        raise AmountRefused("currency", "The currency is a three-letter upper-case ISO 4217 code, e.g. USD.")
+    if not is_currency(code):
+        raise AmountRefused("currency", f"{code} is not a currency SubscriptionHub bills in.")
+    return code
+
+
+def parse_amount(text: object, currency: str, *, allow_negative: bool = False, decimals: int | None = None) -> Decimal:
+    """The one strict reading of an amount a client sent, as API.md states it.
+
+    A plain decimal string: ASCII digits, at most :data:`MAX_INTEGER_DIGITS` before the
+    point, at most ``decimals`` after it (default: the currency's minor digits), a leading
+    ``-`` only with ``allow_negative``; no exponent, spaces, ``+``, ``_`` or other digits.
+    ``currency`` must already be a valid code (see :func:`parse_currency`).
+    """
+    places = minor_digits(currency) if decimals is None else decimals
+    if isinstance(text, float):
+        raise AmountRefused("amount", "Send the amount as a decimal string, not a number, so no precision is lost.")
+    if not isinstance(text, str):
+        raise AmountRefused("amount", 'The amount is a decimal string, e.g. "49.99".')
+    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+    whole, point, fraction = digits.partition(".")
+    if not (_ascii_digits(whole) and (not point or _ascii_digits(fraction))):
+        raise AmountRefused(
+            "amount",
+            "The amount is a plain decimal string of ASCII digits with an optional point "
+            '(no exponent, spaces, "+" or "_"), e.g. "49.99".',
+        )
+    if sign and not allow_negative:
+        raise AmountRefused("amount", "The amount must not be negative.")
+    if len(whole) > MAX_INTEGER_DIGITS:
+        raise AmountRefused("amount", f"The amount has at most {MAX_INTEGER_DIGITS} digits before the point.")
+    if len(fraction) > places:
+        what = "A unit rate" if decimals is not None else "An amount"
+        allowed = f"at most {places} decimals" if places else "no decimals"
+        raise AmountRefused("amount", f"{what} in {currency} has {allowed}.")
+    return Decimal(text)
+
+
+def _ascii_digits(part: str) -> bool:
+    return bool(part) and part.isascii() and part.isdigit()
 
 
 def _exponent(currency: str) -> Decimal:
@@ -99,6 +167,12 @@ class Money:
         object.__setattr__(self, "currency", code)
 
     # -- construction -------------------------------------------------------
+    @classmethod
+    def parse(cls, amount: object, currency: object, *, allow_negative: bool = False) -> Money:
+        """Money from a client's ``amount`` and ``currency``, read strictly (:func:`parse_amount`)."""
+        code = parse_currency(currency)
+        return cls(parse_amount(amount, code, allow_negative=allow_negative), code)
+
     @classmethod
     def rounded(cls, amount: Decimal | int | str, currency: str) -> Money:
         return cls(round_half_up(_to_decimal(amount), currency.upper()), currency)

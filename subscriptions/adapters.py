@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from allauth.account.adapter import DefaultAccountAdapter
+from django.contrib import messages
 
 from sharedkernel.outside import ensure_outside_transaction
 from subscriptions import commands
@@ -21,12 +22,18 @@ class AccountAdapter(DefaultAccountAdapter):
         if confirmed and not Customer.objects.filter(user=user).exists():
             profile = SignupProfile.objects.filter(user=user).first()
             if profile is not None:
-                commands.register_customer(
-                    name=profile.name,
-                    email=email_address.email,
-                    currency=profile.currency,
-                    country=profile.country,
-                    region=profile.region,
-                    user=user,
-                )
+                try:
+                    commands.register_customer(
+                        name=profile.name,
+                        email=email_address.email,
+                        currency=profile.currency,
+                        country=profile.country,
+                        region=profile.region,
+                        user=user,
+                    )
+                except commands.EmailTaken:  # staff registered this address already (API or admin)
+                    messages.error(
+                        request,
+                        "A customer account with this e-mail address already exists; ask us to link it to your login.",
+                    )
         return confirmed

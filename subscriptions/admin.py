@@ -7,8 +7,6 @@ are never editable fields.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect, render
@@ -18,7 +16,7 @@ from django.utils.timezone import localtime
 
 from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each
 from sharedkernel.errors import DomainError
-from sharedkernel.values import Money, UnknownCurrency
+from sharedkernel.values import Money
 from subscriptions import commands
 from subscriptions.models import (
     Customer,
@@ -40,8 +38,8 @@ def _parse_money_lines(text: str, field: str) -> list[Money]:
     for line in filter(None, (line.strip() for line in text.splitlines())):
         try:
             amount, currency = line.split()
-            prices.append(Money(Decimal(amount), currency))
-        except (ValueError, ArithmeticError, UnknownCurrency):
+            prices.append(Money.parse(amount, currency))
+        except ValueError:  # AmountRefused: the API's strict reading (docs/api-input.md)
             raise forms.ValidationError({field: f"“{line}” is not “<amount> <CURRENCY>”, e.g. 49.00 USD."}) from None
     return prices
 

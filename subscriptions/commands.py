@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import QuerySet
 from rest_framework.authtoken.models import Token
 
@@ -20,10 +21,10 @@ from sharedkernel.bus import LARGE_BATCH
 from sharedkernel.clock import Clock, clock_for
 from sharedkernel.commands import command
 from sharedkernel.correlation import Cause, current_cause, new_correlation_id
-from sharedkernel.errors import ConcurrentUpdate, InvalidInput, NotFound
+from sharedkernel.errors import ConcurrentUpdate, DomainError, InvalidInput, NotFound
 from sharedkernel.eventstore import append_batch, save_and_publish
 from sharedkernel.models import CustomerLogin, TestClock
-from sharedkernel.values import Money, UnknownCurrency
+from sharedkernel.values import EmailAddress, Money, UnknownCurrency
 from subscriptions import usage
 from subscriptions.models import (
     LIVE_STATUSES,
@@ -43,6 +44,10 @@ plan_change_policy = PlanChangePolicy()
 # -- customers ---------------------------------------------------------------------
 
 
+class EmailTaken(DomainError):
+    code = "email_taken"
+
+
 @command
 def register_customer(
     *,
@@ -58,7 +63,22 @@ def register_customer(
     clock: Clock | None = None,
 ) -> tuple[Customer, str | None]:
     """RegisterCustomer → CustomerRegistered. With ``with_api_key`` a login is made
-    for the customer and its API key returned (shown once)."""
+    for the customer and its API key returned (shown once).
+
+    One customer per e-mail address, compared case-insensitively (sign-up promises it):
+    a second registration is refused with ``email_taken`` before anything is written.
+    """
+    try:
+        address = EmailAddress(email).value
+    except ValueError as exc:
+        raise InvalidInput(str(exc), details={"email": "invalid"}) from None
+    if connection.vendor == "postgresql":  # two registrations of one address: the second waits, then sees the first
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(lower(%s)))", [address])
+    if Customer.objects.filter(email__iexact=address).exists():
+        raise EmailTaken(
+            "A customer with this e-mail address is already registered.", details={"email": "already registered"}
+        )
     test_clock = None
     if test_clock_id:
         test_clock = TestClock.objects.filter(pk=test_clock_id).first()
@@ -68,7 +88,7 @@ def register_customer(
     api_key = None
     if with_api_key and user is None:
         user = get_user_model().objects.create_user(
-            username=f"customer-{secrets.token_hex(8)}", email=email, password=None
+            username=f"customer-{secrets.token_hex(8)}", email=address, password=None
         )
         api_key = Token.objects.create(user=user).key
     try:

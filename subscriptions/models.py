@@ -28,7 +28,7 @@ from subscriptions.rules import (
     PlanUnavailable,
     TrialNotAvailable,
 )
-from subscriptions.values import BillingInterval, PlanTier, SubscriptionPeriod, TrialDuration
+from subscriptions.values import MAX_QUANTITY, BillingInterval, PlanTier, SubscriptionPeriod, TrialDuration
 
 # -- customers ---------------------------------------------------------------------
 
@@ -291,6 +291,8 @@ class Plan(AggregateRoot):
         for metric, quantity in included_usage.items():
             if not metric.replace("_", "").isalnum() or not isinstance(quantity, int) or quantity < 0:
                 problems["included_usage"] = "metric_name → non-negative whole quantity."
+            elif quantity > MAX_QUANTITY:
+                problems["included_usage"] = f"{metric!r}: at most {MAX_QUANTITY:,} included per period."
         for metric, rates in overage_rates.items():
             if metric not in included_usage:
                 problems["overage_rates"] = f"{metric!r} has an overage rate but no included quantity."

@@ -40,7 +40,7 @@ from subscriptions.models import (
     UsagePeriod,
     UsageRecord,
 )
-from subscriptions.values import BillingInterval, SubscriptionPeriod
+from subscriptions.values import MAX_QUANTITY, BillingInterval, SubscriptionPeriod
 
 MAX_BATCH = 1000
 THRESHOLDS = (80, 100)
@@ -165,6 +165,9 @@ def _parse(index: int, raw, result: IngestResult):
         return None
     if quantity < 0:
         result.refuse(index, "quantity", "negative", "quantity must not be negative.")
+        return None
+    if quantity > MAX_QUANTITY:
+        result.refuse(index, "quantity", "too_large", f"quantity is at most {MAX_QUANTITY:,} per record.")
         return None
     try:
         at = datetime.fromisoformat(str(stamp))

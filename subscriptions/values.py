@@ -103,6 +103,12 @@ class TrialDuration:
         return int(-(-seconds // 86400))
 
 
+#: The largest usage quantity anywhere: one record, or a plan's included quantity of a metric.
+#: A batch of 1,000 records at the bound still sums below 2^63 (the counters' BIGINT), and
+#: the bound is far above any real meter reading. docs/api-input.md states it.
+MAX_QUANTITY = 10**15
+
+
 @dataclass(frozen=True, slots=True)
 class UsageQuota:
     """Included quantity of a metric per period, with the thresholds that are announced."""

@@ -8,6 +8,7 @@ needs from them (prices, periods, status), kept up to date by policies.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 
 from django.db import models
@@ -127,9 +128,26 @@ class BillingAccount(AggregateRoot):
         return Money.from_minor(int(self.credit_minor.get(currency, 0)), currency)
 
     def add_credit(
-        self, amount: Money, *, reason: str, source: str, at: datetime, subscription_id: str | None = None
+        self,
+        amount: Money,
+        *,
+        reason: str,
+        source: str,
+        at: datetime,
+        subscription_id: str | None = None,
+        billed_in: Collection[str] | None = None,
     ) -> Money:
-        """ApplyCredit: the amount pays down the next invoices in that currency."""
+        """ApplyCredit: the amount pays down the next invoices in that currency.
+
+        ``billed_in`` (a grant by staff): the currencies the customer is billed in besides the
+        account's own; a credit in any other currency could never be used, so it is refused.
+        """
+        if billed_in is not None and amount.currency not in {self.currency, *billed_in}:
+            raise CurrencyMismatch(
+                f"The customer is billed in {', '.join(sorted({self.currency, *billed_in}))}, "
+                f"not {amount.currency}; a credit in {amount.currency} could never be used.",
+                details={"amount": {"currency": f"not a currency the customer is billed in: {amount.currency}"}},
+            )
         if not amount.is_positive():
             raise InvalidTransition("A credit is a positive amount.")
         if not reason.strip():

@@ -113,7 +113,9 @@ class EndpointViewSet(
 
     class EndpointInput(serializers.Serializer):
         url = serializers.URLField(max_length=500)
-        events = serializers.ListField(child=serializers.CharField(max_length=100), default=["*"])
+        events = serializers.ListField(
+            child=serializers.CharField(max_length=100), default=["*"], allow_empty=False, max_length=100
+        )
         customer = serializers.UUIDField(required=False, allow_null=True)
 
     def get_queryset(self):

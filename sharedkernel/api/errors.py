@@ -1,14 +1,17 @@
 """Every API error has one shape: {"error": {"code", "message", "details"}}.
 
-400 invalid input (details name the fields), 401, 403, 404, 409 when a domain
-rule refuses a command (its code), 429 throttled. Never a 500 for bad input.
+400 invalid input (details name the fields; also JSON nested too deeply to read),
+401, 403, 404, 409 when a domain rule refuses a command (its code), 413 a body over
+DATA_UPLOAD_MAX_MEMORY_SIZE, 429 throttled. Never a 500 for bad input
+(docs/api-input.md lists the rules and bounds).
 """
 
 from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -25,6 +28,21 @@ def error_body(code: str, message: str, details: dict | None = None) -> dict:
 
 def error_response(status_code: int, code: str, message: str, details: dict | None = None) -> Response:
     return Response(error_body(code, message, details), status=status_code)
+
+
+def too_large_body() -> dict:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return error_body(
+        "request_too_large",
+        f"The request body is larger than the {limit:,} bytes the API accepts; send less per call.",
+        {"body": f"at most {limit} bytes"},
+    )
+
+
+def too_deep_body() -> dict:
+    return error_body(
+        "malformed_request", "The JSON body is nested too deeply to be read.", {"body": "nested too deeply"}
+    )
 
 
 def _validation_message(detail) -> str:
@@ -53,6 +71,10 @@ def api_exception_handler(exc, context):
         return error_response(exc.status, exc.code, exc.message, exc.details)
     if isinstance(exc, (Http404, ObjectDoesNotExist)):
         return error_response(404, "not_found", "Not found.")
+    if isinstance(exc, RequestDataTooBig):
+        return Response(too_large_body(), status=413)
+    if isinstance(exc, RecursionError):  # JSON nested past what the parser (or our code) can follow
+        return Response(too_deep_body(), status=400)
     if isinstance(exc, DjangoPermissionDenied):
         return error_response(403, "permission_denied", "This action is for staff only.")
     if isinstance(exc, exceptions.ValidationError):

@@ -1,20 +1,36 @@
-"""Serializer fields for the shared vocabulary."""
+"""Serializer fields for the shared vocabulary.
+
+Every amount a client sends is read by :func:`sharedkernel.values.parse_amount`
+(API.md, Money): a refusal names the part of the money that is wrong, e.g.
+``{"amount": {"currency": ["The currency is a three-letter upper-case ISO 4217 code, e.g. USD."]}}``.
+"""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sharedkernel.values import Money, UnknownCurrency, minor_digits
+from sharedkernel.values import RATE_DECIMALS, AmountRefused, Money, parse_amount, parse_currency
 
 MONEY_SCHEMA = {
     "type": "object",
     "properties": {
-        "amount": {"type": "string", "example": "49.99", "description": "Exactly the currency's minor digits."},
-        "currency": {"type": "string", "example": "USD", "description": "ISO 4217 code."},
+        "amount": {
+            "type": "string",
+            "example": "49.99",
+            "pattern": r"^-?[0-9]{1,12}(\.[0-9]+)?$",
+            "description": "A plain decimal string with at most the currency's minor digits (JPY 0, USD 2, "
+            "KWD 3) and at most 12 digits before the point; exactly the minor digits on output.",
+        },
+        "currency": {"type": "string", "example": "USD", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 code."},
     },
     "required": ["amount", "currency"],
+    "additionalProperties": False,
 }
+
+
+def refusal(exc: AmountRefused) -> serializers.ValidationError:
+    return serializers.ValidationError({exc.field: [exc.message]})
 
 
 @extend_schema_field(MONEY_SCHEMA)
@@ -22,11 +38,7 @@ class MoneyField(serializers.Field):
     """Money as ``{"amount": "49.99", "currency": "USD"}`` — never a float."""
 
     default_error_messages = {
-        "shape": 'Money is {"amount": "<decimal string>", "currency": "<ISO 4217 code>"}.',
-        "currency": "{currency!r} is not a billable ISO 4217 currency.",
-        "float": "Send the amount as a decimal string, not a number, so no precision is lost.",
-        "amount": "{amount!r} is not a decimal amount with at most {digits} decimals for {currency}.",
-        "negative": "The amount must not be negative.",
+        "shape": 'Money is an object with exactly two keys, "amount" (a decimal string) and "currency".',
         "positive": "The amount must be greater than zero.",
     }
 
@@ -39,40 +51,37 @@ class MoneyField(serializers.Field):
         return value.to_json()
 
     def to_internal_value(self, data) -> Money:
-        if not isinstance(data, dict) or "amount" not in data or "currency" not in data or len(data) != 2:
-            self.fail("shape")
-        amount, currency = data["amount"], data["currency"]
-        if isinstance(amount, float):
-            self.fail("float")
-        if not isinstance(currency, str):
+        if not isinstance(data, dict) or set(data) != {"amount", "currency"}:
             self.fail("shape")
         try:
-            digits = minor_digits(currency)
-        except UnknownCurrency:
-            self.fail("currency", currency=currency)
-        try:
-            money = Money(str(amount), currency)
-        except (ValueError, TypeError):
-            self.fail("amount", amount=amount, digits=digits, currency=currency.upper())
-        if money.is_negative() and not self.allow_negative:
-            self.fail("negative")
+            money = Money.parse(data["amount"], data["currency"], allow_negative=self.allow_negative)
+        except AmountRefused as exc:
+            raise refusal(exc) from None
         if self.positive and not money.is_positive():
-            self.fail("positive")
+            raise serializers.ValidationError({"amount": [self.error_messages["positive"]]})
         return money
 
 
-class CurrencyField(serializers.CharField):
-    default_error_messages = {"currency": "{value!r} is not a billable ISO 4217 currency."}
+def parse_rate(data) -> tuple:
+    """A unit rate ``{"amount", "currency"}`` with up to RATE_DECIMALS decimals: (Decimal, currency)."""
+    if not isinstance(data, dict) or set(data) != {"amount", "currency"}:
+        raise serializers.ValidationError([MoneyField.default_error_messages["shape"]])
+    try:
+        currency = parse_currency(data["currency"])
+        return parse_amount(data["amount"], currency, decimals=RATE_DECIMALS), currency
+    except AmountRefused as exc:
+        raise refusal(exc) from None
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", 3)
-        kwargs.setdefault("min_length", 3)
-        super().__init__(**kwargs)
+
+@extend_schema_field({"type": "string", "example": "USD", "pattern": "^[A-Z]{3}$"})
+class CurrencyField(serializers.Field):
+    """An upper-case ISO 4217 code SubscriptionHub bills in ("usd" is refused, as in Money)."""
+
+    def to_representation(self, value: str) -> str:
+        return value
 
     def to_internal_value(self, data) -> str:
-        value = super().to_internal_value(data).upper()
         try:
-            minor_digits(value)
-        except UnknownCurrency:
-            self.fail("currency", value=value)
-        return value
+            return parse_currency(data)
+        except AmountRefused as exc:
+            raise serializers.ValidationError(exc.message) from None

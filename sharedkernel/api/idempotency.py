@@ -15,11 +15,12 @@ import hashlib
 import json
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 
-from sharedkernel.api.errors import error_body
+from sharedkernel.api.errors import error_body, too_large_body
 from sharedkernel.models import IdempotencyRecord
 
 
@@ -49,8 +50,12 @@ class IdempotencyKeyMiddleware:
                 ),
                 status=400,
             )
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            return JsonResponse(too_large_body(), status=413)
         scope = _scope(request)
-        request_hash = hashlib.sha256(request.path.encode() + b"\n" + canonical_json(request.body)).hexdigest()
+        request_hash = hashlib.sha256(request.path.encode() + b"\n" + canonical_json(body)).hexdigest()
         record = self._begin(scope, key, request_hash, request)
         if isinstance(record, HttpResponse):
             return record
@@ -105,5 +110,5 @@ def canonical_json(body: bytes) -> bytes:
     """Bodies that differ only in whitespace or key order are the same request."""
     try:
         return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or too deep to be: the view answers 400
         return body

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import django_filters
+from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
@@ -62,6 +64,12 @@ class TestClockSerializer(serializers.ModelSerializer):
         model = TestClock
         fields = ["id", "name", "frozen_time", "status", "created_at"]
         read_only_fields = ["id", "status", "created_at"]
+
+    def validate_frozen_time(self, value):
+        horizon = settings.TEST_CLOCK_MAX_ADVANCE
+        if value > timezone.now() + horizon:
+            raise serializers.ValidationError(f"A test clock starts at most {horizon.days} days from now.")
+        return value
 
 
 class TestClockListCreateView(generics.ListCreateAPIView):

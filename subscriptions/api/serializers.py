@@ -5,16 +5,14 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sharedkernel.api.fields import MONEY_SCHEMA, MoneyField
-from sharedkernel.values import Money
+from sharedkernel.api.fields import MONEY_SCHEMA, MoneyField, parse_rate
+from sharedkernel.values import Money, minor_digits
 from subscriptions.models import Customer, Plan, Subscription
 
 
 @extend_schema_field({"type": "object", "additionalProperties": MONEY_SCHEMA})
 class OverageRatesField(serializers.Field):
     """Input: {"metric": Money} or {"metric": [Money, ...]} (one per price currency)."""
-
-    money = MoneyField()
 
     def to_representation(self, value: dict[str, list[Money]]) -> dict:
         return {metric: rates[0].to_json() for metric, rates in value.items() if rates}
@@ -26,10 +24,20 @@ class OverageRatesField(serializers.Field):
         for metric, value in data.items():
             items = value if isinstance(value, list) else [value]
             try:
-                result[str(metric)] = [self.money.to_internal_value(item) for item in items]
+                result[str(metric)] = [self._rate(item) for item in items]
             except serializers.ValidationError as exc:
                 raise serializers.ValidationError({metric: exc.detail}) from None
         return result
+
+    @staticmethod
+    def _rate(item) -> Money:
+        amount, currency = parse_rate(item)
+        if amount.as_tuple().exponent < -minor_digits(currency):
+            # API.md allows rates of up to 6 decimals; plans still store them in minor units.
+            raise serializers.ValidationError(
+                {"amount": [f"Overage rates in {currency} are stored in its minor unit for now; round the rate."]}
+            )
+        return Money(amount, currency)
 
 
 class PlanOut(serializers.ModelSerializer):

@@ -19,7 +19,7 @@ from sharedkernel.errors import InvalidInput
 from subscriptions import commands, queries, usage
 from subscriptions.api.serializers import CustomerOut, OverageRatesField, PlanOut, SubscriptionOut
 from subscriptions.models import Customer, Plan, ResumeInitiator, Subscription, SubscriptionStatus
-from subscriptions.values import BillingInterval, PlanTier
+from subscriptions.values import MAX_QUANTITY, BillingInterval, PlanTier
 
 # -- plans -------------------------------------------------------------------------
 
@@ -44,7 +44,9 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         interval = serializers.ChoiceField(choices=[i.value for i in BillingInterval])
         trial_days = serializers.IntegerField(min_value=0, max_value=365, default=0)
         prices = serializers.ListField(child=MoneyField(), min_length=1)
-        included_usage = serializers.DictField(child=serializers.IntegerField(min_value=0), default=dict)
+        included_usage = serializers.DictField(
+            child=serializers.IntegerField(min_value=0, max_value=MAX_QUANTITY), default=dict
+        )
         overage_rates = OverageRatesField(default=dict)
         features = serializers.ListField(child=serializers.CharField(max_length=200), default=list)
 
@@ -92,7 +94,7 @@ class CustomerViewSet(CustomerScopedMixin, mixins.ListModelMixin, mixins.Retriev
 
     class CustomerInput(serializers.Serializer):
         name = serializers.CharField(max_length=200)
-        email = serializers.EmailField()
+        email = serializers.EmailField(max_length=254)
         currency = CurrencyField()
         country = serializers.RegexField(r"^[A-Za-z]{2}$", error_messages={"invalid": "An ISO 3166-1 alpha-2 code."})
         region = serializers.CharField(max_length=10, required=False, allow_blank=True, default="")
@@ -309,7 +311,7 @@ USAGE_RECORD = inline_serializer(
     {
         "subscription": serializers.UUIDField(),
         "metric": serializers.CharField(),
-        "quantity": serializers.IntegerField(min_value=0),
+        "quantity": serializers.IntegerField(min_value=0, max_value=MAX_QUANTITY),
         "timestamp": serializers.DateTimeField(),
         "idempotency_key": serializers.CharField(max_length=100),
     },
