@@ -31,19 +31,6 @@ SEED = 20261202
 MAX_EXAMPLES = 5
 
 
-#: Server errors that branch apiinput fixes (the money field's ``.format()`` KeyError on a
-#: malformed amount, ``?plan=abc`` on the proration preview, ``OPTIONS`` of the payment method).
-#: While they are not merged the test reports them and xfails; anything else fails it. After the
-#: merge this list is emptied (and the test is strict).
-KNOWN_ELSEWHERE = {
-    "POST /api/v1/plans/": "money field KeyError (apiinput)",
-    "POST /api/v1/customers/{id}/credits/": "money field KeyError (apiinput)",
-    "POST /api/v1/payments/{id}/refund/": "money field KeyError (apiinput)",
-    "GET /api/v1/subscriptions/{id}/proration-preview/": "?plan=abc is a 500 (apiinput)",
-    "OPTIONS /api/v1/customers/{id}/payment-method/": "OPTIONS is a 500 (apiinput)",
-}
-#: A server error answers 500, which no operation documents: an ST103 (500) goes with each ST101.
-SERVER_ERRORS = ("ST101 ", "ST103 Undocumented status code (500)")
 #: The staff run covers the boundary cases (coverage phase); the customer run, whose answers are
 #: mostly 403/404 for what is not theirs, keeps to examples and fuzzing to stay within CI's time.
 PHASES = {"staff": "examples,coverage,fuzzing", "customer": "examples,fuzzing"}
@@ -135,19 +122,9 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(world, who):
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     failing = {op: [c for c in codes if blocking(c)] for op, codes in found.items()}
     failing = {op: codes for op, codes in failing.items() if codes}
-    unknown = {
-        op: codes
-        for op, codes in failing.items()
-        if op not in KNOWN_ELSEWHERE or any(not c.startswith(SERVER_ERRORS) for c in codes)
-    }
-    assert not unknown, (
+    assert not failing, (
         f"schemathesis ({who}) found server errors or schema violations (report: {out}):\n"
-        + "\n".join(f"  {op}: {', '.join(codes)}" for op, codes in sorted(unknown.items()))
+        + "\n".join(f"  {op}: {', '.join(codes)}" for op, codes in sorted(failing.items()))
         + f"\n\n{output[-15000:]}"
     )
-    if failing:
-        pytest.xfail(
-            f"schemathesis ({who}) still finds server errors fixed on another branch: "
-            + "; ".join(f"{op}: {KNOWN_ELSEWHERE[op]}" for op in sorted(failing))
-        )
     assert code == 0 or found, f"schemathesis exited {code} without findings:\n{output[-5000:]}"
