@@ -297,12 +297,12 @@ def test_with_the_broker_stopped_a_command_commits_and_the_relay_delivers_later(
         redis.wait()
 
 
-def test_healthz_reports_database_broker_and_beat(flow, client):
+def test_healthz_reports_database_broker_cache_and_beat(flow, client):
     from sharedkernel.tasks import beat_heartbeat
 
     beat_heartbeat()
     body = client.get("/healthz").json()
-    assert body == {"status": "ok", "checks": {"database": "ok", "broker": "ok", "beat": "ok"}}
+    assert body == {"status": "ok", "checks": {"database": "ok", "broker": "ok", "cache": "ok", "beat": "ok"}}
     TestClock.objects.all().delete()
     from sharedkernel.models import Heartbeat
 
