@@ -43,12 +43,20 @@ FAULTS = [pytest.mark.flow, pytest.mark.skipif(bool(_SKIP), reason=_SKIP or "-")
 
 #: How long a delivery lost with a broker or a worker waits for the relay (production: 300 s).
 REDISPATCH_SECONDS = 8
+#: Subscriptions per bill run (CI's budget: the fault tests together take a few minutes).
+BILL_RUN = int(os.environ.get("FAULT_BILL_RUN_SIZE", "100"))
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def bill_run_in_progress(before: dict, n: int) -> bool:
+    """Renewal invoices exist, not all of them paid yet."""
+    done = difference(effects(), before)
+    return done["cycle_invoices"] > 0 and done["paid_cycle_invoices"] < n
 
 
 def wait_until(predicate, *, timeout: float, what: str, every: float = 0.05):

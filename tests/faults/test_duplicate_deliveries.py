@@ -9,6 +9,7 @@ from sharedkernel.bus import send_grouped
 from sharedkernel.models import EventDelivery
 from sharedkernel.scheduling import run_job
 from tests.faults.conftest import (
+    BILL_RUN,
     FAULTS,
     bill_run_moment,
     difference,
@@ -24,7 +25,7 @@ from tests.faults.conftest import (
 
 pytestmark = FAULTS
 
-N = 100
+N = BILL_RUN
 
 
 def test_a_bill_run_with_every_delivery_sent_twice_and_then_all_again_has_one_effect_each(

@@ -7,6 +7,7 @@ from django.db import connection
 
 from sharedkernel.scheduling import run_job
 from tests.faults.conftest import (
+    BILL_RUN,
     FAULTS,
     bill_run_moment,
     difference,
@@ -21,7 +22,7 @@ from tests.faults.conftest import (
 
 pytestmark = FAULTS
 
-N = 100
+N = BILL_RUN
 
 
 def _worker_in_a_transaction() -> bool:
