@@ -44,7 +44,7 @@ FAULTS = [pytest.mark.flow, pytest.mark.skipif(bool(_SKIP), reason=_SKIP or "-")
 #: How long a delivery lost with a broker or a worker waits for the relay (production: 300 s).
 REDISPATCH_SECONDS = 8
 #: Subscriptions per bill run (CI's budget: the fault tests together take a few minutes).
-BILL_RUN = int(os.environ.get("FAULT_BILL_RUN_SIZE", "100"))
+BILL_RUN = int(os.environ.get("FAULT_BILL_RUN_SIZE", "80"))
 
 
 def free_port() -> int:
