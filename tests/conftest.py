@@ -168,6 +168,30 @@ def wait_until_handled(timeout: float = 60) -> None:
     raise_if_failed()
 
 
+def wait_until_queue_empty(queue: str, timeout: float = 30) -> None:
+    """Block until the broker holds no message of ``queue``, waiting or taken but unacknowledged
+    (Redis), or no message file of it (the filesystem transport); then until the worker is idle."""
+    from django.conf import settings
+
+    def empty() -> bool:
+        if settings.REDIS_URL:
+            import redis
+
+            client = redis.Redis.from_url(settings.REDIS_URL)
+            try:
+                return client.llen(queue) == 0 and client.hlen("unacked") == 0
+            finally:
+                client.close()
+        return not any(path.name.endswith(f".{queue}.msg") for path in Path(settings.BROKER_DIR).iterdir())
+
+    deadline = time.monotonic() + timeout
+    while not empty():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Messages of {queue} still in the broker after {timeout}s")
+        time.sleep(0.05)
+    wait_until_worker_idle()
+
+
 def clear_failed_deliveries(handler: str) -> int:
     """A test that provoked failed deliveries of ``handler`` (and asserted them) takes them away,
     so the loud checks of drain() and wait_until_handled() see only unexpected ones."""
