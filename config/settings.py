@@ -133,11 +133,28 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 BROKER_DIR = VAR_DIR / "broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # A Redis outage must not take the API down (DRF's throttles read this cache on every request):
+    # calls fall back to a local in-process store and say so in the log (sharedkernel/cache.py).
+    REDIS_TIMEOUT = float(os.environ.get("REDIS_TIMEOUT_SECONDS", "1"))
+    CACHES = {
+        "default": {
+            "BACKEND": "sharedkernel.cache.FallbackRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_TIMEOUT,
+                "socket_timeout": REDIS_TIMEOUT,
+                "FALLBACK_RETRY_SECONDS": env_int("CACHE_FALLBACK_RETRY_SECONDS", 5),
+            },
+        }
+    }
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # A task that is not acknowledged within this time is handed to another
         # worker (acks_late). Our tasks are short; an hour leaves ample room.
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+        # A publish after commit to an unreachable Redis fails within seconds, not the OS's TCP
+        # timeout: the deliveries stay for the relay and the request answers (bus.dispatch_committed).
+        "socket_connect_timeout": REDIS_TIMEOUT,
+        "socket_timeout": 5,
     }
 else:
     BROKER_DIR.mkdir(parents=True, exist_ok=True)
@@ -177,6 +194,11 @@ OUTBOX_REDISPATCH_AFTER = timedelta(seconds=env_int("OUTBOX_REDISPATCH_AFTER_SEC
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
 OUTBOX_RETRY_BASE_SECONDS = env_int("OUTBOX_RETRY_BASE_SECONDS", 5)
 OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 200)
+# After a failed publish, dispatch after commit leaves deliveries to the relay this long without
+# trying the broker (a failed publish costs a request about a second).
+OUTBOX_BROKER_RETRY_SECONDS = env_int("OUTBOX_BROKER_RETRY_SECONDS", 5)
+# Fault tests only: every dispatch sends each delivery twice (the ledger must make the copy a no-op).
+OUTBOX_DUPLICATE_DELIVERIES = env_bool("OUTBOX_DUPLICATE_DELIVERIES", False)
 # "celery" sends deliveries to workers; "manual" leaves them for the relay or a
 # test's drain (unit tests of policies run without any broker).
 EVENT_DISPATCH = os.environ.get("EVENT_DISPATCH", "celery")

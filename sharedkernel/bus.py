@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import logging
+import time
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -323,14 +324,17 @@ def _send(handler_name: str, ids: Sequence[int], *, countdown: float | None = No
         return
     spec = HANDLERS.get(handler_name)
     size = spec.batch_size if spec else settings.OUTBOX_BATCH_SIZE
+    copies = 2 if settings.OUTBOX_DUPLICATE_DELIVERIES else 1  # fault tests: every message sent twice
     if mode == "inline":
         for chunk in _chunks(ids, size):
-            run_deliveries(handler_name, chunk)
+            for _ in range(copies):
+                run_deliveries(handler_name, chunk)
         return
     from sharedkernel.tasks import deliver_events
 
     for chunk in _chunks(ids, size):
-        deliver_events.apply_async(args=(handler_name, chunk), countdown=countdown)
+        for _ in range(copies):
+            deliver_events.apply_async(args=(handler_name, chunk), countdown=countdown)
 
 
 def send_grouped(deliveries: Iterable[tuple[str, int]]) -> None:
@@ -361,24 +365,49 @@ def _read_your_writes(deliveries: list[tuple[str, int]]) -> list[tuple[str, int]
     return [(name, pk) for name, pk in deliveries if (spec := HANDLERS.get(name)) and spec.read_your_writes]
 
 
+#: monotonic time until which dispatch after commit does not try the broker (it failed just now).
+_broker_down_until = [0.0]
+
+
 @receiver(events_committed, dispatch_uid="sharedkernel.dispatch_committed")
 def dispatch_committed(sender, deliveries: list[tuple[str, int]], **kwargs) -> None:
     """Hand committed deliveries to workers — but run the client's read-your-writes handlers here
-    first. If the broker is unreachable the deliveries stay open and become due for the relay at once."""
+    (they need no broker). If the broker is unreachable the other deliveries stay open and become
+    due for the relay at once.
+
+    A failed publish costs about a second (Celery's publish retries); so that every request does
+    not pay it during an outage, for ``OUTBOX_BROKER_RETRY_SECONDS`` after a failure this process
+    leaves its deliveries to the relay without trying (one warning per outage)."""
     here = _read_your_writes(deliveries)
     mine = {pk for _, pk in here}
-    elsewhere = [(name, pk) for name, pk in deliveries if pk not in mine]
-    try:
-        send_grouped(elsewhere)
-    except Exception as exc:  # broker down: the relay is the other path
-        logger.warning("Could not dispatch %d deliveries (%s); the relay will.", len(elsewhere), exc)
-        EventDelivery.objects.filter(pk__in=[pk for _, pk in elsewhere], status__in=OPEN_STATUSES).update(
-            dispatch_after=timezone.now()
-        )
+    _send_or_leave_for_relay([(name, pk) for name, pk in deliveries if pk not in mine])
     for handler_name, ids in _group(here).items():
         # A failure is recorded and retried by the workers as usual (step 4); a crash right here
         # leaves the deliveries to the relay.
         run_deliveries(handler_name, ids, wait=True)
+
+
+def _send_or_leave_for_relay(deliveries: list[tuple[str, int]]) -> None:
+    if time.monotonic() < _broker_down_until[0]:
+        _leave_for_relay(deliveries)
+        return
+    try:
+        send_grouped(deliveries)
+    except Exception as exc:  # broker down: the relay is the other path
+        if not _broker_down_until[0]:
+            logger.warning("Could not dispatch %d deliveries (%s); the relay will.", len(deliveries), exc)
+        _broker_down_until[0] = time.monotonic() + settings.OUTBOX_BROKER_RETRY_SECONDS
+        _leave_for_relay(deliveries)
+        return
+    if _broker_down_until[0]:
+        logger.warning("The broker takes deliveries again.")
+        _broker_down_until[0] = 0.0
+
+
+def _leave_for_relay(deliveries: list[tuple[str, int]]) -> None:
+    EventDelivery.objects.filter(pk__in=[pk for _, pk in deliveries], status__in=OPEN_STATUSES).update(
+        dispatch_after=timezone.now()
+    )
 
 
 def relay(*, limit: int = 5000, test_clock_id: str | None = None) -> int:
@@ -412,11 +441,40 @@ def _group(rows: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
     return grouped
 
 
+class DeliveriesFailed(RuntimeError):
+    """Deliveries ended FAILED (attempts exhausted): a handler is broken, and waiting on the flow
+    to settle must say so rather than end quietly. ``failures`` is (delivery id, handler, error)."""
+
+    def __init__(self, failures: Sequence[tuple[int, str, str]], more: int = 0):
+        self.failures = list(failures)
+        lines = [f"delivery {pk} to {handler}: {_last_line(error)}" for pk, handler, error in failures]
+        if more:
+            lines.append(f"... and {more} more")
+        super().__init__(f"{len(failures) + more} event deliveries ended failed:\n" + "\n".join(lines))
+
+
+def _last_line(error: str) -> str:
+    lines = error.strip().splitlines()
+    return lines[-1] if lines else "no error recorded"
+
+
+def raise_if_failed(*, test_clock_id: str | None = None) -> None:
+    """Raise :class:`DeliveriesFailed` when a delivery (of this test clock, if given) ended FAILED.
+
+    A test that expects a failure asserts it and then takes the failed rows away (or retries them)."""
+    query = EventDelivery.objects.filter(status=DeliveryStatus.FAILED)
+    if test_clock_id:
+        query = query.filter(test_clock_id=test_clock_id)
+    failures = list(query.order_by("pk").values_list("pk", "handler", "last_error")[:10])
+    if failures:
+        raise DeliveriesFailed(failures, more=max(0, query.count() - len(failures)))
+
+
 def drain(*, test_clock_id: str | None = None, max_rounds: int = 10_000) -> int:
     """Run every open delivery in this process until none is left (tests, demo data).
 
     Handlers that keep failing end up failed after their attempts; that ends
-    the loop too.
+    the loop too, and then :class:`DeliveriesFailed` is raised naming them.
     """
     total = 0
     for _ in range(max_rounds):
@@ -425,6 +483,7 @@ def drain(*, test_clock_id: str | None = None, max_rounds: int = 10_000) -> int:
             query = query.filter(test_clock_id=test_clock_id)
         rows = list(query.order_by("pk").values_list("handler", "pk")[:2000])
         if not rows:
+            raise_if_failed(test_clock_id=test_clock_id)
             return total
         for handler_name, ids in _group(rows).items():
             spec = HANDLERS.get(handler_name)

@@ -1,4 +1,7 @@
-"""/healthz: is the database answering, the broker reachable and beat alive?"""
+"""/healthz: is the database answering, the broker and the cache reachable, and beat alive?
+
+The cache failing does not stop the API (sharedkernel/cache.py answers from a local store), but it is
+reported here as failing so monitoring sees the outage; the message says what answers instead."""
 
 from __future__ import annotations
 
@@ -25,6 +28,18 @@ def _broker() -> str:
     return "ok"
 
 
+def _cache() -> str:
+    from django.core.cache import cache
+
+    health = getattr(cache, "health", None)
+    if health is not None:
+        return health()
+    cache.set("sharedkernel:healthz", "ok", 10)
+    if cache.get("sharedkernel:healthz") != "ok":
+        raise RuntimeError("the cache did not keep a value")
+    return "ok"
+
+
 def _beat() -> str:
     beat_at = Heartbeat.objects.filter(name="beat").values_list("beat_at", flat=True).first()
     if beat_at is None:
@@ -38,7 +53,7 @@ def _beat() -> str:
 def healthz(request):
     checks = {}
     healthy = True
-    for name, check in (("database", _database), ("broker", _broker), ("beat", _beat)):
+    for name, check in (("database", _database), ("broker", _broker), ("cache", _cache), ("beat", _beat)):
         try:
             checks[name] = check()
         except Exception as exc:  # report, don't crash: this page is for when things are broken

@@ -152,8 +152,11 @@ def celery_worker(django_db_setup, django_db_blocker, smtp_sink):
 
 def wait_until_handled(timeout: float = 60) -> None:
     """Block until the worker has handled every open delivery (relaying due retries) and finished the
-    work it does after a handler's commit (a charge at the gateway and its answer)."""
-    from sharedkernel.bus import relay
+    work it does after a handler's commit (a charge at the gateway and its answer).
+
+    Raises :class:`sharedkernel.bus.DeliveriesFailed` if any delivery ended FAILED: a test that
+    expects one asserts it and clears it (:func:`clear_failed_deliveries`)."""
+    from sharedkernel.bus import raise_if_failed, relay
     from sharedkernel.scheduling import still_running
 
     deadline = time.monotonic() + timeout
@@ -161,6 +164,64 @@ def wait_until_handled(timeout: float = 60) -> None:
         relay()
         if time.monotonic() > deadline:
             raise AssertionError(f"Deliveries still open after {timeout}s: {stuck}")
+        time.sleep(0.05)
+    raise_if_failed()
+
+
+def wait_until_queue_empty(queue: str, timeout: float = 30) -> None:
+    """Block until the broker holds no message of ``queue``, waiting or taken but unacknowledged
+    (Redis), or no message file of it (the filesystem transport); then until the worker is idle."""
+    from django.conf import settings
+
+    def empty() -> bool:
+        if settings.REDIS_URL:
+            import redis
+
+            client = redis.Redis.from_url(settings.REDIS_URL)
+            try:
+                return client.llen(queue) == 0 and client.hlen("unacked") == 0
+            finally:
+                client.close()
+        return not any(path.name.endswith(f".{queue}.msg") for path in Path(settings.BROKER_DIR).iterdir())
+
+    deadline = time.monotonic() + timeout
+    while not empty():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Messages of {queue} still in the broker after {timeout}s")
+        time.sleep(0.05)
+    wait_until_worker_idle()
+
+
+def clear_failed_deliveries(handler: str) -> int:
+    """A test that provoked failed deliveries of ``handler`` (and asserted them) takes them away,
+    so the loud checks of drain() and wait_until_handled() see only unexpected ones."""
+    from sharedkernel.models import DeliveryStatus, EventDelivery
+
+    return EventDelivery.objects.filter(handler=handler, status=DeliveryStatus.FAILED).delete()[0]
+
+
+def wait_until_worker_idle(timeout: float = 30) -> None:
+    """Block until no other connection to the test database holds an open transaction.
+
+    The worker may still be finishing a task that found nothing to claim (a duplicate, a late
+    retry); flushing tables under it deadlocks TRUNCATE's AccessExclusiveLock against its row locks
+    and leaves rows behind for the next test."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid, state, left(query, 200) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start IS NOT NULL"
+            )
+            busy = cursor.fetchall()
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Other connections still in a transaction after {timeout}s: {busy}")
         time.sleep(0.05)
 
 
@@ -173,4 +234,7 @@ def flow(celery_worker, transactional_db, settings):
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", int(celery_worker.env["EMAIL_PORT"])
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
     yield celery_worker
-    wait_until_handled()  # never truncate tables under a busy worker
+    try:
+        wait_until_handled()  # never truncate tables under a busy worker...
+    finally:
+        wait_until_worker_idle()  # ...nor under one still inside a transaction

@@ -4,6 +4,8 @@
 401, 403, 404, 409 when a domain rule refuses a command (its code), 413 a body over
 DATA_UPLOAD_MAX_MEMORY_SIZE, 429 throttled. Never a 500 for bad input
 (docs/api-input.md lists the rules and bounds).
+503 ``database_unavailable`` when the database connection failed mid-request: the
+command's transaction rolled back as a whole, so the client may simply retry.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -93,6 +96,13 @@ def api_exception_handler(exc, context):
         if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
             response.status_code = status.HTTP_401_UNAUTHORIZED
             response["WWW-Authenticate"] = "Token"
+        return response
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.error("Database connection failed during an API request: %s", exc)
+        response = error_response(
+            503, "database_unavailable", "The database did not answer; nothing was changed. Try again shortly."
+        )
+        response["Retry-After"] = "1"
         return response
     logger.exception("Unhandled error in API view", exc_info=exc)
     return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")

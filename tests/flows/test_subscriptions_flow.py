@@ -19,7 +19,7 @@ from django.db import connection
 from sharedkernel.models import DeliveryStatus, EventDelivery, StoredEvent, TestClock
 from sharedkernel.scheduling import run_job
 from subscriptions.models import Subscription
-from tests.conftest import ARTIFACTS, Worker, at, wait_until_handled
+from tests.conftest import ARTIFACTS, Worker, at, wait_until_handled, wait_until_queue_empty
 from tests.helpers import api_client, event_types, payment_succeeded_payload, publish, staff_user
 
 pytestmark = pytest.mark.flow
@@ -28,6 +28,12 @@ pytestmark = pytest.mark.flow
 @pytest.fixture
 def staff(flow):
     return api_client(staff_user())
+
+
+def staff_queue() -> str:
+    from config.celery import app
+
+    return app.conf.task_default_queue
 
 
 def create_plan(client, code="pro-m", tier="professional", price="49.00", interval="month", trial_days=14):
@@ -138,7 +144,7 @@ def test_a_handler_run_twice_on_one_event_has_one_effect(staff):
 
     deliver_events.apply_async(args=(delivery.handler, [delivery.pk]))
     deliver_events.apply_async(args=(delivery.handler, [delivery.pk]))
-    time.sleep(1.5)
+    wait_until_queue_empty(staff_queue(), timeout=30)  # both copies taken and run, no fixed sleep
     wait_until_handled()
     assert event_types(sub["id"]).count("subscriptions.SubscriptionActivated") == 1
     delivery.refresh_from_db()
@@ -297,12 +303,12 @@ def test_with_the_broker_stopped_a_command_commits_and_the_relay_delivers_later(
         redis.wait()
 
 
-def test_healthz_reports_database_broker_and_beat(flow, client):
+def test_healthz_reports_database_broker_cache_and_beat(flow, client):
     from sharedkernel.tasks import beat_heartbeat
 
     beat_heartbeat()
     body = client.get("/healthz").json()
-    assert body == {"status": "ok", "checks": {"database": "ok", "broker": "ok", "beat": "ok"}}
+    assert body == {"status": "ok", "checks": {"database": "ok", "broker": "ok", "cache": "ok", "beat": "ok"}}
     TestClock.objects.all().delete()
     from sharedkernel.models import Heartbeat
 

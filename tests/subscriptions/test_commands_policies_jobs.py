@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from subscriptions.models import Subscription
 from subscriptions.queries import plan_catalog, subscription_summaries
 from subscriptions.rules import AlreadySubscribed, TrialNotAvailable
 from tests.conftest import at
-from tests.helpers import event_types, publish
+from tests.helpers import event_types, payment_succeeded_payload, publish
 
 pytestmark = pytest.mark.django_db
 
@@ -96,21 +97,14 @@ def test_payment_succeeded_activates_a_subscription_pending_payment(drain):
     sub = commands.subscribe(customer_id=make_customer().pk, plan_id=make_plan().pk, clock=FixedClock(T0))
     publish(
         "billing.PaymentSucceeded",
-        {
-            "payment_id": "p1",
-            "invoice_id": "i1",
-            "customer_id": str(sub.customer_id),
-            "subscription_id": str(sub.pk),
-            "amount": {"amount": "49.00", "currency": "USD"},
-            "attempt": 1,
-        },
+        payment_succeeded_payload(sub.customer_id, sub.pk),
         occurred_on=T0 + timedelta(minutes=1),
     )
     drain()
     sub.refresh_from_db()
     assert sub.status == "active" and sub.activated_at == T0 + timedelta(minutes=1)
     # a payment for an already active subscription changes nothing
-    publish("billing.PaymentSucceeded", {"customer_id": str(sub.customer_id), "subscription_id": str(sub.pk)})
+    publish("billing.PaymentSucceeded", payment_succeeded_payload(sub.customer_id, sub.pk))
     drain()
     assert event_types(sub.pk).count("subscriptions.SubscriptionActivated") == 1
 
@@ -128,7 +122,7 @@ def test_dunning_exhausted_suspends_and_a_later_payment_resumes(drain):
     assert (sub.status, sub.suspension_reason) == ("suspended", "non_payment")
     publish(
         "billing.PaymentSucceeded",
-        {"customer_id": str(sub.customer_id), "subscription_id": str(sub.pk)},
+        payment_succeeded_payload(sub.customer_id, sub.pk),
         occurred_on=T0 + timedelta(days=12),
     )
     drain()
@@ -163,8 +157,9 @@ def test_a_payment_method_resumes_trials_that_ended_without_one(drain):
 
 
 def test_events_of_unknown_subscriptions_are_ignored(drain):
-    publish("billing.PaymentSucceeded", {"customer_id": "c", "subscription_id": "00000000-0000-0000-0000-000000000000"})
-    publish("billing.PaymentSucceeded", {"customer_id": "c", "subscription_id": None})
+    stranger = uuid.uuid4()
+    publish("billing.PaymentSucceeded", payment_succeeded_payload(stranger, "00000000-0000-0000-0000-000000000000"))
+    publish("billing.PaymentSucceeded", payment_succeeded_payload(stranger, None))
     drain()
     assert not EventDelivery.objects.filter(handler__startswith="subscriptions.").exclude(status="done").exists()
 

@@ -1,0 +1,400 @@
+"""What the fault tests share: a private Redis they may kill, private workers on it, a bill run's
+worth of real customers, and one count of every effect a bill run has in the four contexts.
+
+Only processes a test started itself are killed: the shared Redis (REDIS_URL) and the session's
+worker are never touched; the test process's Celery app is pointed at the private Redis for the
+test and back afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from django.utils import timezone
+
+from tests.conftest import ARTIFACTS, Worker, wait_until_handled, wait_until_worker_idle
+
+REDIS_SERVER = shutil.which("redis-server")
+_ENGINE = django_settings.DATABASES["default"]["ENGINE"]
+if _ENGINE.endswith("sqlite3"):
+    _SKIP = "fault tests need PostgreSQL (set DATABASE_URL): concurrent writers, killed connections, row locks"
+elif not django_settings.REDIS_URL:
+    _SKIP = "fault tests need Redis (set REDIS_URL): they kill a private redis-server broker"
+elif not REDIS_SERVER:
+    _SKIP = "fault tests need the redis-server binary to start a private broker"
+else:
+    _SKIP = ""
+
+#: Every module here: ``pytestmark = FAULTS``.
+FAULTS = [pytest.mark.flow, pytest.mark.skipif(bool(_SKIP), reason=_SKIP or "-")]
+
+#: How long a delivery lost with a broker or a worker waits for the relay (production: 300 s).
+REDISPATCH_SECONDS = 8
+#: Subscriptions per bill run (CI's budget: the fault tests together take a few minutes).
+BILL_RUN = int(os.environ.get("FAULT_BILL_RUN_SIZE", "80"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bill_run_in_progress(before: dict, n: int) -> bool:
+    """Renewal invoices exist, not all of them paid yet."""
+    done = difference(effects(), before)
+    return done["cycle_invoices"] > 0 and done["paid_cycle_invoices"] < n
+
+
+def wait_until(predicate, *, timeout: float, what: str, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Not within {timeout}s: {what}")
+        time.sleep(every)
+
+
+# -- a Redis of our own --------------------------------------------------------------------
+
+
+class PrivateRedis:
+    """``redis-server`` on a free loopback port, no persistence: killing it loses what it held."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def _answers(self) -> bool:
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", self.port)) != 0:
+                return False
+            try:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+            except OSError:
+                return False
+
+    def start(self) -> PrivateRedis:
+        self.process = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + ["--daemonize", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._answers, timeout=10, what=f"private redis on {self.port} answering")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the queue it held is gone, as when a broker host dies."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        wait_until(lambda: not self._answers(), timeout=10, what=f"private redis on {self.port} gone")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def reset_producers(app) -> None:
+    """Forget pooled broker connections so the next publish uses the current broker_url."""
+    from kombu import pools
+
+    pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+def descendants(pid: int) -> list[int]:
+    """Child processes (recursively) of ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+class PrivateWorker(Worker):
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once: no ack, no rollback by Celery, no goodbye."""
+        assert self.process is not None
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+
+
+@dataclass
+class Broker:
+    """A private Redis (broker and cache of private workers, broker of this process) and its workers."""
+
+    redis: PrivateRedis
+    queue: str
+    base_env: dict
+    workers: list[PrivateWorker] = field(default_factory=list)
+
+    def worker(self, **env: str) -> PrivateWorker:
+        name = f"{self.queue}-{len(self.workers)}"
+        full = dict(
+            self.base_env,
+            REDIS_URL=self.redis.url,
+            CELERY_QUEUE=self.queue,
+            WORKER_READY_FILE=str(ARTIFACTS / f"worker-{name}.ready"),
+            OUTBOX_REDISPATCH_AFTER_SECONDS=str(REDISPATCH_SECONDS),
+            **env,
+        )
+        worker = PrivateWorker(self.queue, full, ARTIFACTS / "celery-worker-faults.log")
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+
+@pytest.fixture
+def broker(flow, settings):
+    """A private broker for this test (the session worker stays idle on the shared Redis)."""
+    from config.celery import app
+
+    settings.OUTBOX_REDISPATCH_AFTER = timedelta(seconds=REDISPATCH_SECONDS)
+    redis = PrivateRedis().start()
+    queue = f"{flow.queue}-faults-{uuid.uuid4().hex[:6]}"
+    original = app.conf.broker_url, app.conf.task_default_queue
+    reset_producers(app)
+    app.conf.broker_url, app.conf.task_default_queue = redis.url, queue
+    found = Broker(redis, queue, dict(flow.env))
+    try:
+        yield found
+        if redis.process and redis.process.poll() is None and any(w.process.poll() is None for w in found.workers):
+            wait_until_handled(timeout=60)  # never leave the flush to a worker still busy
+            wait_until_worker_idle()
+    finally:
+        for worker in found.workers:
+            worker.stop()
+        app.conf.broker_url, app.conf.task_default_queue = original
+        reset_producers(app)
+        redis.stop()
+
+
+# -- a bill run's worth of customers ------------------------------------------------------------
+
+
+@dataclass
+class Population:
+    plan_id: str
+    customers: list[str]
+    subscriptions: list[str]
+    period_end: object
+
+
+def populate(n: int, settings) -> Population:
+    """``n`` customers with a working card and an active monthly subscription (first invoice paid),
+    made by the contexts' own commands and handled in this process — the set-up, not under fault."""
+    from billing.commands import update_payment_method
+    from sharedkernel.bus import drain
+    from sharedkernel.values import Money
+    from subscriptions import commands
+    from subscriptions.models import Subscription
+
+    dispatch = settings.EVENT_DISPATCH
+    settings.EVENT_DISPATCH = "manual"
+    try:
+        plan = commands.define_plan(
+            code="pro-m",
+            name="Pro",
+            tier="professional",
+            interval="month",
+            trial_days=0,
+            prices=[Money("30.00", "USD")],
+        )
+        customers = []
+        for i in range(n):
+            customer, _ = commands.register_customer(
+                name=f"Customer {i}", email=f"c{i}@faults.example", currency="USD", country="GB"
+            )
+            customers.append(str(customer.pk))
+        drain()
+        for customer_id in customers:
+            update_payment_method(customer_id=customer_id, token="pm_card_visa")
+        drain()
+        subs = [str(commands.subscribe(customer_id=c, plan_id=str(plan.pk)).pk) for c in customers]
+        drain()
+    finally:
+        settings.EVENT_DISPATCH = dispatch
+    statuses = Counter(Subscription.objects.values_list("status", flat=True))
+    assert statuses == {"active": n}, statuses
+    period_end = max(Subscription.objects.values_list("current_period_end", flat=True))
+    return Population(str(plan.pk), customers, subs, period_end)
+
+
+def bill_run_moment(population: Population):
+    """The moment beat's renewal job finds every period of ``population`` ended."""
+    return population.period_end + timedelta(minutes=1)
+
+
+# -- every effect, counted ------------------------------------------------------------------------
+
+
+def effects(smtp_sink=None, receiver=None) -> dict:
+    """What a customer, staff or an integrator could see of a bill run, as exact counts."""
+    from analytics.models import MrrMovement, RevenueEntry, SubscriptionView
+    from billing.models import Invoice, Payment, PaymentAttempt
+    from notifications.models import Notification, WebhookDelivery
+    from sharedkernel.models import StoredEvent
+
+    found = {
+        "renewed": StoredEvent.objects.filter(event_type="subscriptions.SubscriptionRenewed").count(),
+        "cycle_invoices": Invoice.objects.filter(billing_reason="subscription_cycle").count(),
+        "paid_cycle_invoices": Invoice.objects.filter(billing_reason="subscription_cycle", status="paid").count(),
+        "payments": Payment.objects.count(),
+        "succeeded_payments": Payment.objects.filter(status="succeeded").count(),
+        "attempts": PaymentAttempt.objects.count(),
+        "invoice_mails": Notification.objects.filter(template="invoice", status="sent").count(),
+        "receipt_mails": Notification.objects.filter(template="receipt", status="sent").count(),
+        "webhook_deliveries": WebhookDelivery.objects.count(),
+        "revenue_rows": RevenueEntry.objects.count(),
+        "subscription_views": SubscriptionView.objects.count(),
+        "mrr_movements": MrrMovement.objects.count(),
+    }
+    if smtp_sink is not None:
+        with smtp_sink.lock:
+            templates = Counter(m["X-SubscriptionHub-Template"] for _, m in smtp_sink.messages)
+        found["smtp_invoice"], found["smtp_receipt"] = templates["invoice"], templates["receipt"]
+        with smtp_sink.lock:
+            ids = [m["Message-ID"] for _, m in smtp_sink.messages]
+        found["smtp_duplicates"] = len(ids) - len(set(ids))
+    if receiver is not None:
+        with receiver.lock:
+            ids = [r["event"]["event_id"] for r in receiver.received if r["event"]]
+        found["webhooks_received"] = len(ids)
+        found["webhook_duplicates"] = len(ids) - len(set(ids))
+    return found
+
+
+def difference(after: dict, before: dict) -> dict:
+    return {key: after[key] - before.get(key, 0) for key in after}
+
+
+def one_bill_run(n: int) -> dict:
+    """What one bill run of ``n`` paying subscriptions adds, each exactly once."""
+    return {
+        "renewed": n,
+        "cycle_invoices": n,
+        "paid_cycle_invoices": n,
+        "payments": n,
+        "succeeded_payments": n,
+        "attempts": n,
+        "invoice_mails": n,
+        "receipt_mails": n,
+        "webhook_deliveries": 2 * n,  # SubscriptionRenewed and PaymentSucceeded, to one endpoint
+        "revenue_rows": n,
+        "subscription_views": 0,
+        "mrr_movements": 0,  # a renewal at the same price moves no MRR
+        "smtp_invoice": n,
+        "smtp_receipt": n,
+        "smtp_duplicates": 0,
+        "webhooks_received": 2 * n,
+        "webhook_duplicates": 0,
+    }
+
+
+def no_double_invoice_per_period() -> list:
+    from django.db.models import Count
+
+    from billing.models import Invoice
+
+    return list(
+        Invoice.objects.filter(subscription_id__isnull=False)
+        .values("subscription_id", "period_start", "billing_reason")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+    )
+
+
+def settle_everything(*, timeout: float = 120) -> None:
+    """Every delivery handled; then, acting as beat, what handlers left for after their commit and a
+    crash lost (an e-mail or a webhook's first attempt) is picked up by the retry jobs."""
+    from notifications.models import Notification, WebhookDelivery
+    from sharedkernel.scheduling import run_job
+
+    deadline = time.monotonic() + timeout
+    while True:
+        wait_until_handled(timeout=max(1, deadline - time.monotonic()))
+        wait_until_worker_idle()
+        unsent = (
+            Notification.objects.filter(status__in=["queued", "failed"]).exists()
+            or WebhookDelivery.objects.filter(status__in=["pending", "retrying"]).exists()
+        )
+        if not unsent:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("e-mail or webhooks still waiting to go out")
+        # give after-commit sends a moment, then beat's retry jobs (their pick-up delay has passed)
+        time.sleep(0.5)
+        wait_until_worker_idle()
+        later = timezone.now() + timedelta(minutes=5)
+        run_job("notifications.retry_mail", now=later)
+        run_job("notifications.retry_webhooks", now=later)
+
+
+@pytest.fixture
+def receiver(flow):
+    """A loopback webhook receiver (register it with :func:`listen` once the set-up is done)."""
+    from tests.notifications.receiver import Receiver
+
+    with Receiver() as found:
+        yield found
+
+
+def listen(receiver) -> None:
+    """One endpoint for two event types of every customer, at ``receiver``."""
+    from notifications.commands import register_endpoint
+
+    endpoint = register_endpoint(
+        url=receiver.url, events=["subscriptions.SubscriptionRenewed", "billing.PaymentSucceeded"]
+    )
+    receiver.secret = endpoint.secret
+
+
+def queue_empty(broker: Broker) -> bool:
+    """Nothing waiting in the private broker's queue and nothing taken but unacknowledged."""
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(broker.redis.url)
+    try:
+        return client.llen(broker.queue) == 0 and client.hlen("unacked") == 0
+    finally:
+        client.close()
+
+
+def close_db() -> None:
+    connection.close()
