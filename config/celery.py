@@ -8,11 +8,40 @@ advancing a test clock runs the same job for that clock's customers.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import Celery, signals
+from kombu.transport import redis as kombu_redis
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+logger = logging.getLogger(__name__)
+
+
+def _survive_a_lost_broker() -> None:
+    """kombu 5.7's Redis transport, closing a channel whose broker just went away, tries to hand
+    back the unacknowledged messages through a connection that no longer has a client
+    (``'NoneType' object has no attribute 'hostname'``). The error escapes the consumer's recovery
+    and the worker stops consuming for good: every delivery committed after the outage waited for a
+    restart. Skipping that hand-back is safe here: the messages stay in Redis's unacked set (kombu
+    restores them after its visibility timeout) and the outbox relay re-sends every open delivery
+    anyway; handlers are idempotent."""
+    original = kombu_redis.QoS.restore_unacked
+    if getattr(original, "_survives_lost_broker", False):
+        return
+
+    def restore_unacked(self, client=None):
+        try:
+            return original(self, client)
+        except AttributeError:
+            logger.warning("The broker connection was gone while handing back unacked messages; the relay covers them.")
+            self._delivered.clear()
+
+    restore_unacked._survives_lost_broker = True
+    kombu_redis.QoS.restore_unacked = restore_unacked
+
+
+_survive_a_lost_broker()
 
 app = Celery("subscriptionhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")

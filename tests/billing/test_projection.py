@@ -152,7 +152,7 @@ def test_the_migration_repairs_a_row_left_on_the_trial_period_by_the_version_rul
     )
 
     # when the migration's backfill runs
-    migration = importlib.import_module("billing.migrations.0002_project_billed_subscription_position")
+    migration = importlib.import_module("billing.migrations.0003_project_billed_subscription_position")
     migration.reproject(django_apps, None)
 
     # then the row has the active period and stands at the subscription's last event

@@ -87,7 +87,7 @@ def test_rows_from_before_the_anchor_was_published_get_it_from_the_history(drain
     renewed = StoredEvent.objects.get(aggregate_id=sub, event_type="subscriptions.SubscriptionRenewed")
     assert renewed.payload["period"]["anchor"] == "2025-01-31T10:00:00+00:00"
     BilledSubscription.objects.filter(pk=sub).update(billing_anchor=None)
-    migration = importlib.import_module("billing.migrations.0003_project_billed_subscription_anchor")
+    migration = importlib.import_module("billing.migrations.0004_project_billed_subscription_anchor")
     history = StoredEvent.objects.filter(aggregate_id=sub, event_type__in=migration.GRID_EVENTS).order_by("position")
 
     # when the backfill reads the history, as published now and as stored before anchors were published

@@ -340,6 +340,32 @@ def no_double_invoice_per_period() -> list:
     )
 
 
+#: Work this young counts as live in :func:`settle_everything` (a loopback POST or an SMTP batch
+#: takes milliseconds; a sender that has not answered within this is dead).
+LIVE_MARGIN = timedelta(seconds=10)
+
+
+def wait_until_no_send_in_flight(deadline: float) -> None:
+    """No webhook attempt on record without its answer, and no e-mail held by a sender."""
+    from django.db.models import Exists, F, OuterRef
+
+    from notifications.models import Notification, WebhookAttempt, WebhookDelivery
+
+    def in_flight() -> bool:
+        answered = WebhookAttempt.objects.filter(delivery=OuterRef("pk"), number=F("delivery__attempts"))
+        unanswered = (
+            WebhookDelivery.objects.filter(status__in=["pending", "retrying"], attempts__gt=0)
+            .exclude(Exists(answered))
+            .exists()
+        )
+        held = Notification.objects.filter(status="queued", held_until__gt=timezone.now()).exists()
+        return unanswered or held
+
+    settle_by = min(deadline, time.monotonic() + 15)  # a dead sender's hold or attempt is never answered
+    while in_flight() and time.monotonic() < settle_by:
+        time.sleep(0.1)
+
+
 def settle_everything(*, timeout: float = 120) -> None:
     """Every delivery handled; then, acting as beat, what handlers left for after their commit and a
     crash lost (an e-mail or a webhook's first attempt) is picked up by the retry jobs."""
@@ -358,10 +384,15 @@ def settle_everything(*, timeout: float = 120) -> None:
             return
         if time.monotonic() > deadline:
             raise AssertionError("e-mail or webhooks still waiting to go out")
-        # give after-commit sends a moment, then beat's retry jobs (their pick-up delay has passed)
-        time.sleep(0.5)
+        # let the sends in flight finish (a POST or an SMTP hand-over runs with no transaction open,
+        # so an idle database says nothing about them), then act as beat's retry jobs once their
+        # pick-up delay has passed: what is left then was lost to the fault, not in flight
+        wait_until_no_send_in_flight(deadline)
         wait_until_worker_idle()
-        later = timezone.now() + timedelta(minutes=5)
+        # "later" is as far on as beat's retry jobs need to see a lost first attempt or a dead
+        # sender's hold as due (their one-minute pick-up), and no further: an attempt or a hold
+        # younger than LIVE_MARGIN is still someone's live work, never taken over
+        later = timezone.now() + timedelta(minutes=1) - LIVE_MARGIN
         run_job("notifications.retry_mail", now=later)
         run_job("notifications.retry_webhooks", now=later)
 
