@@ -14,6 +14,7 @@ from django.utils import timezone
 from analytics.models import SubscriptionView
 from billing.models import BillingAccount
 from sharedkernel import tasks
+from sharedkernel.bus import DeliveriesFailed
 from sharedkernel.models import DeliveryStatus, EventDelivery, Heartbeat, StoredEvent, TestClock
 from sharedkernel.values import Money
 from subscriptions import commands as subs
@@ -69,7 +70,8 @@ def test_staff_retry_a_failed_delivery_and_its_handler_runs(client, drain):
     customer, _ = subs.register_customer(name="Ada", email="ada@example.com", currency="USD", country="GB")
     failed = EventDelivery.objects.get(handler="billing.open_billing_account")
     EventDelivery.objects.filter(pk=failed.pk).update(status=DeliveryStatus.FAILED, last_error="boom")
-    drain()
+    with pytest.raises(DeliveriesFailed, match="billing.open_billing_account: boom"):
+        drain()  # the failure is loud until staff act on it
     assert not BillingAccount.objects.filter(pk=customer.pk).exists()
 
     client.force_login(staff_user("boss"))
