@@ -388,11 +388,6 @@ def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
 
 
 @command
-def invoice_subscription(request: InvoiceRequest) -> Invoice | None:
-    invoices = generate_invoices([request])
-    return invoices[0] if invoices else None
-
-
 # -- usage -------------------------------------------------------------------------------
 
 
@@ -598,7 +593,15 @@ def finalize_many(work: list[Work]) -> int:
 
 
 def _cause_of_attempt(cause: Cause) -> dict:
+    """The chain an attempt belongs to, kept on the payment so its answer, recorded later, joins it."""
     return {"correlation_id": cause.correlation_id, "causation_id": cause.causation_id}
+
+
+def _cause_of_answer(payment: Payment) -> Cause:
+    """The cause :func:`_cause_of_attempt` kept, for recording the attempt's answer."""
+    kept = payment.in_flight_cause
+    clock = str(payment.test_clock_id) if payment.test_clock_id else None
+    return Cause(kept.get("correlation_id") or new_correlation_id(), kept.get("causation_id"), clock)
 
 
 def _begin(payment: Payment, account: BillingAccount, *, trigger: AttemptTrigger, at: datetime, cause: Cause) -> bool:
@@ -674,11 +677,7 @@ def charge_in_flight(payment_ids: Iterable[str]) -> int:
             attempt, result = answers[str(payment.id)]
             if payment.attempts != attempt:
                 continue
-            cause = Cause(
-                payment.in_flight_cause.get("correlation_id") or new_correlation_id(),
-                payment.in_flight_cause.get("causation_id"),
-                str(payment.test_clock_id) if payment.test_clock_id else None,
-            )
+            cause = _cause_of_answer(payment)  # before the answer clears what the attempt kept
             payment.record_result(result, plan=plan, attempt=attempt)
             uow.touch(payment, cause)
         uow.commit()
