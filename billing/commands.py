@@ -387,18 +387,18 @@ def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
     return invoices
 
 
-@command
 # -- usage -------------------------------------------------------------------------------
 
 
 def usage_lines(usage: UsageFacts) -> list[LineDraft]:
-    """Overage per metric: max(0, used − included) × the plan's rate, exact in the currency."""
+    """Overage per metric: max(0, used − included) × the plan's unit rate (up to 6 decimals),
+    exact, rounded half-up to the minor unit once per line (UnitRate.charge)."""
     label = InvoicePeriod(usage.period.start, usage.period.end).label()
     return [
         LineDraft(
             LineKind.USAGE,
             f"{m.metric}: {m.overage:,} over the {m.included:,} included ({label}) at {m.rate} each",
-            m.rate.times(m.overage),
+            m.rate.charge(m.overage),
             quantity=m.overage,
             metric=m.metric,
         )

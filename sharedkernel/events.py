@@ -2,7 +2,7 @@
 
 A context declares each event it publishes as a frozen dataclass subclassing
 :class:`Event` in its own ``events.py``; the dataclass fields *are* the payload,
-documented there. Fields hold JSON-friendly values or value objects (Money,
+documented there. Fields hold JSON-friendly values or value objects (Money, UnitRate,
 EmailAddress, datetime, Decimal, UUID, nested dataclasses); :meth:`Event.payload`
 turns them into plain JSON and :meth:`Event.from_payload` reads them back, so a
 payload always survives a JSON round trip.
@@ -28,7 +28,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar
 
-from sharedkernel.values import EmailAddress, Money
+from sharedkernel.values import EmailAddress, Money, UnitRate
 
 # -- the envelope -------------------------------------------------------------
 
@@ -124,7 +124,7 @@ def encode(value: Any) -> Any:
         return value
     if isinstance(value, float):
         raise TypeError("Event payloads never carry floats; use Decimal.")
-    if isinstance(value, Money):
+    if isinstance(value, (Money, UnitRate)):
         return value.to_json()
     if isinstance(value, EmailAddress):
         return value.value
@@ -171,6 +171,8 @@ def decode(hint: Any, value: Any) -> Any:
         return value
     if hint is Money:
         return Money.from_json(value)
+    if hint is UnitRate:
+        return UnitRate.from_json(value)
     if hint is EmailAddress:
         return EmailAddress(value)
     if hint is datetime:

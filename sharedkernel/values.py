@@ -1,4 +1,4 @@
-"""Value objects every context speaks: Money and EmailAddress.
+"""Value objects every context speaks: Money, UnitRate and EmailAddress.
 
 No Django here (an import-linter contract keeps it out): these are plain,
 immutable values, equal by their attributes, valid from construction on.
@@ -7,13 +7,17 @@ Money rounding happens in exactly one place, :func:`round_half_up`, to the
 currency's minor unit (ISO 4217: JPY 0 digits, USD 2, KWD 3). Every amount a
 Money holds is already at that precision, so sums are exact and a float can
 never sneak in.
+
+A :class:`UnitRate` (the price of one unit of usage) may be finer than the minor
+unit, up to :data:`RATE_DECIMALS` decimals; it becomes Money only through
+:meth:`UnitRate.charge`, which rounds once per charged line, never per unit.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from functools import cache
 
 import moneyed
@@ -261,6 +265,87 @@ class Money:
         for amount in amounts:
             result = result + amount
         return result
+
+
+#: Enough significant digits that quantity × rate is exact for any whole quantity below 10^40.
+_CHARGE_PRECISION = 60
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRate:
+    """A price per unit of usage: exact, non-negative, at most :data:`RATE_DECIMALS` decimals.
+
+    ``UnitRate("0.000125", "USD")`` is fine; ``UnitRate("0.0000001", "USD")`` raises. The amount
+    is kept with as many decimals as it needs but at least the currency's minor digits, so
+    JSON shows ``"0.000125"``, ``"0.01"`` and ``"5.00"`` (never ``"0.010000"`` or ``"5"``).
+    JSON is the shape of Money, so rates stored as Money before read as rates unchanged.
+    """
+
+    amount: Decimal
+    currency: str
+
+    def __init__(self, amount: Decimal | int | str, currency: str) -> None:
+        code = (currency or "").upper()
+        places = minor_digits(code)
+        value = _to_decimal(amount)
+        if value < 0:
+            raise ValueError(f"A unit rate cannot be negative ({value}).")
+        value = value if value else Decimal(0)  # "-0" is zero
+        if value.quantize(_RATE_EXPONENT) != value:
+            raise ValueError(f"A unit rate has at most {RATE_DECIMALS} decimals ({value}).")
+        if value >= _RATE_LIMIT:
+            raise ValueError(f"A unit rate has at most {MAX_INTEGER_DIGITS} digits before the point ({value}).")
+        exponent = min(value.normalize().as_tuple().exponent, -places)
+        object.__setattr__(self, "amount", value.quantize(Decimal(1).scaleb(exponent)))
+        object.__setattr__(self, "currency", code)
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def parse(cls, amount: object, currency: object) -> UnitRate:
+        """A rate from a client's ``amount`` and ``currency``, read strictly (:func:`parse_amount`)."""
+        code = parse_currency(currency)
+        return cls(parse_amount(amount, code, decimals=RATE_DECIMALS), code)
+
+    @classmethod
+    def of(cls, value: UnitRate | Money) -> UnitRate:
+        """A rate from a rate or from Money (any Money is an exact rate: minor digits ≤ 6)."""
+        if isinstance(value, UnitRate):
+            return value
+        if isinstance(value, Money):
+            return cls(value.amount, value.currency)
+        raise TypeError(f"A unit rate is a UnitRate or Money, not {type(value).__name__}.")
+
+    @classmethod
+    def from_json(cls, data: dict) -> UnitRate:
+        if not isinstance(data, dict) or set(data) - {"amount", "currency"} or "amount" not in data:
+            raise ValueError('A unit rate is {"amount": "<decimal string>", "currency": "<ISO 4217>"}.')
+        return cls(data["amount"], data.get("currency", ""))
+
+    # -- representation -----------------------------------------------------
+    def to_json(self) -> dict:
+        return {"amount": f"{self.amount:f}", "currency": self.currency}
+
+    def __str__(self) -> str:
+        return f"{self.amount:,f} {self.currency}"
+
+    def __repr__(self) -> str:
+        return f"UnitRate('{self.amount:f}', '{self.currency}')"
+
+    # -- arithmetic ---------------------------------------------------------
+    def charge(self, quantity: int) -> Money:
+        """What ``quantity`` units cost: quantity × rate, exact, rounded half-up once for the line."""
+        if not isinstance(quantity, int) or isinstance(quantity, bool):
+            raise TypeError("A charged quantity is a whole number.")
+        with localcontext() as ctx:
+            ctx.prec = _CHARGE_PRECISION
+            return Money.rounded(self.amount * quantity, self.currency)
+
+    def is_zero(self) -> bool:
+        return self.amount == 0
+
+
+_RATE_EXPONENT = Decimal(1).scaleb(-RATE_DECIMALS)
+_RATE_LIMIT = Decimal(10) ** MAX_INTEGER_DIGITS
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from django.utils.timezone import localtime
 
 from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each
 from sharedkernel.errors import DomainError
-from sharedkernel.values import Money
+from sharedkernel.values import AmountRefused, Money, UnitRate
 from subscriptions import commands
 from subscriptions.models import (
     Customer,
@@ -32,14 +32,16 @@ from subscriptions.models import (
 # -- plans -------------------------------------------------------------------------
 
 
-def _parse_money_lines(text: str, field: str) -> list[Money]:
-    """'49.00 USD' per line."""
+def _parse_money_lines(text: str, field: str, read=Money.parse) -> list:
+    """'49.00 USD' per line (``read=UnitRate.parse`` for rates of up to 6 decimals)."""
     prices = []
     for line in filter(None, (line.strip() for line in text.splitlines())):
         try:
             amount, currency = line.split()
-            prices.append(Money.parse(amount, currency))
-        except ValueError:  # AmountRefused: the API's strict reading (docs/api-input.md)
+            prices.append(read(amount, currency))
+        except AmountRefused as exc:  # the API's strict reading (docs/api-input.md)
+            raise forms.ValidationError({field: f"“{line}”: {exc.message}"}) from None
+        except ValueError:
             raise forms.ValidationError({field: f"“{line}” is not “<amount> <CURRENCY>”, e.g. 49.00 USD."}) from None
     return prices
 
@@ -61,7 +63,7 @@ class PlanForm(forms.ModelForm):
         label="Overage rates",
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="One per line and currency: api_calls 0.01 USD",
+        help_text="One per line and currency, up to 6 decimals: api_calls 0.000125 USD",
     )
 
     class Meta:
@@ -91,13 +93,13 @@ class PlanForm(forms.ModelForm):
             except ValueError:
                 raise forms.ValidationError({"usage_text": f"“{line}” is not “metric quantity”."}) from None
         data["included_usage"] = usage
-        rates: dict[str, list[Money]] = {}
+        rates: dict[str, list[UnitRate]] = {}
         for line in filter(None, (x.strip() for x in data.get("overage_text", "").splitlines())):
             try:
                 metric, rest = line.split(maxsplit=1)
             except ValueError:
                 raise forms.ValidationError({"overage_text": f"“{line}” is not “metric amount CURRENCY”."}) from None
-            rates.setdefault(metric, []).extend(_parse_money_lines(rest, "overage_text"))
+            rates.setdefault(metric, []).extend(_parse_money_lines(rest, "overage_text", read=UnitRate.parse))
         data["overage_rates"] = rates
         if not self.errors:
             self._validate_with_aggregate(data)

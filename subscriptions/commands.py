@@ -134,7 +134,7 @@ def _save_plan(plan: Plan) -> None:
     PlanOverageRate.objects.filter(plan=plan).delete()
     PlanPrice.objects.bulk_create(PlanPrice(plan=plan, currency=p.currency, amount_minor=p.minor_units) for p in prices)
     PlanOverageRate.objects.bulk_create(
-        PlanOverageRate(plan=plan, metric=metric, currency=r.currency, amount_minor=r.minor_units)
+        PlanOverageRate(plan=plan, metric=metric, currency=r.currency, amount=r.amount)
         for metric, metric_rates in rates.items()
         for r in metric_rates
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sharedkernel.events import Event
-from sharedkernel.values import EmailAddress, Money
+from sharedkernel.values import EmailAddress, Money, UnitRate
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,8 @@ class PlanCreated(Event):
     prices: list[Money]  #: one per currency the plan is sold in
     features: list[str] = field(default_factory=list)
     included_usage: dict[str, int] = field(default_factory=dict)  #: metric → quantity per period
-    overage_rates: dict[str, list[Money]] = field(default_factory=dict)  #: metric → price per unit, per currency
+    #: metric → price per unit, per currency (up to 6 decimals; stored events wrote the same JSON as Money)
+    overage_rates: dict[str, list[UnitRate]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -360,7 +361,7 @@ class MetricUsage:
     used: int
     included: int
     overage: int  #: max(0, used − included)
-    rate: Money | None  #: price per unit over the included quantity (None: not billed)
+    rate: UnitRate | None  #: price per unit over the included quantity, up to 6 decimals (None: not billed)
 
 
 @dataclass(frozen=True)

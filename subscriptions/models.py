@@ -16,7 +16,7 @@ from django.db import models
 from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import InvalidInput, InvalidTransition
 from sharedkernel.models import TestClock
-from sharedkernel.values import EmailAddress, Money, minor_digits
+from sharedkernel.values import MAX_INTEGER_DIGITS, RATE_DECIMALS, EmailAddress, Money, UnitRate, minor_digits
 from subscriptions import events as ev
 from subscriptions.rules import (
     AlreadySubscribed,
@@ -177,13 +177,13 @@ class Plan(AggregateRoot):
         return [Money.from_minor(p.amount_minor, p.currency) for p in self.price_rows.all()]
 
     @property
-    def overage_rates(self) -> dict[str, list[Money]]:
+    def overage_rates(self) -> dict[str, list[UnitRate]]:
         staged = self._staged("_staged_rates")
         if staged is not None:
             return staged
-        rates: dict[str, list[Money]] = {}
+        rates: dict[str, list[UnitRate]] = {}
         for row in self.overage_rows.all():
-            rates.setdefault(row.metric, []).append(Money.from_minor(row.amount_minor, row.currency))
+            rates.setdefault(row.metric, []).append(row.rate)
         return rates
 
     def price_in(self, currency: str) -> Money | None:
@@ -214,7 +214,7 @@ class Plan(AggregateRoot):
         prices: list[Money],
         features: list[str] | None = None,
         included_usage: dict[str, int] | None = None,
-        overage_rates: dict[str, list[Money]] | None = None,
+        overage_rates: dict[str, list[UnitRate | Money]] | None = None,
         at: datetime,
     ) -> Plan:
         plan = cls(id=uuid.uuid4(), code=code, created_at=at)
@@ -239,7 +239,7 @@ class Plan(AggregateRoot):
         prices: list[Money],
         features: list[str],
         included_usage: dict[str, int],
-        overage_rates: dict[str, list[Money]],
+        overage_rates: dict[str, list[UnitRate | Money]],
         at: datetime,
     ) -> None:
         """New terms for new subscriptions. Existing subscriptions keep the price they bought."""
@@ -293,6 +293,11 @@ class Plan(AggregateRoot):
                 problems["included_usage"] = "metric_name → non-negative whole quantity."
             elif quantity > MAX_QUANTITY:
                 problems["included_usage"] = f"{metric!r}: at most {MAX_QUANTITY:,} included per period."
+        try:  # a rate given as Money (minor digits ≤ 6) is an exact unit rate
+            overage_rates = {metric: [UnitRate.of(r) for r in rates] for metric, rates in overage_rates.items()}
+        except (TypeError, ValueError) as exc:
+            problems["overage_rates"] = str(exc)
+            overage_rates = {}
         for metric, rates in overage_rates.items():
             if metric not in included_usage:
                 problems["overage_rates"] = f"{metric!r} has an overage rate but no included quantity."
@@ -300,8 +305,6 @@ class Plan(AggregateRoot):
                 problems["overage_rates"] = (
                     f"{metric!r} needs exactly one rate in each price currency {sorted(currencies)}."
                 )
-            elif any(r.is_negative() for r in rates):
-                problems["overage_rates"] = "Overage rates cannot be negative."
         if problems:
             raise InvalidInput("The plan is not valid.", details=problems)
         self.name = name.strip()
@@ -327,7 +330,7 @@ class Plan(AggregateRoot):
             overage_rates=self.overage_rates,
         )
 
-    def staged_children(self) -> tuple[list[Money], dict[str, list[Money]]] | None:
+    def staged_children(self) -> tuple[list[Money], dict[str, list[UnitRate]]] | None:
         """Prices and rates set by define/revise and not yet written."""
         prices = self.__dict__.pop("_staged_prices", None)
         rates = self.__dict__.pop("_staged_rates", None)
@@ -350,13 +353,22 @@ class PlanOverageRate(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="overage_rows")
     metric = models.CharField(max_length=50)
     currency = models.CharField(max_length=3)
-    amount_minor = models.BigIntegerField(help_text="Price per unit over the included quantity, minor units.")
+    #: Exact, up to RATE_DECIMALS decimals and MAX_INTEGER_DIGITS before the point (sharedkernel.values.UnitRate).
+    amount = models.DecimalField(
+        max_digits=MAX_INTEGER_DIGITS + RATE_DECIMALS,
+        decimal_places=RATE_DECIMALS,
+        help_text="Price per unit over the included quantity, up to 6 decimals.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["plan", "metric", "currency"], name="one_rate_per_metric")]
 
     def __str__(self) -> str:
-        return f"{self.metric}: {Money.from_minor(self.amount_minor, self.currency)} per unit"
+        return f"{self.metric}: {self.rate} per unit"
+
+    @property
+    def rate(self) -> UnitRate:
+        return UnitRate(self.amount, self.currency)
 
 
 # -- subscriptions -----------------------------------------------------------------

@@ -29,7 +29,7 @@ from sharedkernel.bulk import bound_cursor
 from sharedkernel.clock import clock_for
 from sharedkernel.correlation import Cause, current_cause, new_correlation_id
 from sharedkernel.eventstore import append_batch
-from sharedkernel.values import Money
+from sharedkernel.values import Money, UnitRate
 from subscriptions import events as ev
 from subscriptions.models import (
     Plan,
@@ -388,7 +388,7 @@ class MetricUse:
     metric: str
     used: int
     included: int
-    rate: Money | None
+    rate: UnitRate | None
 
     @property
     def overage(self) -> int:
@@ -396,7 +396,7 @@ class MetricUse:
 
     @property
     def overage_amount(self) -> Money | None:
-        return self.rate.times(self.overage) if self.rate is not None else None
+        return self.rate.charge(self.overage) if self.rate is not None else None
 
     @property
     def percent(self) -> int:
@@ -407,10 +407,7 @@ def usage_of(sub: Subscription, period_start: datetime | None = None) -> list[Me
     """Used, included and overage per metric of the plan, for the open period (or another)."""
     start = period_start or sub.current_period_start
     used = dict(UsageCounter.objects.filter(subscription_id=sub.pk, period_start=start).values_list("metric", "used"))
-    rates = {
-        r.metric: Money.from_minor(r.amount_minor, r.currency)
-        for r in PlanOverageRate.objects.filter(plan_id=sub.plan_id, currency=sub.currency)
-    }
+    rates = {r.metric: r.rate for r in PlanOverageRate.objects.filter(plan_id=sub.plan_id, currency=sub.currency)}
     included = sub.plan.included_usage or {}
     metrics = sorted(set(included) | set(used))
     return [MetricUse(m, int(used.get(m, 0)), int(included.get(m, 0)), rates.get(m)) for m in metrics]
@@ -463,10 +460,10 @@ def calculate_due_periods(due, now: datetime) -> int:
         ).values_list("subscription_id", "period_start", "metric", "used"):
             counters[(sub_id, start)][metric] = used
         rates = defaultdict(dict)
-        for plan_id, metric, currency, minor in PlanOverageRate.objects.filter(
+        for plan_id, metric, currency, amount in PlanOverageRate.objects.filter(
             plan_id__in={p.subscription.plan_id for p in periods}
-        ).values_list("plan_id", "metric", "currency", "amount_minor"):
-            rates[(plan_id, currency)][metric] = Money.from_minor(minor, currency)
+        ).values_list("plan_id", "metric", "currency", "amount"):
+            rates[(plan_id, currency)][metric] = UnitRate(amount, currency)
         groups = []
         for period in periods:
             sub = period.subscription

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from billing.values import InvoicePeriod
-from sharedkernel.values import Money
+from sharedkernel.values import Money, UnitRate
 
 
 def _time(value: str | None) -> datetime | None:
@@ -156,7 +156,8 @@ class MetricFacts:
     used: int
     included: int
     overage: int
-    rate: Money | None
+    #: Up to 6 decimals; events stored before rates were finer carry the same JSON at minor digits.
+    rate: UnitRate | None
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class UsageFacts:
                     used=int(m["used"]),
                     included=int(m["included"]),
                     overage=int(m["overage"]),
-                    rate=Money.from_json(m["rate"]) if m.get("rate") else None,
+                    rate=UnitRate.from_json(m["rate"]) if m.get("rate") else None,
                 )
                 for m in p["metrics"]
             ),

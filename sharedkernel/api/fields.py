@@ -10,7 +10,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sharedkernel.values import RATE_DECIMALS, AmountRefused, Money, parse_amount, parse_currency
+from sharedkernel.values import AmountRefused, Money, UnitRate, parse_currency
 
 MONEY_SCHEMA = {
     "type": "object",
@@ -23,6 +23,23 @@ MONEY_SCHEMA = {
             "KWD 3) and at most 12 digits before the point; exactly the minor digits on output.",
         },
         "currency": {"type": "string", "example": "USD", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 code."},
+    },
+    "required": ["amount", "currency"],
+    "additionalProperties": False,
+}
+
+
+RATE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "amount": {
+            "type": "string",
+            "example": "0.000125",
+            "pattern": r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
+            "description": "Price per unit: a plain decimal string with at most 6 decimals and at most 12 digits "
+            "before the point; on output as many decimals as it needs, at least the currency's minor digits.",
+        },
+        "currency": MONEY_SCHEMA["properties"]["currency"],
     },
     "required": ["amount", "currency"],
     "additionalProperties": False,
@@ -62,15 +79,25 @@ class MoneyField(serializers.Field):
         return money
 
 
-def parse_rate(data) -> tuple:
-    """A unit rate ``{"amount", "currency"}`` with up to RATE_DECIMALS decimals: (Decimal, currency)."""
+def parse_rate(data) -> UnitRate:
+    """A unit rate ``{"amount", "currency"}`` with up to RATE_DECIMALS decimals, read strictly."""
     if not isinstance(data, dict) or set(data) != {"amount", "currency"}:
         raise serializers.ValidationError([MoneyField.default_error_messages["shape"]])
     try:
-        currency = parse_currency(data["currency"])
-        return parse_amount(data["amount"], currency, decimals=RATE_DECIMALS), currency
+        return UnitRate.parse(data["amount"], data["currency"])
     except AmountRefused as exc:
         raise refusal(exc) from None
+
+
+@extend_schema_field(RATE_SCHEMA)
+class UnitRateField(serializers.Field):
+    """A unit rate as ``{"amount": "0.000125", "currency": "USD"}`` (up to 6 decimals)."""
+
+    def to_representation(self, value: UnitRate) -> dict:
+        return value.to_json()
+
+    def to_internal_value(self, data) -> UnitRate:
+        return parse_rate(data)
 
 
 @extend_schema_field({"type": "string", "example": "USD", "pattern": "^[A-Z]{3}$"})

@@ -119,23 +119,25 @@ class ApiSchema(AutoSchema):
 
 
 def money_component(result, generator, request, public):
-    """Postprocessing hook: every Money in the schema is one ``Money`` component, so a generated
-    client has one Money type instead of one per field."""
-    from sharedkernel.api.fields import MONEY_SCHEMA
+    """Postprocessing hook: every Money in the schema is one ``Money`` component (and every unit
+    rate one ``UnitRate``), so a generated client has one type instead of one per field."""
+    from sharedkernel.api.fields import MONEY_SCHEMA, RATE_SCHEMA
 
-    ref = {"$ref": "#/components/schemas/Money"}
+    components = {"Money": MONEY_SCHEMA, "UnitRate": RATE_SCHEMA}
 
     def replace(node):
         if isinstance(node, dict):
-            if node.get("type") == "object" and node.get("properties") == MONEY_SCHEMA["properties"]:
-                extra = {k: v for k, v in node.items() if k not in MONEY_SCHEMA}
-                return {"allOf": [ref], **extra} if extra else dict(ref)
+            for name, component in components.items():
+                if node.get("type") == "object" and node.get("properties") == component["properties"]:
+                    ref = {"$ref": f"#/components/schemas/{name}"}
+                    extra = {k: v for k, v in node.items() if k not in component}
+                    return {"allOf": [ref], **extra} if extra else ref
             return {key: replace(value) for key, value in node.items()}
         if isinstance(node, list):
             return [replace(item) for item in node]
         return node
 
     result = replace(result)
-    result.setdefault("components", {}).setdefault("schemas", {})["Money"] = MONEY_SCHEMA
+    result.setdefault("components", {}).setdefault("schemas", {}).update(components)
     result["components"]["schemas"] = dict(sorted(result["components"]["schemas"].items()))
     return result

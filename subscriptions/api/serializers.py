@@ -5,39 +5,32 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sharedkernel.api.fields import MONEY_SCHEMA, MoneyField, parse_rate
-from sharedkernel.values import Money, minor_digits
+from sharedkernel.api.fields import MONEY_SCHEMA, RATE_SCHEMA, MoneyField, parse_rate
+from sharedkernel.values import UnitRate
 from subscriptions.models import Customer, Plan, Subscription
 
 
-@extend_schema_field({"type": "object", "additionalProperties": MONEY_SCHEMA})
+@extend_schema_field({"type": "object", "additionalProperties": RATE_SCHEMA})
 class OverageRatesField(serializers.Field):
-    """Input: {"metric": Money} or {"metric": [Money, ...]} (one per price currency)."""
+    """Input: {"metric": rate} or {"metric": [rate, ...]} (one per price currency); a rate is
+    ``{"amount", "currency"}`` with up to 6 decimals (sharedkernel.values.UnitRate)."""
 
-    def to_representation(self, value: dict[str, list[Money]]) -> dict:
+    def to_representation(self, value: dict[str, list[UnitRate]]) -> dict:
         return {metric: rates[0].to_json() for metric, rates in value.items() if rates}
 
-    def to_internal_value(self, data) -> dict[str, list[Money]]:
+    def to_internal_value(self, data) -> dict[str, list[UnitRate]]:
         if not isinstance(data, dict):
-            raise serializers.ValidationError('Expected {"<metric>": Money} or {"<metric>": [Money, ...]}.')
-        result: dict[str, list[Money]] = {}
+            raise serializers.ValidationError(
+                'Expected {"<metric>": rate} or {"<metric>": [rate, ...]}, a rate like Money.'
+            )
+        result: dict[str, list[UnitRate]] = {}
         for metric, value in data.items():
             items = value if isinstance(value, list) else [value]
             try:
-                result[str(metric)] = [self._rate(item) for item in items]
+                result[str(metric)] = [parse_rate(item) for item in items]
             except serializers.ValidationError as exc:
                 raise serializers.ValidationError({metric: exc.detail}) from None
         return result
-
-    @staticmethod
-    def _rate(item) -> Money:
-        amount, currency = parse_rate(item)
-        if amount.as_tuple().exponent < -minor_digits(currency):
-            # API.md allows rates of up to 6 decimals; plans still store them in minor units.
-            raise serializers.ValidationError(
-                {"amount": [f"Overage rates in {currency} are stored in its minor unit for now; round the rate."]}
-            )
-        return Money(amount, currency)
 
 
 class PlanOut(serializers.ModelSerializer):
@@ -67,7 +60,7 @@ class PlanOut(serializers.ModelSerializer):
     def get_prices(self, plan: Plan) -> list[dict]:
         return [p.to_json() for p in plan.prices]
 
-    @extend_schema_field({"type": "object", "additionalProperties": MONEY_SCHEMA})
+    @extend_schema_field({"type": "object", "additionalProperties": RATE_SCHEMA})
     def get_overage_rates(self, plan: Plan) -> dict:
         """Per metric, the rate in the plan's first price currency."""
         base = plan.prices[0].currency if plan.prices else None
@@ -76,7 +69,7 @@ class PlanOut(serializers.ModelSerializer):
             for metric, rates in plan.overage_rates.items()
         }
 
-    @extend_schema_field({"type": "object", "additionalProperties": {"type": "array", "items": MONEY_SCHEMA}})
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "array", "items": RATE_SCHEMA}})
     def get_overage_rates_by_currency(self, plan: Plan) -> dict:
         return {metric: [r.to_json() for r in rates] for metric, rates in plan.overage_rates.items()}
 

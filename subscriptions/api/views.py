@@ -12,7 +12,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sharedkernel.api.fields import CurrencyField, MoneyField
+from sharedkernel.api.fields import CurrencyField, MoneyField, UnitRateField
 from sharedkernel.api.permissions import CustomerScopedMixin, IsStaff, customer_id_of
 from sharedkernel.api.views import StoredEventSerializer
 from sharedkernel.errors import InvalidInput
@@ -221,7 +221,10 @@ class SubscriptionViewSet(
                         "used": serializers.IntegerField(),
                         "included": serializers.IntegerField(),
                         "overage": serializers.IntegerField(),
-                        "overage_amount": MoneyField(allow_null=True),
+                        "rate": UnitRateField(allow_null=True, help_text="Price per unit over the included quantity."),
+                        "overage_amount": MoneyField(
+                            allow_null=True, help_text="overage × rate, rounded half-up once to the minor unit."
+                        ),
                     },
                     many=True,
                 ),
@@ -374,6 +377,7 @@ def usage_payload(sub: Subscription) -> dict:
                 "used": m.used,
                 "included": m.included,
                 "overage": m.overage,
+                "rate": m.rate.to_json() if m.rate is not None else None,
                 "overage_amount": m.overage_amount.to_json() if m.overage_amount is not None else None,
             }
             for m in usage.usage_of(sub)

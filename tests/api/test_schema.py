@@ -120,8 +120,16 @@ def _inline_money(node, path=""):
 
 
 def test_money_is_one_component_everywhere(schema):
-    others = {k: v for k, v in schema["components"]["schemas"].items() if k != "Money"}
+    others = {k: v for k, v in schema["components"]["schemas"].items() if k not in ("Money", "UnitRate")}
     assert list(_inline_money({"paths": schema["paths"], "components": others})) == []  # no inline copies left
     money = schema["components"]["schemas"]["Money"]
     assert money["required"] == ["amount", "currency"] and money["properties"]["amount"]["type"] == "string"
     assert schema["components"]["schemas"]["LineOut"]["properties"]["amount"] == {"$ref": "#/components/schemas/Money"}
+
+
+def test_unit_rates_are_their_own_component_with_up_to_6_decimals(schema):
+    rate = schema["components"]["schemas"]["UnitRate"]
+    assert rate["properties"]["amount"]["pattern"] == r"^[0-9]{1,12}(\.[0-9]{1,6})?$"
+    ref = {"$ref": "#/components/schemas/UnitRate"}
+    assert schema["components"]["schemas"]["PlanOut"]["properties"]["overage_rates"]["additionalProperties"] == ref
+    assert schema["components"]["schemas"]["MetricUsage"]["properties"]["rate"]["allOf"] == [ref]

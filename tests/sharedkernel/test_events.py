@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from sharedkernel.events import EVENT_CLASSES, Event, decode, encode, upcast, upcaster
-from sharedkernel.values import EmailAddress, Money
+from sharedkernel.values import EmailAddress, Money, UnitRate
 
 
 def sample(hint):
@@ -31,6 +31,8 @@ def sample(hint):
         return 42
     if hint is Money:
         return Money("1234.57", "USD")
+    if hint is UnitRate:
+        return UnitRate("0.000125", "USD")
     if hint is EmailAddress:
         return EmailAddress("ada@example.com")
     if hint is datetime:
@@ -87,6 +89,7 @@ def test_floats_and_naive_times_cannot_enter_a_payload():
 def test_decode_reads_back_optional_and_nested_values():
     assert decode(Money | None, None) is None
     assert decode(list[Money], [{"amount": "1.00", "currency": "EUR"}]) == [Money("1", "EUR")]
+    assert decode(UnitRate, {"amount": "0.000125", "currency": "USD"}) == UnitRate("0.000125", "USD")
     assert decode(uuid.UUID, "12345678-1234-5678-1234-567812345678").hex == "12345678123456781234567812345678"
 
 

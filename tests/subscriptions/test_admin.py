@@ -65,6 +65,31 @@ def test_plan_added_in_the_admin_goes_through_the_command(admin_client):
     assert StoredEvent.objects.filter(aggregate_id=str(plan.pk), event_type="subscriptions.PlanCreated").exists()
 
 
+def test_the_plan_form_keeps_unit_rates_of_up_to_6_decimals(admin_client):
+    form = {
+        "code": "fine-m",
+        "name": "Fine",
+        "tier": "professional",
+        "interval": "month",
+        "trial_days": 0,
+        "prices_text": "99.00 USD",
+        "features_text": "",
+        "usage_text": "api_calls 50000",
+        "overage_text": "api_calls 0.0000001 USD",
+    }
+    refused = admin_client.post("/admin/subscriptions/plan/add/", form)
+    assert refused.status_code == 200
+    assert "A unit rate in USD has at most 6 decimals." in refused.content.decode()
+    assert not Plan.objects.filter(code="fine-m").exists()
+
+    response = admin_client.post("/admin/subscriptions/plan/add/", form | {"overage_text": "api_calls 0.000125 USD"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    plan = Plan.objects.get(code="fine-m")
+    assert [str(r) for r in plan.overage_rates["api_calls"]] == ["0.000125 USD"]
+    page = admin_client.get(f"/admin/subscriptions/plan/{plan.pk}/change/").content.decode()
+    assert "api_calls 0.000125 USD" in page
+
+
 def test_invalid_plan_form_shows_the_aggregates_refusal_next_to_the_field(admin_client):
     response = admin_client.post(
         "/admin/subscriptions/plan/add/",

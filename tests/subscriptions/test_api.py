@@ -98,6 +98,33 @@ def test_invalid_input_is_400_naming_the_fields(staff):
     assert response.status_code == 400 and "overage_rates" in error(response)["details"]
 
 
+def test_a_unit_rate_keeps_up_to_6_decimals_exactly(staff):
+    # given a plan whose API calls cost an eighth of a thousandth of a cent
+    rates = {"api_calls": [{"amount": "0.000125", "currency": "USD"}, {"amount": "0.5", "currency": "JPY"}]}
+    response = staff.post("/api/v1/plans/", PLAN | {"code": "fine", "overage_rates": rates}, format="json")
+    assert response.status_code == 201, response.content
+    # then reading it back shows the rates exactly, with at least the minor digits
+    plan = api_client().get(f"/api/v1/plans/{response.json()['id']}/").json()
+    assert plan["overage_rates"] == {"api_calls": {"amount": "0.000125", "currency": "USD"}}
+    by_currency = sorted(plan["overage_rates_by_currency"]["api_calls"], key=lambda r: r["currency"])
+    assert by_currency == [{"amount": "0.5", "currency": "JPY"}, {"amount": "0.000125", "currency": "USD"}]
+    created = StoredEvent.objects.get(event_type="subscriptions.PlanCreated", aggregate_id=plan["id"])
+    assert created.payload["overage_rates"]["api_calls"][0] == {"amount": "0.000125", "currency": "USD"}
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [("0.0000001", "at most 6 decimals"), ("1e-4", "plain decimal string"), ("1234567890123", "12 digits")],
+)
+def test_a_finer_or_malformed_unit_rate_is_400_naming_the_field(staff, amount, message):
+    rates = {"api_calls": [{"amount": amount, "currency": "USD"}, {"amount": "1", "currency": "JPY"}]}
+    response = staff.post("/api/v1/plans/", PLAN | {"code": "too-fine", "overage_rates": rates}, format="json")
+    assert response.status_code == 400
+    [refusal] = error(response)["details"]["overage_rates"]["api_calls"]["amount"]
+    assert message in refusal
+    assert not StoredEvent.objects.filter(event_type="subscriptions.PlanCreated").exists()
+
+
 def test_malformed_json_is_400_not_500(staff):
     response = staff.post("/api/v1/plans/", "{not json", content_type="application/json")
     assert response.status_code == 400 and error(response)["code"] == "malformed_request"

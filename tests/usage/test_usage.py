@@ -9,7 +9,7 @@ import pytest
 from billing import commands as billing
 from sharedkernel.clock import FixedClock
 from sharedkernel.models import StoredEvent, TestClock
-from sharedkernel.values import Money
+from sharedkernel.values import Money, UnitRate
 from subscriptions import commands as subs
 from subscriptions.models import UsageRecord
 from tests.billing.helpers import customer
@@ -223,3 +223,48 @@ def test_cancelling_now_bills_the_partial_periods_overage_on_a_final_invoice(sta
     final = Invoice.objects.get(subscription_id=sub.id, billing_reason="subscription_cancel")
     assert final.status == "paid"
     assert [(line.kind, str(line.amount.amount)) for line in final.lines.all()] == [("usage", "1.00"), ("tax", "0.00")]
+
+
+def test_a_fine_unit_rate_is_charged_once_per_line_and_the_usage_view_agrees_with_the_invoice(staff, drain, settings):
+    from billing.models import Invoice
+    from sharedkernel.scheduling import run_job
+
+    # given a plan charging 0.000125 USD per API call and 0.004999 USD per export over what it includes
+    settings.USAGE_GRACE_SECONDS = 600
+    plan = subs.define_plan(
+        code="fine-m",
+        name="Fine",
+        tier="professional",
+        interval="month",
+        trial_days=0,
+        prices=[Money("50.00", "USD")],
+        included_usage={"api_calls": 1000, "exports": 0},
+        overage_rates={"api_calls": [UnitRate("0.000125", "USD")], "exports": [UnitRate("0.004999", "USD")]},
+    )
+    clock = TestClock.objects.create(frozen_time=T0 + timedelta(days=10), name="fine")
+    c = customer(drain, country="GB", region="", test_clock_id=str(clock.pk))
+    s = subs.subscribe(customer_id=str(c.id), plan_id=str(plan.id), clock=FixedClock(T0))
+    drain()
+    # when 1,000,001 calls over the included 1,000 and 3 exports are reported
+    staff.post("/api/v1/usage/", [rec(s, "calls", 1_001_001), rec(s, "x", 3, metric="exports")], format="json")
+    # then the usage view charges each line once: 125.000125 → 125.00 and 0.014997 → 0.01 (not 3 × 0.00)
+    shown = used(staff, s)
+    assert shown["api_calls"]["rate"] == {"amount": "0.000125", "currency": "USD"}
+    assert shown["api_calls"]["overage_amount"] == {"amount": "125.00", "currency": "USD"}
+    assert shown["exports"]["overage_amount"] == {"amount": "0.01", "currency": "USD"}
+    # and the final invoice bills the same lines
+    cancelled_at = T0 + timedelta(days=10)
+    subs.cancel_subscription(subscription_id=str(s.id), reason="done", clock=FixedClock(cancelled_at))
+    drain()
+    run_job("subscriptions.calculate_usage", now=cancelled_at + timedelta(minutes=10), test_clock_id=str(clock.pk))
+    drain()
+    final = Invoice.objects.get(subscription_id=s.id, billing_reason="subscription_cancel")
+    lines = {line.metric: line for line in final.lines.filter(kind="usage")}
+    assert (lines["api_calls"].quantity, str(lines["api_calls"].amount.amount)) == (1_000_001, "125.00")
+    assert (lines["exports"].quantity, str(lines["exports"].amount.amount)) == (3, "0.01")
+    assert "0.000125 USD each" in lines["api_calls"].description
+    [calculated] = StoredEvent.objects.filter(
+        event_type="subscriptions.UsageCalculated", payload__subscription_id=str(s.id)
+    ).values_list("payload", flat=True)
+    rates = {m["metric"]: m["rate"] for m in calculated["metrics"]}
+    assert rates["api_calls"] == {"amount": "0.000125", "currency": "USD"}
