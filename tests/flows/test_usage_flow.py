@@ -24,7 +24,8 @@ def test_overage_is_added_to_the_renewal_invoice_after_the_grace_window_includin
             "trial_days": 0,
             "prices": [{"amount": "50.00", "currency": "USD"}],
             "included_usage": {"api_calls": 1000},
-            "overage_rates": {"api_calls": {"amount": "0.01", "currency": "USD"}},
+            # a unit rate finer than a cent (API.md: up to 6 decimals)
+            "overage_rates": {"api_calls": {"amount": "0.01001", "currency": "USD"}},
         },
         format="json",
     ).json()
@@ -52,6 +53,9 @@ def test_overage_is_added_to_the_renewal_invoice_after_the_grace_window_includin
     staff.post(f"/api/v1/test-clocks/{clock['id']}/advance/", {"to": "2025-05-21T00:00:00Z"}, format="json")
     assert report("k1", 1200, "2025-05-20T10:00:00Z")["accepted"] == 1
     assert report("k1", 1200, "2025-05-20T10:00:00Z")["duplicates"] == 1  # a retry of the same call
+    [api] = staff.get(f"/api/v1/subscriptions/{sub['id']}/usage/").json()["metrics"]
+    assert api["rate"] == {"amount": "0.01001", "currency": "USD"}
+    assert api["overage_amount"] == {"amount": "2.00", "currency": "USD"}  # 200 × 0.01001 = 2.002
 
     # the period ends: the renewal invoice waits for late usage
     staff.post(f"/api/v1/test-clocks/{clock['id']}/advance/", {"to": "2025-06-01T00:10:00Z"}, format="json")
@@ -60,17 +64,19 @@ def test_overage_is_added_to_the_renewal_invoice_after_the_grace_window_includin
     assert renewal.status == "draft" and renewal.awaiting_usage
     assert report("late", 300, "2025-05-31T23:59:00Z")["accepted"] == 1  # late, within the hour of grace
 
-    # the grace window passes: overage (1500 − 1000) × 0.01 is billed with the new period's plan line
+    # the grace window passes: overage (1500 − 1000) × 0.01001 = 5.005 is billed, rounded half-up once
+    # for the line (5.01; per unit it would be 500 × 0.01 = 5.00), with the new period's plan line
     staff.post(f"/api/v1/test-clocks/{clock['id']}/advance/", {"to": "2025-06-01T01:00:01Z"}, format="json")
     wait_until_handled()
     bill = staff.get(f"/api/v1/invoices/{renewal.id}/").json()
     assert bill["status"] == "paid"
     assert [(line["kind"], line["amount"]["amount"]) for line in bill["lines"]] == [
         ("plan", "50.00"),
-        ("usage", "5.00"),
+        ("usage", "5.01"),
         ("tax", "0.00"),
     ]
     assert bill["lines"][1]["quantity"] == 500 and bill["lines"][1]["metric"] == "api_calls"
-    assert bill["amount_due"] == {"amount": "55.00", "currency": "USD"}
+    assert "at 0.01001 USD each" in bill["lines"][1]["description"]
+    assert bill["amount_due"] == {"amount": "55.01", "currency": "USD"}
     # and the new period starts from zero
     assert staff.get(f"/api/v1/subscriptions/{sub['id']}/usage/").json()["metrics"][0]["used"] == 0
