@@ -24,7 +24,7 @@ from sharedkernel.correlation import Cause, current_cause, new_correlation_id
 from sharedkernel.errors import ConcurrentUpdate, DomainError, InvalidInput, NotFound
 from sharedkernel.eventstore import append_batch, save_and_publish
 from sharedkernel.models import CustomerLogin, TestClock
-from sharedkernel.values import EmailAddress, Money, UnknownCurrency
+from sharedkernel.values import EmailAddress, Money, UnitRate, UnknownCurrency
 from subscriptions import usage
 from subscriptions.models import (
     LIVE_STATUSES,
@@ -151,7 +151,7 @@ def define_plan(
     prices: list[Money],
     features: list[str] | None = None,
     included_usage: dict[str, int] | None = None,
-    overage_rates: dict[str, list[Money]] | None = None,
+    overage_rates: dict[str, list[UnitRate | Money]] | None = None,
     clock: Clock | None = None,
 ) -> Plan:
     if Plan.objects.filter(code=code).exists():
@@ -181,7 +181,7 @@ def revise_plan(
     prices: list[Money],
     features: list[str],
     included_usage: dict[str, int],
-    overage_rates: dict[str, list[Money]],
+    overage_rates: dict[str, list[UnitRate | Money]],
     clock: Clock | None = None,
 ) -> Plan:
     plan = _plan(plan_id)

@@ -181,6 +181,7 @@ def test_customer_usage_page_shows_this_period_and_a_chart(client, metered, drai
     page = client.get(f"/app/subscriptions/{s.id}/usage/").content.decode()
     assert 'data-metric="api_calls"' in page and ">1,200<" in page and "2.00 USD" in page  # 200 over × 0.01, grouped
     assert 'class="bar over"' in page
+    assert '<td class="num rate">0.01 USD</td>' in page  # the unit rate, exactly as the plan has it
     other = get_user_model().objects.create_user("bob", "bob@example.com", "pw-Bob-12345")
     subs.register_customer(name="Bob", email="bob@example.com", currency="USD", country="GB", user=other)
     client.force_login(other)
