@@ -171,3 +171,26 @@ def test_coupon_applies_to_the_next_renewal(drain, staff):
     upcoming = staff.get(f"/api/v1/subscriptions/{sub.id}/upcoming-invoice/").json()
     assert [line["kind"] for line in upcoming["lines"]] == ["plan", "discount", "tax"]
     assert upcoming["amount_due"] == {"amount": "5.00", "currency": "USD"}
+
+
+def test_proration_preview_applies_the_plan_change_policy_first(drain, staff):
+    """The preview answers what ChangePlan would: a trial downgrade is the command's 409, an
+    approval-only plan previews nothing charged now, an unknown plan is 404, an upgrade is priced."""
+    basic = plan(code="basic", price="10.00 USD", tier="basic", trial_days=14)
+    pro = plan(code="pro", price="30.00 USD", trial_days=14)
+    enterprise = plan(code="ent", price="499.00 USD", tier="enterprise")
+    c = customer(drain, country="GB", region="")
+    sub = subs.subscribe(customer_id=str(c.id), plan_id=str(pro.id), trial=True)
+    drain()
+    url = f"/api/v1/subscriptions/{sub.id}/proration-preview/"
+
+    down = staff.get(url, {"plan": str(basic.id)})
+    assert down.status_code == 409 and down.json()["error"]["code"] == "downgrade_during_trial"
+    approval = staff.get(url, {"plan": str(enterprise.id)}).json()
+    assert approval["needs_approval"] is True and approval["lines"] == []
+    assert approval["net"] == {"amount": "0.00", "currency": "USD"} and "approval" in approval["message"]
+    missing = staff.get(url, {"plan": "00000000-0000-0000-0000-000000000000"})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    # the command agrees with the preview: the downgrade it refused is refused by change-plan too
+    changed = staff.post(f"/api/v1/subscriptions/{sub.id}/change-plan/", {"plan": str(basic.id)}, format="json")
+    assert changed.status_code == 409 and changed.json()["error"]["code"] == "downgrade_during_trial"
