@@ -11,6 +11,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from billing.models import BillingAccount, Invoice
+from sharedkernel.templatetags.formatting import format_money
 
 
 def invoice_pdf(invoice: Invoice, account: BillingAccount | None) -> bytes:
@@ -44,13 +45,13 @@ def invoice_pdf(invoice: Invoice, account: BillingAccount | None) -> bytes:
     story.append(Table(facts, colWidths=[35 * mm, 130 * mm], style=[("TEXTCOLOR", (0, 0), (0, -1), colors.grey)]))
     story.append(Spacer(1, 8 * mm))
     rows = [["Description", "Amount"]]
-    rows += [[Paragraph(line.description, styles["Normal"]), str(line.amount)] for line in invoice.lines.all()]
-    rows += [["Subtotal", str(invoice.subtotal)], ["Tax", str(invoice.tax)], ["Total", str(invoice.total)]]
+    rows += [[Paragraph(line.description, styles["Normal"]), _money(line.amount)] for line in invoice.lines.all()]
+    rows += [["Subtotal", _money(invoice.subtotal)], ["Tax", _money(invoice.tax)], ["Total", _money(invoice.total)]]
     if invoice.credit_applied.is_positive():
-        rows.append(["Paid from account credit", str(-invoice.credit_applied)])
-    rows.append(["Amount due", str(invoice.amount_due)])
+        rows.append(["Paid from account credit", _money(-invoice.credit_applied)])
+    rows.append(["Amount due", _money(invoice.amount_due)])
     if invoice.amount_paid.is_positive():
-        rows.append(["Paid", str(invoice.amount_paid)])
+        rows.append(["Paid", _money(invoice.amount_paid)])
     table = Table(rows, colWidths=[130 * mm, 35 * mm], repeatRows=1)
     table.setStyle(
         TableStyle(
@@ -66,3 +67,8 @@ def invoice_pdf(invoice: Invoice, account: BillingAccount | None) -> bytes:
     story.append(table)
     doc.build(story)
     return buffer.getvalue()
+
+
+def _money(value) -> str:
+    """The pages' money format, with an ASCII minus (the PDF's built-in fonts have no U+2212)."""
+    return format_money(value, minus="-")

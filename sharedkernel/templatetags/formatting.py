@@ -14,17 +14,31 @@ from sharedkernel.values import Money, minor_digits
 register = template.Library()
 
 
-@register.filter
-def money(value) -> str:
-    """A Money (or its {"amount", "currency"} dict) with its currency's decimals, grouped."""
+#: The typographic minus sign every page shows before a negative amount ("−22.48 USD").
+MINUS = "\u2212"
+
+
+def format_money(value, *, minus: str = MINUS) -> str:
+    """The one display form of money: grouped, the currency's decimals, ``minus`` before a
+    negative amount. Pages use the typographic minus; the PDF passes "-" (its built-in fonts
+    have no U+2212). The API never uses this: its JSON amounts stay plain ASCII decimals."""
     if value is None or value == "":
         return ""
     if isinstance(value, dict):
         value = Money(value["amount"], value["currency"])
     if not isinstance(value, Money):
         return str(value)
-    amount = number_format(value.amount, decimal_pos=minor_digits(value.currency), use_l10n=True, force_grouping=True)
-    return f"{amount} {value.currency}"
+    amount = number_format(
+        abs(value.amount), decimal_pos=minor_digits(value.currency), use_l10n=True, force_grouping=True
+    )
+    sign = minus if value.amount < 0 else ""
+    return f"{sign}{amount} {value.currency}"
+
+
+@register.filter
+def money(value) -> str:
+    """A Money (or its {"amount", "currency"} dict) with its currency's decimals, grouped."""
+    return format_money(value)
 
 
 @register.filter

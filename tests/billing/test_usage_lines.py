@@ -56,3 +56,16 @@ def test_events_stored_before_rates_were_finer_still_read():
         }
     )
     assert plan.overage_rates == {"api_calls": {"USD": "0.01"}}
+
+
+def test_pages_show_one_minus_sign_and_the_pdf_its_ascii_twin():
+    """A credit line reads "−22.48 USD" on every page (the typographic minus, grouped), the PDF
+    the same figure with "-" (its fonts have no U+2212), and a positive amount has no sign."""
+    from billing.documents import _money
+    from sharedkernel.templatetags.formatting import money
+
+    assert money(Money("-22.48", "USD")) == "\u221222.48 USD"
+    assert money({"amount": "-1234.5", "currency": "KWD"}) == "\u22121,234.500 KWD"
+    assert money(Money("4600", "EUR")) == "4,600.00 EUR"
+    assert _money(Money("-22.48", "USD")) == "-22.48 USD"
+    assert _money(Money("1234", "JPY")) == "1,234 JPY"
