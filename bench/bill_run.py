@@ -3,13 +3,19 @@
     python bench/bill_run.py 1000 10000 [100000]
 
 For each N, on a fresh PostgreSQL database (DATABASE_URL's server, database
-``bench_bill_run`` or BENCH_DB_NAME) and Redis (BENCH_REDIS_URL, default
-redis://127.0.0.1:6379/15):
+``bench_bill_run`` or BENCH_DB_NAME) and a flushed Redis database (BENCH_REDIS_URL,
+default redis://127.0.0.1:6379/15):
+
+Redis: the bench and its workers use BENCH_REDIS_URL, and only it, as both broker and
+cache (the settings read it as REDIS_URL in the bench's child processes). A REDIS_URL
+in your environment (your test Redis) is left alone: it is never flushed nor used.
 
 1. set-up (not timed): plans in USD, EUR, JPY and KWD (monthly and annual), N
    customers with billing accounts (5 % with a declining card) and N active
    subscriptions whose period ended a minute ago — written in bulk, as the
-   contexts' own commands would have left them;
+   contexts' own commands would have left them: Billing's copy of each
+   subscription, and Analytics' SubscriptionView (MRR counted) and CustomerName, so
+   the timed run's projections update existing rows as a real renewal does;
 2. timed: the renewal job runs (as beat would) while WORKERS worker processes
    drain every chain — SubscriptionRenewed → InvoiceGenerated → TaxCalculated →
    InvoiceFinalized → PaymentAttempted → PaymentSucceeded/Failed → InvoicePaid and
@@ -38,20 +44,28 @@ sys.path.insert(0, str(ROOT))
 BASE_DB = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 DB_NAME = os.environ.get("BENCH_DB_NAME", "bench_bill_run")  # another name when several people bench at once
 DB_URL = BASE_DB.rsplit("/", 1)[0] + "/" + DB_NAME
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 WORKERS = int(os.environ.get("WORKERS", "2"))
 CONCURRENCY = int(os.environ.get("CONCURRENCY", "2"))
 QUEUE = f"bench-{uuid.uuid4().hex[:6]}"
 
-os.environ.update(
+#: The environment of the bench's Django processes (the measuring one and the workers). Applied
+#: only in the ``--one`` child, so the caller's REDIS_URL is never taken for the bench's.
+BENCH_ENV = dict(
     DATABASE_URL=DB_URL,
-    REDIS_URL=REDIS_URL,
+    REDIS_URL=BENCH_REDIS_URL,
     DEBUG="0",  # as in production: no per-query logging in the workers
     SECRET_KEY=os.environ.get("SECRET_KEY") or uuid.uuid4().hex,
     EVENT_DISPATCH="celery",
     CELERY_QUEUE=QUEUE,
     DJANGO_SETTINGS_MODULE="config.settings",
 )
+
+
+def flush_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(BENCH_REDIS_URL).flushdb()
 
 
 def recreate_database() -> None:
@@ -93,6 +107,8 @@ def populate(n: int) -> None:
     from django.db import transaction
     from django.utils import timezone
 
+    from analytics.models import CustomerName, SubscriptionView
+    from analytics.policies import contribution
     from billing.models import BilledSubscription, BillingAccount, TaxRate
     from sharedkernel.bus import drain
     from sharedkernel.values import Money
@@ -120,7 +136,7 @@ def populate(n: int) -> None:
     now = timezone.now()
     currencies = list(WHERE)
     for start in range(0, n, 5000):
-        customers, accounts, subs, billed = [], [], [], []
+        customers, accounts, subs, billed, views, names = [], [], [], [], [], []
         for i in range(start, min(n, start + 5000)):
             currency = currencies[i % 4]
             plan = plans[i % len(plans)]
@@ -190,11 +206,31 @@ def populate(n: int) -> None:
                     source_version=1,
                 )
             )
+            view = SubscriptionView(
+                subscription_id=s.id,
+                customer_id=c.id,
+                plan_id=plan.id,
+                plan_name=plan.name,
+                tier=plan.tier,
+                interval=plan.interval,
+                currency=currency,
+                price_minor=price.minor_units,
+                status="active",
+                started_at=begin,
+                activated_at=begin,
+                last_version=1,
+            )
+            view.mrr_minor = contribution(view)
+            view.ever_contributed = view.mrr_minor > 0
+            views.append(view)
+            names.append(CustomerName(customer_id=c.id, name=c.name, email=c.email))
         with transaction.atomic():
             Customer.objects.bulk_create(customers)
             BillingAccount.objects.bulk_create(accounts)
             Subscription.objects.bulk_create(subs)
             BilledSubscription.objects.bulk_create(billed)
+            SubscriptionView.objects.bulk_create(views)
+            CustomerName.objects.bulk_create(names)
     settings.EVENT_DISPATCH = "celery"
 
 
@@ -243,6 +279,7 @@ def run(n: int) -> dict:
     from django.db import connection, connections
     from django.utils import timezone
 
+    from analytics.models import SubscriptionView
     from billing.models import Invoice, Payment
     from config.celery import _count
     from sharedkernel.bus import relay
@@ -292,6 +329,8 @@ def run(n: int) -> dict:
         "paid": Invoice.objects.filter(billing_reason="subscription_cycle", status="paid").count(),
         "declined": Payment.objects.filter(status="failed").count(),
         "active": Subscription.objects.filter(status="active").count(),
+        # the renewal reached Analytics' existing rows (not a projection with nothing to update)
+        "projected": SubscriptionView.objects.filter(last_position__gt=0, usage_last_period=0).count(),
         "events": events,
         "failed_deliveries": failed,
         "seconds": drained,
@@ -302,14 +341,18 @@ def run(n: int) -> dict:
 
 
 def main(sizes: list[int]) -> None:
-    print(f"bill run: {WORKERS} worker processes × concurrency {CONCURRENCY}, PostgreSQL {DB_URL}, Redis {REDIS_URL}")
+    print(
+        f"bill run: {WORKERS} worker processes × concurrency {CONCURRENCY}, PostgreSQL {DB_URL}, "
+        f"Redis {BENCH_REDIS_URL} (broker and cache)"
+    )
     print(
         f"{'N':>8} {'drain s':>8} {'subs/s':>8} {'events':>8} {'events/s':>9} {'queries/sub':>11} "
         f"{'paid':>7} {'declined':>8} {'failed dlv':>10}"
     )
     for n in sizes:
         recreate_database()
-        code = subprocess.run([sys.executable, __file__, "--one", str(n)], cwd=ROOT)
+        flush_redis()
+        code = subprocess.run([sys.executable, __file__, "--one", str(n)], cwd=ROOT, env=dict(os.environ, **BENCH_ENV))
         if code.returncode:
             raise SystemExit(code.returncode)
 
@@ -317,7 +360,7 @@ def main(sizes: list[int]) -> None:
 def one(n: int) -> None:
     setup_django()
     r = run(n)
-    assert r["renewed"] == n and r["invoices"] == n, r
+    assert r["renewed"] == n and r["invoices"] == n and r["projected"] == n, r
     print(
         f"{r['n']:>8} {r['seconds']:>8.1f} {r['n'] / r['seconds']:>8.0f} {r['events']:>8} "
         f"{r['events'] / r['seconds']:>9.0f} {r['queries'] / r['n']:>11.2f} {r['paid']:>7} {r['declined']:>8} "
@@ -328,6 +371,7 @@ def one(n: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--one"]:
+        os.environ.update(BENCH_ENV)
         one(int(sys.argv[2]))
     else:
         main([int(a) for a in sys.argv[1:]] or [1000, 10000])
