@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config import views
 from sharedkernel.health import healthz
+from sharedkernel.views import board
 
 api_v1 = [
     path("", include("sharedkernel.api.urls")),
@@ -26,6 +27,7 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("notifications/", include("notifications.urls")),
     path("staff/analytics/", include("analytics.urls")),
+    path("staff/board/", board, name="staff-board"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -66,3 +66,18 @@ def test_the_check_fails_on_a_stale_file(tmp_path, new_event_and_policy):
     call_command("event_catalog", "--output", str(stale))
     call_command("event_catalog", "--check", "--output", str(stale))
     assert "testapp.GadgetPolished" in stale.read_text()
+
+
+@pytest.mark.django_db
+def test_the_board_shows_a_new_event_and_policy_to_staff_only(client, new_event_and_policy):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.create_user("eve", password="x"))
+    assert client.get("/staff/board/").status_code == 302  # to the staff login
+    client.force_login(get_user_model().objects.create_user("boss", password="x", is_staff=True))
+    page = client.get("/staff/board/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-event="testapp.GadgetPolished"' in html
+    assert 'data-handler="testapp.admire_gadget"' in html
+    assert 'data-event="billing.InvoiceFinalized"' in html
