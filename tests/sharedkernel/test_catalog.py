@@ -81,3 +81,20 @@ def test_the_board_shows_a_new_event_and_policy_to_staff_only(client, new_event_
     assert 'data-event="testapp.GadgetPolished"' in html
     assert 'data-handler="testapp.admire_gadget"' in html
     assert 'data-event="billing.InvoiceFinalized"' in html
+
+
+@pytest.mark.django_db
+def test_a_customer_timeline_shows_its_events_to_staff_only(client):
+    from django.contrib.auth import get_user_model
+
+    from subscriptions import commands as subs
+
+    customer, _ = subs.register_customer(name="Ada", email="ada@example.com", currency="USD", country="GB")
+    url = f"/staff/timeline/?customer={customer.pk}"
+    client.force_login(get_user_model().objects.create_user("eve", password="x"))
+    assert client.get(url).status_code == 302
+    client.force_login(get_user_model().objects.create_user("boss", password="x", is_staff=True))
+    html = client.get(url).content.decode()
+    assert 'data-event="subscriptions.CustomerRegistered"' in html
+    assert "billing.open_billing_account: pending" in html
+    assert client.get("/staff/timeline/?subscription=nope").status_code == 404
