@@ -4,8 +4,9 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from config import views
+from config import staff, views
 from sharedkernel.health import healthz
+from sharedkernel.views import board
 
 api_v1 = [
     path("", include("sharedkernel.api.urls")),
@@ -26,6 +27,8 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("notifications/", include("notifications.urls")),
     path("staff/analytics/", include("analytics.urls")),
+    path("staff/board/", board, name="staff-board"),
+    path("staff/timeline/", staff.timeline, name="staff-timeline"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

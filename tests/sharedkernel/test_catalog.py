@@ -1,0 +1,100 @@
+"""The event catalogue comes from the code: a new event and policy appear without editing any list,
+and the committed docs/EVENTS.md is what `manage.py event_catalog` writes now (CI runs `--check`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from sharedkernel import bus, events
+from sharedkernel.catalog import catalog, render_markdown
+
+
+@pytest.fixture
+def new_event_and_policy():
+    @dataclass(frozen=True)
+    class GadgetPolished(events.Event):
+        event_type = "testapp.GadgetPolished"
+        event_version = 2
+        aggregate_type = "Gadget"
+        aggregate_id_field = "gadget_id"
+        gadget_id: str
+        shine: int
+
+    @bus.reacts_to("testapp.GadgetPolished", name="testapp.admire_gadget")
+    def admire_gadget(event):
+        return None
+
+    events.upcaster("testapp.GadgetPolished", from_version=1)(lambda payload: payload)
+    yield
+    events.EVENT_CLASSES.pop("testapp.GadgetPolished")
+    bus.HANDLERS.pop("testapp.admire_gadget")
+    bus._subscribers_cache.clear()
+    events._UPCASTERS.pop(("testapp.GadgetPolished", 1))
+
+
+def test_an_event_and_policy_declared_in_code_appear_in_the_catalogue(new_event_and_policy):
+    entry = next(e for e in catalog() if e.event_type == "testapp.GadgetPolished")
+    assert (entry.context, entry.version, entry.aggregate_type) == ("testapp", 2, "Gadget")
+    assert [(f.name, f.type) for f in entry.fields] == [("gadget_id", "str"), ("shine", "int")]
+    assert "testapp.admire_gadget" in entry.subscribers  # (beside the webhook fan-out, which takes "*")
+    assert entry.upcasters == (1,)
+    text = render_markdown()
+    assert "### `testapp.GadgetPolished` v2" in text
+    assert "`testapp.admire_gadget`" in text
+    assert "- Upcasters: v1→v2" in text
+
+
+def test_known_events_list_their_subscribers():
+    entry = next(e for e in catalog() if e.event_type == "subscriptions.CustomerRegistered")
+    assert "billing.open_billing_account" in entry.subscribers
+    assert entry.location.startswith("subscriptions.events:")
+
+
+def test_the_committed_catalogue_is_up_to_date():
+    call_command("event_catalog", "--check")
+
+
+def test_the_check_fails_on_a_stale_file(tmp_path, new_event_and_policy):
+    stale = tmp_path / "EVENTS.md"
+    stale.write_text("# old\n")
+    with pytest.raises(CommandError, match="out of date"):
+        call_command("event_catalog", "--check", "--output", str(stale))
+    call_command("event_catalog", "--output", str(stale))
+    call_command("event_catalog", "--check", "--output", str(stale))
+    assert "testapp.GadgetPolished" in stale.read_text()
+
+
+@pytest.mark.django_db
+def test_the_board_shows_a_new_event_and_policy_to_staff_only(client, new_event_and_policy):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.create_user("eve", password="x"))
+    assert client.get("/staff/board/").status_code == 302  # to the staff login
+    client.force_login(get_user_model().objects.create_user("boss", password="x", is_staff=True))
+    page = client.get("/staff/board/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-event="testapp.GadgetPolished"' in html
+    assert 'data-handler="testapp.admire_gadget"' in html
+    assert 'data-event="billing.InvoiceFinalized"' in html
+
+
+@pytest.mark.django_db
+def test_a_customer_timeline_shows_its_events_to_staff_only(client):
+    from django.contrib.auth import get_user_model
+
+    from subscriptions import commands as subs
+
+    customer, _ = subs.register_customer(name="Ada", email="ada@example.com", currency="USD", country="GB")
+    url = f"/staff/timeline/?customer={customer.pk}"
+    client.force_login(get_user_model().objects.create_user("eve", password="x"))
+    assert client.get(url).status_code == 302
+    client.force_login(get_user_model().objects.create_user("boss", password="x", is_staff=True))
+    html = client.get(url).content.decode()
+    assert 'data-event="subscriptions.CustomerRegistered"' in html
+    assert "billing.open_billing_account: pending" in html
+    assert client.get("/staff/timeline/?subscription=nope").status_code == 404
