@@ -99,7 +99,7 @@ def render_markdown() -> str:
                 f"### `{e.event_type}` v{e.version}",
                 "",
                 f"- Aggregate: {e.aggregate_type or '—'}; publisher: {e.context}; "
-                f"{'public (webhooks)' if e.public else 'internal'}; declared at `{e.location}`",
+                f"{'public (webhooks)' if e.public else 'internal'}; declared in `{e.location.split(':')[0]}`",
                 f"- Upcasters: {upcasters}",
                 f"- Subscribers: {', '.join(f'`{s}`' for s in e.subscribers) or 'none'}",
                 "",
