@@ -9,12 +9,13 @@ from rest_framework.decorators import action
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from billing import commands
+from billing import commands, queries
 from billing.api.serializers import InvoiceOut, LineOut, PaymentOut
 from billing.models import BilledSubscription, BillingAccount, Invoice, Payment
 from sharedkernel.api.fields import MoneyField
 from sharedkernel.api.permissions import CustomerScopedMixin, IsStaff, customer_id_of
 from sharedkernel.errors import InvalidInput, NotFound
+from sharedkernel.values import Money
 
 
 def _visible(request, customer_id) -> bool:
@@ -208,6 +209,8 @@ PRORATION_OUT = inline_serializer(
             "ProrationLine", {"description": serializers.CharField(), "amount": MoneyField()}, many=True
         ),
         "net": MoneyField(),
+        "needs_approval": serializers.BooleanField(),
+        "message": serializers.CharField(),
     },
 )
 
@@ -218,23 +221,24 @@ class ProrationPreviewView(GenericAPIView):
     @extend_schema(
         parameters=[OpenApiParameter("plan", str, required=True, description="The plan to change to")],
         responses=PRORATION_OUT,
-        summary="What changing plan now would charge (net > 0) or credit (net < 0)",
+        summary="What changing plan now would charge (net > 0) or credit (net < 0), or that it waits for approval",
     )
     def get(self, request, pk):
         sub = _subscription(request, pk)
         plan = request.query_params.get("plan")
         if not plan:
             raise InvalidInput("Say which plan to preview.", details={"plan": "This query parameter is required."})
-        try:
-            proration = commands.preview_plan_change(subscription_id=str(sub.pk), plan_id=plan)
-        except ValueError:
-            raise InvalidInput("Not a plan id.", details={"plan": "must be a plan id"}) from None
+        # the same answer the customer page shows: refused with the change-plan command's 409
+        # code, waiting for approval (nothing charged now), or the proration charged/credited
+        preview = queries.plan_change_preview(subscription_id=str(sub.pk), plan_id=plan)
+        lines = preview.proration.lines if preview.proration else ()
+        net = preview.proration.net if preview.proration else Money.zero(sub.currency)
         return Response(
             {
-                "lines": [
-                    {"description": line.description, "amount": line.amount.to_json()} for line in proration.lines
-                ],
-                "net": proration.net.to_json(),
+                "lines": [{"description": line.description, "amount": line.amount.to_json()} for line in lines],
+                "net": net.to_json(),
+                "needs_approval": preview.needs_approval,
+                "message": preview.message,
             }
         )
 
