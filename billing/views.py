@@ -10,7 +10,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from billing import commands, ports
+from billing import commands, queries
 from billing.acl.payments import SandboxGateway
 from billing.documents import invoice_pdf
 from billing.models import BilledSubscription, BillingAccount, BillingPlan, Discount, Invoice, Payment
@@ -136,23 +136,14 @@ def change_plan(request, subscription_id):
     chosen = next((p for p in plans if str(p.plan_id) == request.GET.get("plan")), None)
     preview, refusal, needs_approval = None, None, False
     if chosen is not None:
-        # Subscriptions' plan-change policy first: the page says "refused, because…" or "waits for
-        # approval" before a Confirm button, as the command would after it.
-        rules = ports.plan_change_rules()
-        outlook = (
-            rules.outlook(subscription_id=str(sub.subscription_id), plan_id=str(chosen.plan_id)) if rules else None
-        )
-        if outlook is not None and outlook.refused:
-            refusal = outlook.message
-        elif outlook is not None and outlook.needs_approval:
-            needs_approval = True
+        # the one answer the API's preview gives too: refused and why, waiting for approval,
+        # or what is charged or credited now
+        try:
+            answer = queries.plan_change_preview(subscription_id=str(sub.subscription_id), plan_id=str(chosen.plan_id))
+        except DomainError as exc:
+            refusal = exc.message
         else:
-            try:
-                preview = commands.preview_plan_change(
-                    subscription_id=str(sub.subscription_id), plan_id=str(chosen.plan_id)
-                )
-            except DomainError as exc:
-                refusal = exc.message
+            preview, needs_approval = answer.proration, answer.needs_approval
     options = [{"plan": p, "price": p.price(sub.currency), "current": p.plan_id == sub.plan_id} for p in plans]
     return render(
         request,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import django_filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -11,12 +9,12 @@ from rest_framework.decorators import action
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from billing import commands, ports
+from billing import commands, queries
 from billing.api.serializers import InvoiceOut, LineOut, PaymentOut
 from billing.models import BilledSubscription, BillingAccount, Invoice, Payment
 from sharedkernel.api.fields import MoneyField
 from sharedkernel.api.permissions import CustomerScopedMixin, IsStaff, customer_id_of
-from sharedkernel.errors import DomainError, InvalidInput, NotFound
+from sharedkernel.errors import InvalidInput, NotFound
 from sharedkernel.values import Money
 
 
@@ -211,75 +209,38 @@ PRORATION_OUT = inline_serializer(
             "ProrationLine", {"description": serializers.CharField(), "amount": MoneyField()}, many=True
         ),
         "net": MoneyField(),
-        "needs_approval": serializers.BooleanField(
-            help_text="The change waits for staff approval: nothing is charged or credited until then."
-        ),
-        "message": serializers.CharField(help_text="What would happen, in a sentence."),
+        "needs_approval": serializers.BooleanField(),
+        "message": serializers.CharField(),
     },
 )
 
 
 class ProrationPreviewView(GenericAPIView):
-    """The same plan-change policy ChangePlan runs comes first: a change the command would refuse
-    answers the command's 409 (``same_plan``, ``downgrade_during_trial``, …); one that needs staff
-    approval previews nothing charged now (``needs_approval``)."""
-
     serializer_class = None
 
     @extend_schema(
         parameters=[OpenApiParameter("plan", str, required=True, description="The plan to change to")],
         responses=PRORATION_OUT,
-        summary="What changing plan now would charge (net > 0) or credit (net < 0)",
+        summary="What changing plan now would charge (net > 0) or credit (net < 0), or that it waits for approval",
     )
     def get(self, request, pk):
         sub = _subscription(request, pk)
         plan = request.query_params.get("plan")
         if not plan:
             raise InvalidInput("Say which plan to preview.", details={"plan": "This query parameter is required."})
-        try:
-            plan = str(uuid.UUID(plan))
-        except ValueError:
-            raise InvalidInput("Not a plan id.", details={"plan": "must be a plan id"}) from None
-        rules = ports.plan_change_rules()
-        outlook = rules.outlook(subscription_id=str(sub.pk), plan_id=plan) if rules else None
-        if outlook is not None and outlook.refused_code == "not_found":
-            raise NotFound("No such plan.", details={"plan": "no plan has this id"})
-        if outlook is not None and outlook.refused:
-            raise DomainError(outlook.message, code=outlook.refused_code)
-        if outlook is not None and outlook.needs_approval:
-            return Response(
-                {
-                    "lines": [],
-                    "net": Money.zero(sub.currency).to_json(),
-                    "needs_approval": True,
-                    "message": "This change waits for staff approval; nothing is charged or credited until it is approved.",
-                }
-            )
-        try:
-            proration = commands.preview_plan_change(subscription_id=str(sub.pk), plan_id=plan)
-        except ValueError:
-            raise InvalidInput("Not a plan id.", details={"plan": "must be a plan id"}) from None
-        net = proration.net
+        # the same answer the customer page shows: refused with the change-plan command's 409
+        # code, waiting for approval (nothing charged now), or the proration charged/credited
+        preview = queries.plan_change_preview(subscription_id=str(sub.pk), plan_id=plan)
+        lines = preview.proration.lines if preview.proration else ()
+        net = preview.proration.net if preview.proration else Money.zero(sub.currency)
         return Response(
             {
-                "lines": [
-                    {"description": line.description, "amount": line.amount.to_json()} for line in proration.lines
-                ],
+                "lines": [{"description": line.description, "amount": line.amount.to_json()} for line in lines],
                 "net": net.to_json(),
-                "needs_approval": False,
-                "message": _net_sentence(net, bool(proration.lines)),
+                "needs_approval": preview.needs_approval,
+                "message": preview.message,
             }
         )
-
-
-def _net_sentence(net, any_lines: bool) -> str:
-    if not any_lines:
-        return "Nothing to prorate: the change applies from the next period."
-    if net.amount > 0:
-        return f"{net.amount} {net.currency} is charged now."
-    if net.amount < 0:
-        return f"{-net.amount} {net.currency} is credited to the account."
-    return "Nothing is charged or credited now."
 
 
 class UpcomingInvoiceView(GenericAPIView):

@@ -190,7 +190,31 @@ def test_proration_preview_applies_the_plan_change_policy_first(drain, staff):
     assert approval["needs_approval"] is True and approval["lines"] == []
     assert approval["net"] == {"amount": "0.00", "currency": "USD"} and "approval" in approval["message"]
     missing = staff.get(url, {"plan": "00000000-0000-0000-0000-000000000000"})
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert missing.status_code == 400 and "plan" in missing.json()["error"]["details"]
     # the command agrees with the preview: the downgrade it refused is refused by change-plan too
     changed = staff.post(f"/api/v1/subscriptions/{sub.id}/change-plan/", {"plan": str(basic.id)}, format="json")
     assert changed.status_code == 409 and changed.json()["error"]["code"] == "downgrade_during_trial"
+
+
+def test_proration_preview_answers_what_the_change_plan_command_would(drain, staff):
+    # given a trial on Team, a cheaper Basic and an approval-only Enterprise
+    basic = plan(code="basic", price="10.00 USD", tier="basic")
+    team = plan(code="team", price="30.00 USD", tier="professional", trial_days=14)
+    enterprise = plan(code="ent", price="500.00 USD", tier="enterprise")
+    c = customer(drain, country="GB", region="")
+    sub = subs.subscribe(customer_id=str(c.id), plan_id=str(team.id), trial=True)
+    drain()
+    url = f"/api/v1/subscriptions/{sub.id}/proration-preview/"
+    # when previewing a downgrade during the trial, then the command's 409 code comes back
+    down = staff.get(url, {"plan": str(basic.id)})
+    assert down.status_code == 409 and down.json()["error"]["code"] == "downgrade_during_trial"
+    change = staff.post(f"/api/v1/subscriptions/{sub.id}/change-plan/", {"plan": str(basic.id)}, format="json")
+    assert change.status_code == 409 and change.json()["error"]["code"] == "downgrade_during_trial"
+    # when previewing the same plan, then same_plan, as the command says
+    same = staff.get(url, {"plan": str(team.id)})
+    assert same.status_code == 409 and same.json()["error"]["code"] == "same_plan"
+    # when previewing Enterprise, then the body says it waits for approval and charges nothing now
+    ent = staff.get(url, {"plan": str(enterprise.id)})
+    body = ent.json()
+    assert ent.status_code == 200 and body["needs_approval"] is True and "approval" in body["message"]
+    assert body["lines"] == [] and body["net"] == {"amount": "0.00", "currency": "USD"}
