@@ -254,7 +254,7 @@ def run_deliveries(handler_name: str, delivery_ids: Sequence[int], *, wait: bool
     ``wait``: a delivery another worker holds is waited for, not skipped (see :func:`_claim`)."""
     spec = HANDLERS.get(handler_name)
     if spec is None:
-        logger.error("No handler named %s is registered; deliveries %s left open.", handler_name, delivery_ids)
+        fail_unknown_handler(handler_name, delivery_ids)
         return 0
     ids = sorted(set(delivery_ids))
     if spec.batch and len(ids) > 1:
@@ -284,6 +284,21 @@ def _run_one(spec: HandlerSpec, delivery_id: int, *, wait: bool = False) -> int:
         logger.exception("Handler %s failed on delivery %s", spec.name, delivery_id)
         _record_failure(spec, delivery_id, exc)
         return 0
+
+
+def fail_unknown_handler(handler_name: str, delivery_ids: Sequence[int]) -> int:
+    """Mark the open deliveries of a handler this code does not register FAILED, with the reason.
+
+    A renamed or removed handler leaves its open rows behind; re-relaying them every
+    ``OUTBOX_REDISPATCH_AFTER`` would go on forever. FAILED rows show in the admin with the error,
+    and staff can retry them (after deploying the handler) or delete them. Returns how many."""
+    error = f"No handler named {handler_name} is registered (renamed or removed?); the delivery cannot run."
+    failed = EventDelivery.objects.filter(
+        pk__in=list(delivery_ids), handler=handler_name, status__in=OPEN_STATUSES
+    ).update(status=DeliveryStatus.FAILED, last_error=error, attempts=F("attempts") + 1)
+    if failed:
+        logger.error("%s Marked %d delivery(ies) failed.", error, failed)
+    return failed
 
 
 def retry_delay(attempts: int) -> timedelta:
