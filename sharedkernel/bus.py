@@ -56,7 +56,7 @@ from sharedkernel.bulk import bound_cursor
 from sharedkernel.correlation import caused_by
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of, events_at
-from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery
+from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery, Heartbeat
 from sharedkernel.signals import events_committed
 
 logger = logging.getLogger(__name__)
@@ -505,6 +505,34 @@ def drain(*, test_clock_id: str | None = None, max_rounds: int = 10_000) -> int:
             for chunk in _chunks(ids, spec.batch_size if spec else 200):
                 total += run_deliveries(handler_name, chunk)
     raise RuntimeError("drain() did not finish: a handler keeps producing events.")
+
+
+PRUNE_HEARTBEAT = "outbox_prune"
+
+
+def prune_done(*, now=None, batch: int = 5000) -> int:
+    """Delete DONE deliveries completed more than ``OUTBOX_DONE_RETENTION_DAYS`` ago, ``batch`` rows
+    per statement (short transactions, on PostgreSQL and SQLite alike); returns how many.
+
+    The ledger stays exact without them: a delivery is claimed only while its own row is open
+    (:func:`_claim`), every message and relay names delivery ids, and rows are written only when an
+    event is appended — so a redelivered message whose DONE row is gone claims nothing and applies
+    nothing. Projections dedupe by stored position besides; ``replay_events`` never used the ledger.
+    The last prune is kept as a :class:`Heartbeat` row for the admin."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.OUTBOX_DONE_RETENTION_DAYS)
+    old = EventDelivery.objects.filter(status=DeliveryStatus.DONE, completed_at__lt=cutoff)
+    pruned = 0
+    while True:
+        ids = list(old.order_by("pk").values_list("pk", flat=True)[:batch])
+        if not ids:
+            break
+        with transaction.atomic():
+            pruned += EventDelivery.objects.filter(pk__in=ids, status=DeliveryStatus.DONE).delete()[0]
+    Heartbeat.objects.update_or_create(name=PRUNE_HEARTBEAT, defaults={"beat_at": now})
+    if pruned:
+        logger.info("Pruned %d done deliveries completed before %s.", pruned, cutoff)
+    return pruned
 
 
 def retry_failed(delivery_ids: Iterable[int]) -> int:
