@@ -257,6 +257,9 @@ def run_deliveries(handler_name: str, delivery_ids: Sequence[int], *, wait: bool
         fail_unknown_handler(handler_name, delivery_ids)
         return 0
     ids = sorted(set(delivery_ids))
+    if replay_fenced(handler_name):
+        _defer_for_replay(handler_name, ids)
+        return 0
     if spec.batch and len(ids) > 1:
         try:
             with handler_transaction():
@@ -284,6 +287,53 @@ def _run_one(spec: HandlerSpec, delivery_id: int, *, wait: bool = False) -> int:
         logger.exception("Handler %s failed on delivery %s", spec.name, delivery_id)
         _record_failure(spec, delivery_id, exc)
         return 0
+
+
+# -- the replay fence -------------------------------------------------------------
+#: A replay refreshes its fence every batch; one older than this was left by a crashed replay.
+REPLAY_FENCE_STALE = timedelta(minutes=10)
+#: How long a live delivery fenced off by a replay waits before the relay tries it again.
+REPLAY_DEFER = timedelta(seconds=5)
+
+
+def _fence_name(handler_name: str) -> str:
+    return f"replay:{handler_name}"[:50]
+
+
+def replay_fenced(handler_name: str) -> bool:
+    """Whether ``replay_events`` is replaying this handler now (a fresh fence is up)."""
+    return Heartbeat.objects.filter(
+        name=_fence_name(handler_name), beat_at__gt=timezone.now() - REPLAY_FENCE_STALE
+    ).exists()
+
+
+@contextlib.contextmanager
+def replay_fence(handler_name: str) -> Iterator[Callable[[], None]]:
+    """Pause live delivery to ``handler_name`` while a replay runs: workers leave its deliveries open
+    (deferred by ``REPLAY_DEFER``) instead of running them beside the replay. Yields a function the
+    replay calls every batch to keep the fence fresh; on exit the fence comes down and the deferred
+    deliveries are due at once for the relay. Nothing is lost (the rows stay open) and nothing runs
+    twice (the ledger and the projections' positions still decide)."""
+    name = _fence_name(handler_name)
+
+    def refresh() -> None:
+        Heartbeat.objects.update_or_create(name=name, defaults={"beat_at": timezone.now()})
+
+    refresh()
+    try:
+        yield refresh
+    finally:
+        Heartbeat.objects.filter(name=name).delete()
+        EventDelivery.objects.filter(handler=handler_name, status__in=OPEN_STATUSES).update(
+            dispatch_after=timezone.now()
+        )
+
+
+def _defer_for_replay(handler_name: str, ids: Sequence[int]) -> None:
+    EventDelivery.objects.filter(pk__in=list(ids), status__in=OPEN_STATUSES).update(
+        dispatch_after=timezone.now() + REPLAY_DEFER
+    )
+    logger.info("Replay of %s under way: %d live delivery(ies) deferred.", handler_name, len(ids))
 
 
 def fail_unknown_handler(handler_name: str, delivery_ids: Sequence[int]) -> int:
