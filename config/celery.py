@@ -64,6 +64,14 @@ SCHEDULE = dict(
             },
         ),
         (
+            "sharedkernel.prune_outbox",
+            {
+                "task": "sharedkernel.prune_outbox",
+                "schedule": 3600.0,
+                "why": "hourly: delete DONE event deliveries older than OUTBOX_DONE_RETENTION_DAYS (batched)",
+            },
+        ),
+        (
             "sharedkernel.beat_heartbeat",
             {
                 "task": "sharedkernel.beat_heartbeat",

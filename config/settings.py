@@ -194,6 +194,9 @@ OUTBOX_REDISPATCH_AFTER = timedelta(seconds=env_int("OUTBOX_REDISPATCH_AFTER_SEC
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
 OUTBOX_RETRY_BASE_SECONDS = env_int("OUTBOX_RETRY_BASE_SECONDS", 5)
 OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 200)
+# DONE deliveries (about 20 per subscription per bill run) are deleted this long after completion
+# by beat's sharedkernel.prune_outbox; open and FAILED rows are never pruned.
+OUTBOX_DONE_RETENTION_DAYS = env_int("OUTBOX_DONE_RETENTION_DAYS", 7)
 # After a failed publish, dispatch after commit leaves deliveries to the relay this long without
 # trying the broker (a failed publish costs a request about a second).
 OUTBOX_BROKER_RETRY_SECONDS = env_int("OUTBOX_BROKER_RETRY_SECONDS", 5)

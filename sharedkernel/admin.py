@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -10,7 +11,7 @@ from django.utils.safestring import mark_safe
 
 from sharedkernel import bus
 from sharedkernel.errors import DomainError
-from sharedkernel.models import DeliveryStatus, EventDelivery, StoredEvent, TestClock
+from sharedkernel.models import DeliveryStatus, EventDelivery, Heartbeat, StoredEvent, TestClock
 from sharedkernel.scheduling import advance_test_clock
 
 
@@ -88,6 +89,12 @@ class EventDeliveryAdmin(ReadOnlyAdmin):
     actions = ["retry"]
     list_select_related = ["event"]
     show_full_result_count = False
+
+    def changelist_view(self, request, extra_context=None):
+        last = Heartbeat.objects.filter(name=bus.PRUNE_HEARTBEAT).values_list("beat_at", flat=True).first()
+        when = f"{last:%Y-%m-%d %H:%M} UTC" if last else "never"
+        title = f"Event deliveries (done rows kept {settings.OUTBOX_DONE_RETENTION_DAYS} days; last prune: {when})"
+        return super().changelist_view(request, extra_context={"title": title, **(extra_context or {})})
 
     @admin.display(description="event")
     def event_link(self, obj):

@@ -56,7 +56,7 @@ from sharedkernel.bulk import bound_cursor
 from sharedkernel.correlation import caused_by
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of, events_at
-from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery
+from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery, Heartbeat
 from sharedkernel.signals import events_committed
 
 logger = logging.getLogger(__name__)
@@ -254,9 +254,12 @@ def run_deliveries(handler_name: str, delivery_ids: Sequence[int], *, wait: bool
     ``wait``: a delivery another worker holds is waited for, not skipped (see :func:`_claim`)."""
     spec = HANDLERS.get(handler_name)
     if spec is None:
-        logger.error("No handler named %s is registered; deliveries %s left open.", handler_name, delivery_ids)
+        fail_unknown_handler(handler_name, delivery_ids)
         return 0
     ids = sorted(set(delivery_ids))
+    if replay_fenced(handler_name):
+        _defer_for_replay(handler_name, ids)
+        return 0
     if spec.batch and len(ids) > 1:
         try:
             with handler_transaction():
@@ -284,6 +287,68 @@ def _run_one(spec: HandlerSpec, delivery_id: int, *, wait: bool = False) -> int:
         logger.exception("Handler %s failed on delivery %s", spec.name, delivery_id)
         _record_failure(spec, delivery_id, exc)
         return 0
+
+
+# -- the replay fence -------------------------------------------------------------
+#: A replay refreshes its fence every batch; one older than this was left by a crashed replay.
+REPLAY_FENCE_STALE = timedelta(minutes=10)
+#: How long a live delivery fenced off by a replay waits before the relay tries it again.
+REPLAY_DEFER = timedelta(seconds=5)
+
+
+def _fence_name(handler_name: str) -> str:
+    return f"replay:{handler_name}"[:50]
+
+
+def replay_fenced(handler_name: str) -> bool:
+    """Whether ``replay_events`` is replaying this handler now (a fresh fence is up)."""
+    return Heartbeat.objects.filter(
+        name=_fence_name(handler_name), beat_at__gt=timezone.now() - REPLAY_FENCE_STALE
+    ).exists()
+
+
+@contextlib.contextmanager
+def replay_fence(handler_name: str) -> Iterator[Callable[[], None]]:
+    """Pause live delivery to ``handler_name`` while a replay runs: workers leave its deliveries open
+    (deferred by ``REPLAY_DEFER``) instead of running them beside the replay. Yields a function the
+    replay calls every batch to keep the fence fresh; on exit the fence comes down and the deferred
+    deliveries are due at once for the relay. Nothing is lost (the rows stay open) and nothing runs
+    twice (the ledger and the projections' positions still decide)."""
+    name = _fence_name(handler_name)
+
+    def refresh() -> None:
+        Heartbeat.objects.update_or_create(name=name, defaults={"beat_at": timezone.now()})
+
+    refresh()
+    try:
+        yield refresh
+    finally:
+        Heartbeat.objects.filter(name=name).delete()
+        EventDelivery.objects.filter(handler=handler_name, status__in=OPEN_STATUSES).update(
+            dispatch_after=timezone.now()
+        )
+
+
+def _defer_for_replay(handler_name: str, ids: Sequence[int]) -> None:
+    EventDelivery.objects.filter(pk__in=list(ids), status__in=OPEN_STATUSES).update(
+        dispatch_after=timezone.now() + REPLAY_DEFER
+    )
+    logger.info("Replay of %s under way: %d live delivery(ies) deferred.", handler_name, len(ids))
+
+
+def fail_unknown_handler(handler_name: str, delivery_ids: Sequence[int]) -> int:
+    """Mark the open deliveries of a handler this code does not register FAILED, with the reason.
+
+    A renamed or removed handler leaves its open rows behind; re-relaying them every
+    ``OUTBOX_REDISPATCH_AFTER`` would go on forever. FAILED rows show in the admin with the error,
+    and staff can retry them (after deploying the handler) or delete them. Returns how many."""
+    error = f"No handler named {handler_name} is registered (renamed or removed?); the delivery cannot run."
+    failed = EventDelivery.objects.filter(
+        pk__in=list(delivery_ids), handler=handler_name, status__in=OPEN_STATUSES
+    ).update(status=DeliveryStatus.FAILED, last_error=error, attempts=F("attempts") + 1)
+    if failed:
+        logger.error("%s Marked %d delivery(ies) failed.", error, failed)
+    return failed
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -490,6 +555,34 @@ def drain(*, test_clock_id: str | None = None, max_rounds: int = 10_000) -> int:
             for chunk in _chunks(ids, spec.batch_size if spec else 200):
                 total += run_deliveries(handler_name, chunk)
     raise RuntimeError("drain() did not finish: a handler keeps producing events.")
+
+
+PRUNE_HEARTBEAT = "outbox_prune"
+
+
+def prune_done(*, now=None, batch: int = 5000) -> int:
+    """Delete DONE deliveries completed more than ``OUTBOX_DONE_RETENTION_DAYS`` ago, ``batch`` rows
+    per statement (short transactions, on PostgreSQL and SQLite alike); returns how many.
+
+    The ledger stays exact without them: a delivery is claimed only while its own row is open
+    (:func:`_claim`), every message and relay names delivery ids, and rows are written only when an
+    event is appended — so a redelivered message whose DONE row is gone claims nothing and applies
+    nothing. Projections dedupe by stored position besides; ``replay_events`` never used the ledger.
+    The last prune is kept as a :class:`Heartbeat` row for the admin."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.OUTBOX_DONE_RETENTION_DAYS)
+    old = EventDelivery.objects.filter(status=DeliveryStatus.DONE, completed_at__lt=cutoff)
+    pruned = 0
+    while True:
+        ids = list(old.order_by("pk").values_list("pk", flat=True)[:batch])
+        if not ids:
+            break
+        with transaction.atomic():
+            pruned += EventDelivery.objects.filter(pk__in=ids, status=DeliveryStatus.DONE).delete()[0]
+    Heartbeat.objects.update_or_create(name=PRUNE_HEARTBEAT, defaults={"beat_at": now})
+    if pruned:
+        logger.info("Pruned %d done deliveries completed before %s.", pruned, cutoff)
+    return pruned
 
 
 def retry_failed(delivery_ids: Iterable[int]) -> int:

@@ -19,6 +19,11 @@ def relay_outbox() -> int:
     return bus.relay()
 
 
+@shared_task(name="sharedkernel.prune_outbox")
+def prune_outbox() -> int:
+    return bus.prune_done()
+
+
 @shared_task(name="sharedkernel.run_scheduled_job")
 def run_scheduled_job(job_name: str) -> int:
     return scheduling.run_job(job_name)

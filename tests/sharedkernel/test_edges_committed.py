@@ -5,6 +5,7 @@ bus send, and the management commands.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -104,6 +105,27 @@ def test_the_celery_tasks_deliver_relay_and_run_jobs(drain):
     assert StoredEvent.objects.filter(event_type="analytics.ReportGenerated").count() == 1
     tasks.beat_heartbeat.apply().get()
     assert Heartbeat.objects.filter(name="beat").exists()
+
+
+def test_the_prune_job_deletes_old_done_deliveries_and_a_redelivery_of_one_applies_nothing(drain, admin_client):
+    customer, _ = subs.register_customer(name="Ada", email="ada@example.com", currency="USD", country="GB")
+    drain()
+    opening = EventDelivery.objects.get(handler="billing.open_billing_account")
+    assert opening.status == "done"
+    EventDelivery.objects.filter(status="done").update(completed_at=timezone.now() - timedelta(days=8))
+    fresh, _ = subs.register_customer(name="Bob", email="bob@example.com", currency="USD", country="GB")
+    drain()
+    kept = set(EventDelivery.objects.filter(event__aggregate_id=str(fresh.pk)).values_list("pk", flat=True))
+    assert tasks.prune_outbox.apply().get() >= 1
+    assert not EventDelivery.objects.filter(pk=opening.pk).exists()
+    assert kept <= set(EventDelivery.objects.values_list("pk", flat=True))  # recent rows stay
+    # the broker hands the old message over again: nothing left to claim, nothing applied twice
+    accounts = BillingAccount.objects.filter(pk=customer.pk).count()
+    assert tasks.deliver_events.apply(args=("billing.open_billing_account", [opening.pk])).get() == 0
+    assert BillingAccount.objects.filter(pk=customer.pk).count() == accounts == 1
+    page = admin_client.get("/admin/sharedkernel/eventdelivery/")
+    assert page.status_code == 200
+    assert b"done rows kept 7 days; last prune: 20" in page.content
 
 
 def test_replay_events_rebuilds_the_analytics_projections(drain):

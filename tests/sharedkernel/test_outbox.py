@@ -197,6 +197,44 @@ def test_relay_runs_what_is_due_and_leaves_fresh_deliveries_alone(settings):
     assert pings("relayed") == 1
 
 
+def test_a_delivery_for_a_handler_that_no_longer_exists_is_failed_with_the_reason_not_relayed_forever(settings):
+    settings.EVENT_DISPATCH = "inline"
+    with transaction.atomic():
+        [event] = append([ping("orphan")])
+    # A handler renamed or removed since the event was appended left its delivery behind.
+    EventDelivery.objects.create(
+        event_id=event.position, handler="tests.gone_away", dispatch_after=timezone.now() - timedelta(seconds=1)
+    )
+    assert bus.relay() >= 1
+    orphan = EventDelivery.objects.get(event_id=event.position, handler="tests.gone_away")
+    assert orphan.status == DeliveryStatus.FAILED and orphan.attempts == 1
+    assert "No handler named tests.gone_away is registered" in orphan.last_error
+    # Failed is final: the relay leaves it alone, and drain() names it as a failure.
+    EventDelivery.objects.filter(pk=orphan.pk).update(dispatch_after=timezone.now() - timedelta(seconds=1))
+    assert not EventDelivery.objects.filter(pk=orphan.pk, status__in=["pending", "retrying"]).exists()
+    with pytest.raises(bus.DeliveriesFailed, match="tests.gone_away"):
+        bus.drain()
+
+
+def test_live_delivery_to_a_handler_waits_while_it_is_replayed_and_runs_once_after(settings):
+    settings.EVENT_DISPATCH = "inline"
+    with transaction.atomic():
+        append([ping("fenced")])
+    live = EventDelivery.objects.get(event__payload__tag="fenced", handler="tests.record_ping")
+    with bus.replay_fence("tests.record_ping"):
+        assert bus.run_deliveries("tests.record_ping", [live.pk]) == 0  # a worker during the replay
+        live.refresh_from_db()
+        assert live.status == DeliveryStatus.PENDING and live.dispatch_after > timezone.now()
+        assert pings("fenced") == 0
+        assert bus.run_deliveries("tests.flaky", []) == 0 and not bus.replay_fenced("tests.flaky")
+    # the fence is down: the deferred delivery is due at once, the relay runs it, once
+    assert not bus.replay_fenced("tests.record_ping")
+    assert bus.relay() >= 1
+    live.refresh_from_db()
+    assert live.status == DeliveryStatus.DONE and pings("fenced") == 1
+    assert bus.relay() == 0 and pings("fenced") == 1
+
+
 def test_old_versions_are_upcast_on_read():
     @upcaster("tests.Pinged", from_version=1)
     def add_colour(payload):

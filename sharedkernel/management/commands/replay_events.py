@@ -7,6 +7,9 @@
 Replay bypasses the delivery ledger: it is how a projection is rebuilt or a new
 handler catches up. Handlers with effects outside their own tables (e-mails,
 invoices) are refused unless --force, because replaying them repeats the effect.
+
+While a handler is replayed, live delivery to it is paused (``bus.replay_fence``): workers leave
+its deliveries open and the relay runs them once the replay is done.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 from tqdm import tqdm
 
-from sharedkernel.bus import HANDLERS, HandlerSpec, handler_transaction
+from sharedkernel.bus import HANDLERS, HandlerSpec, handler_transaction, replay_fence
 from sharedkernel.eventstore import to_domain_event
 from sharedkernel.models import StoredEvent
 
@@ -57,11 +60,12 @@ class Command(BaseCommand):
                     f"{spec.name} has effects beyond its own tables and is not replay-safe; use --force if you mean it."
                 )
         for spec in specs:
-            if options["reset"]:
-                if spec.reset is None:
-                    raise CommandError(f"{spec.name} has no reset; replay it without --reset.")
-                spec.reset()
-            count = self._replay(spec, options)
+            if options["reset"] and spec.reset is None:
+                raise CommandError(f"{spec.name} has no reset; replay it without --reset.")
+            with replay_fence(spec.name) as keep_fence:
+                if options["reset"]:
+                    spec.reset()
+                count = self._replay(spec, options, keep_fence)
             self.stdout.write(self.style.SUCCESS(f"{spec.name}: replayed {count} event(s)."))
 
     def _select(self, options) -> list[HandlerSpec]:
@@ -76,7 +80,7 @@ class Command(BaseCommand):
             raise CommandError(f"No handlers in context {options['context']!r}.")
         return sorted(specs, key=lambda spec: spec.name)
 
-    def _replay(self, spec: HandlerSpec, options) -> int:
+    def _replay(self, spec: HandlerSpec, options, keep_fence) -> int:
         query = StoredEvent.objects.filter(_type_filter(spec), position__gt=options["from_position"]).order_by(
             "position"
         )
@@ -93,6 +97,7 @@ class Command(BaseCommand):
                     with handler_transaction():
                         spec.handle(events)
                 done += len(events)
+                keep_fence()
                 position = rows[-1].position
                 bar.update(len(rows))
         return done
