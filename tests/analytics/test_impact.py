@@ -172,3 +172,80 @@ def test_the_sandbox_writes_no_table(history):
 def test_an_unknown_migration_is_refused(history):
     with pytest.raises(impact.UnknownMigration):
         impact.impact_of(str(uuid.uuid4()), now=at(3, 15), months=3)
+
+
+@pytest.mark.django_db
+def test_the_api_answers_the_contract_shape(history):
+    from tests.helpers import api_client, staff_user
+
+    client = api_client(staff_user())
+    body = client.get(f"/api/v1/price-migrations/{MIGRATION}/impact/?months=12").json()
+
+    assert set(body) >= {"months", "projection", "assumptions"}
+    january = next(row for row in body["months"] if row["month"] == "2026-01")
+    assert january == {
+        "month": "2026-01",
+        "currency": "USD",
+        "actual_revenue": usd("30.00"),
+        "proposed_revenue": usd("36.00"),
+        "actual_mrr": usd("30.00"),
+        "proposed_mrr": usd("36.00"),
+    }
+    assert len(body["projection"]) == 12 and set(body["projection"][0]) == set(january)
+    assert body["assumptions"]["monthly_churn_rate"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("months", ["0", "25", "x", "-1"])
+def test_months_outside_1_to_24_is_a_400(history, months):
+    from tests.helpers import api_client, staff_user
+
+    response = api_client(staff_user()).get(f"/api/v1/price-migrations/{MIGRATION}/impact/?months={months}")
+
+    assert response.status_code == 400 and response.json()["error"]["details"] == {"months": months}
+
+
+@pytest.mark.django_db
+def test_an_unknown_migration_is_a_404(history):
+    from tests.helpers import api_client, staff_user
+
+    response = api_client(staff_user()).get(f"/api/v1/price-migrations/{uuid.uuid4()}/impact/")
+
+    assert response.status_code == 404 and response.json()["error"]["code"]
+
+
+@pytest.mark.django_db
+def test_a_price_change_is_its_own_mrr_movement_not_expansion():
+    from analytics.policies import project_subscriptions
+
+    sub, customer = str(uuid.uuid4()), str(uuid.uuid4())
+    plan = {"id": PLAN, "code": "pro", "name": "Pro", "tier": "professional", "interval": "month", "version": 1}
+    created = publish(
+        "subscriptions.SubscriptionCreated",
+        {"subscription_id": sub, "customer_id": customer, "plan": plan, "status": "active", "price": usd("10.00")},
+        aggregate_id=sub,
+        occurred_on=at(1, 1),
+    )
+    changed = publish(
+        "subscriptions.PriceChanged",
+        {
+            "subscription_id": sub,
+            "customer_id": customer,
+            "plan": {**plan, "version": 2},
+            "status": "active",
+            "previous_status": "active",
+            "migration_id": MIGRATION,
+            "from_version": 1,
+            "to_version": 2,
+            "old_price": usd("10.00"),
+            "new_price": usd("12.00"),
+            "effective_at": at(2, 1).isoformat(),
+        },
+        aggregate_id=sub,
+        occurred_on=at(2, 1),
+    )
+
+    project_subscriptions([created, changed])
+
+    kinds = list(MrrMovement.objects.order_by("event_position").values_list("kind", "amount_minor"))
+    assert kinds == [("new", 1000), ("price_change", 200)]
