@@ -92,6 +92,7 @@ class MrrMovement(models.Model):
         CONTRACTION = "contraction", "Contraction"
         CHURNED = "churned", "Churned"
         REACTIVATION = "reactivation", "Reactivation"
+        PRICE_CHANGE = "price_change", "Price change"  #: a price migration moved the subscription
 
     id = models.BigAutoField(primary_key=True)
     day = models.DateField(db_index=True)

@@ -24,6 +24,7 @@ SUBSCRIPTION_EVENTS = (
     "subscriptions.SubscriptionRenewed",
     "subscriptions.SubscriptionCancelled",
     "subscriptions.PlanChanged",
+    "subscriptions.PriceChanged",
     "subscriptions.TrialExpired",
     "billing.CouponRedeemed",
     "billing.PaymentFailed",
@@ -124,11 +125,13 @@ def _apply(view: SubscriptionView | None, event: DomainEvent) -> SubscriptionVie
     return view
 
 
-def _movement_kind(old: int, new: int, ever: bool) -> str:
+def _movement_kind(old: int, new: int, ever: bool, event: str = "") -> str:
     if old == 0:
         return MrrMovement.Kind.REACTIVATION if ever else MrrMovement.Kind.NEW
     if new == 0:
         return MrrMovement.Kind.CHURNED
+    if event == "PriceChanged":
+        return MrrMovement.Kind.PRICE_CHANGE  # a migration's change is its own movement, not expansion
     return MrrMovement.Kind.EXPANSION if new > old else MrrMovement.Kind.CONTRACTION
 
 
@@ -162,7 +165,7 @@ def project_subscriptions(events: list[DomainEvent]) -> None:
                 MrrMovement(
                     day=event.occurred_on.date(),
                     currency=view.currency,
-                    kind=_movement_kind(view.mrr_minor, new, view.ever_contributed),
+                    kind=_movement_kind(view.mrr_minor, new, view.ever_contributed, event.name),
                     amount_minor=new - view.mrr_minor,
                     subscription_id=view.subscription_id,
                     event_position=event.position or 0,

@@ -47,8 +47,8 @@ def dashboard(request):
                 f"MRR movements per month ({currency})",
                 [m["month"].strftime("%b %Y") for m in months],
                 {
-                    k.title(): [float(m[k].amount) for m in months]
-                    for k in ("new", "expansion", "reactivation", "contraction", "churned")
+                    k.replace("_", " ").title(): [float(m[k].amount) for m in months]
+                    for k in ("new", "expansion", "reactivation", "contraction", "churned", "price_change")
                 },
             )
         )

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from analytics import queries
 from sharedkernel.api.permissions import IsStaff
+from sharedkernel.api.schema import error_response
 from sharedkernel.errors import InvalidInput
 from sharedkernel.values import is_currency
 
@@ -92,5 +93,46 @@ class RevenueView(APIView):
                     }
                     for r in queries.revenue(group)
                 ]
+            }
+        )
+
+
+def _money_rows(rows: list[dict]) -> list[dict]:
+    return [{k: (v.to_json() if hasattr(v, "to_json") else v) for k, v in row.items()} for row in rows]
+
+
+class PriceMigrationImpactView(APIView):
+    """What a price migration would have done over the last N months, replayed from the event store."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("months", int)],
+        responses={
+            200: dict,
+            400: error_response("months is not from 1 to 24"),
+            404: error_response("no such price migration"),
+        },
+        summary="Price migration impact",
+    )
+    def get(self, request, migration_id):
+        from analytics import impact
+        from sharedkernel.clock import SystemClock
+        from sharedkernel.errors import NotFound
+
+        raw = request.query_params.get("months", "6")
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 24:
+            raise InvalidInput("months must be a whole number from 1 to 24.", details={"months": raw})
+        try:
+            result = impact.impact_of(str(migration_id), now=SystemClock().now(), months=int(raw))
+        except impact.UnknownMigration:
+            raise NotFound("No such price migration.", details={"id": str(migration_id)}) from None
+        return Response(
+            {
+                "months": _money_rows(result.months),
+                "projection": _money_rows(result.projection),
+                "assumptions": result.assumptions,
+                "customers": _money_rows(result.customers),
+                "overage": _money_rows(result.overage),
             }
         )
