@@ -316,8 +316,10 @@ class InvoiceRequest:
     awaiting_usage: bool = False
 
 
-def plan_line(plan_name: str, price: Money, period: InvoicePeriod) -> LineDraft:
-    return LineDraft(LineKind.PLAN, f"{plan_name} ({period.label()})", price)
+def plan_line(plan_name: str, price: Money, period: InvoicePeriod, version: int = 1) -> LineDraft:
+    """The plan line; a plan revised since its first version names the version billed."""
+    name = f"{plan_name}, version {version}" if version > 1 else plan_name
+    return LineDraft(LineKind.PLAN, f"{name} ({period.label()})", price)
 
 
 def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:

@@ -97,6 +97,7 @@ SUBSCRIPTION_EVENTS = (
     "subscriptions.SubscriptionCancelled",
     "subscriptions.PlanChanged",
     "subscriptions.TrialExpired",
+    "subscriptions.PriceChanged",
 )
 
 
@@ -154,7 +155,7 @@ def _invoice_for(
         plan_name=facts.plan_name,
         currency=facts.price.currency,
         reason=reason,
-        lines=(plan_line(facts.plan_name, facts.price, facts.period),),
+        lines=(plan_line(facts.plan_name, facts.price, facts.period, facts.plan_version),),
         at=event.occurred_on,
         cause=cause_of(event),
         period=facts.period,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.shortcuts import redirect, render
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
 from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each
@@ -136,7 +137,7 @@ class PlanAdmin(CommandDrivenAdmin):
     list_filter = ["tier", "interval", "archived"]
     search_fields = ["name", "code"]
     actions = ["archive", "restore"]
-    readonly_fields = ["archived", "created_at", "version"]
+    readonly_fields = ["archived", "current_version", "versions_table", "created_at", "version"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("price_rows", "overage_rows")
@@ -148,6 +149,41 @@ class PlanAdmin(CommandDrivenAdmin):
     @admin.display(description="prices")
     def price_list(self, plan):
         return ", ".join(str(p) for p in plan.prices)
+
+    @admin.display(description="versions")
+    def versions_table(self, plan):
+        """Every version of the terms, newest first, with how many live subscriptions are billed on it
+        (read-only: a save of this form makes the next version)."""
+        if not plan.pk:
+            return "—"
+        live = dict(
+            plan.subscriptions.exclude(status=SubscriptionStatus.CANCELLED)
+            .values_list("plan_version")
+            .annotate(n=Count("id"))
+        )
+        rows = format_html_join(
+            "",
+            "<tr><td>v{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    v.version,
+                    ", ".join(str(p) for p in v.money_prices),
+                    ", ".join(f"{m}: {q:,}" for m, q in v.included_usage.items()) or "—",
+                    "; ".join(f"{m}: {', '.join(str(r) for r in rs)}" for m, rs in v.money_overage_rates.items())
+                    or "—",
+                    v.trial_days,
+                    f"{v.current_from:%Y-%m-%d %H:%M} UTC",
+                    live.get(v.version, 0),
+                )
+                for v in plan.versions.order_by("-version")
+            ),
+        )
+        return format_html(
+            '<table class="plan-versions"><thead><tr><th>Version</th><th>Prices</th><th>Included</th>'
+            "<th>Overage</th><th>Trial days</th><th>Current from</th><th>Live subscriptions</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="live subscriptions")
     def subscriber_count(self, plan):
@@ -308,6 +344,11 @@ class SubscriptionAdmin(CommandDrivenAdmin):
         "status",
         "currency",
         "price_display",
+        "plan_version",
+        "scheduled_version",
+        "scheduled_price_minor",
+        "scheduled_effective_at",
+        "scheduled_migration_id",
         "interval",
         "billing_anchor",
         "period_index",

@@ -91,6 +91,8 @@ class SubscriptionFacts:
     interval: str
     status: str
     price: Money | None
+    #: The plan version it is billed on (1 in events stored before versions were published).
+    plan_version: int
     period: InvoicePeriod | None
     #: The billing anchor the period's grid is counted from (None in events stored before it was published).
     anchor: datetime | None
@@ -111,6 +113,7 @@ class SubscriptionFacts:
             interval=plan["interval"],
             status=p["status"],
             price=Money.from_json(price) if price else None,
+            plan_version=int(plan.get("version") or 1),
             period=_period(period),
             anchor=_time((period or {}).get("anchor")),
             raw=p,
