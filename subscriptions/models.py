@@ -1003,3 +1003,7 @@ class UsagePeriod(models.Model):
 
     def __str__(self) -> str:
         return f"Usage of {self.period_start:%Y-%m-%d} – {self.period_end:%Y-%m-%d}"
+
+
+# The PriceMigration aggregate lives in its own module; importing it here registers its models.
+from subscriptions.price_migrations import ItemOutcome, PriceMigration, PriceMigrationItem  # noqa: E402, F401

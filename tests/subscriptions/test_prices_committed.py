@@ -66,3 +66,73 @@ def test_api_plan_versions_new_subscriptions_get_the_current_one(staff, drain):
     assert len(api_client().get(f"/api/v1/plans/{plan_id}/versions/").json()) == 2
     # customers cannot publish versions
     assert api_client().post(f"/api/v1/plans/{plan_id}/versions/", V2, format="json").status_code in (401, 403)
+
+
+def _subscriber(staff, drain, plan_id, name):
+    customer = staff.post(
+        "/api/v1/customers/", {"name": name, "email": f"{name}@example.com", "currency": "USD", "country": "GB"}
+    ).json()
+    drain()
+    with_card(customer["id"], drain)
+    sub = staff.post("/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan_id}, format="json").json()
+    drain()
+    return sub["id"]
+
+
+def test_a_cancelled_migration_withdraws_what_it_scheduled(staff, drain):
+    from sharedkernel.scheduling import run_job
+
+    # given two subscribers, one paused by staff, and a cut to 39.00 in version 2
+    plan_id = staff.post("/api/v1/plans/", {**PLAN, "code": "team-c"}, format="json").json()["id"]
+    moving = _subscriber(staff, drain, plan_id, "ann")
+    paused = _subscriber(staff, drain, plan_id, "pat")
+    assert staff.post(f"/api/v1/subscriptions/{paused}/suspend/", {}, format="json").status_code == 200
+    cut = {**V2, "prices": [{"amount": "39.00", "currency": "USD"}]}
+    cut["overage_rates"] = {"api_calls": [{"amount": "0.01", "currency": "USD"}]}
+    assert staff.post(f"/api/v1/plans/{plan_id}/versions/", cut, format="json").status_code == 201
+
+    # bad input is refused with the error shape and drafts nothing
+    for bad in (
+        {"plan": plan_id, "to_version": 7, "effective_from": "2025-01-01T00:00:00Z"},
+        {"plan": plan_id, "to_version": 2, "effective_from": "2025-01-01T00:00:00Z", "currencies": ["EUR"]},
+        {"plan": plan_id, "to_version": 2, "effective_from": "2025-01-01T00:00:00Z", "from_versions": [2]},
+        {"plan": plan_id, "to_version": 2, "effective_from": "soon"},
+    ):
+        response = staff.post("/api/v1/price-migrations/", bad, format="json")
+        assert response.status_code == 400 and response.json()["error"]["code"], (bad, response.content)
+    assert staff.get("/api/v1/price-migrations/").json()["count"] == 0
+
+    # when a migration from a past date is drafted (a cut: no notice needed), previewed and started
+    migration = staff.post(
+        "/api/v1/price-migrations/",
+        {"plan": plan_id, "to_version": 2, "effective_from": "2025-01-01T00:00:00Z"},
+        format="json",
+    ).json()
+    preview = staff.get(f"/api/v1/price-migrations/{migration['id']}/preview/").json()
+    assert preview["subscriptions"] == 1 and preview["left_out"] == [{"subscription": paused, "reason": "paused"}]
+    assert preview["mrr_change"] == [{"amount": "-10.00", "currency": "USD"}]
+    next_renewal = staff.get(f"/api/v1/subscriptions/{moving}/").json()["current_period_end"]
+    assert preview["first_effective_at"] == next_renewal  # a cut applies at the next renewal
+    assert staff.post(f"/api/v1/price-migrations/{migration['id']}/start/").status_code == 200
+    assert staff.post(f"/api/v1/price-migrations/{migration['id']}/start/").status_code == 409
+    run_job("subscriptions.schedule_price_changes")
+    drain()
+    state = staff.get(f"/api/v1/price-migrations/{migration['id']}/").json()
+    assert state["status"] == "done" and state["counts"]["scheduled"] == 1 and state["counts"]["left_out"] == 1
+    assert staff.get(f"/api/v1/subscriptions/{moving}/").json()["scheduled_price_change"]["price"]["amount"] == "39.00"
+
+    # then cancelling it withdraws the scheduled change that has not happened yet
+    cancelled = staff.post(f"/api/v1/price-migrations/{migration['id']}/cancel/")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    run_job("subscriptions.schedule_price_changes")
+    run_job("subscriptions.schedule_price_changes")  # a second beat finds nothing left
+    drain()
+    assert staff.get(f"/api/v1/subscriptions/{moving}/").json()["scheduled_price_change"] is None
+    state = staff.get(f"/api/v1/price-migrations/{migration['id']}/").json()
+    assert state["counts"] == {"scheduled": 0, "left_out": 1, "moved": 0, "cancelled": 1}
+    events = StoredEvent.objects.filter(aggregate_id=moving, event_type__startswith="subscriptions.PriceChange")
+    assert [(e.event_type, e.payload.get("reason")) for e in events.order_by("position")] == [
+        ("subscriptions.PriceChangeScheduled", None),
+        ("subscriptions.PriceChangeCancelled", "migration_cancelled"),
+    ]
+    assert staff.post(f"/api/v1/price-migrations/{migration['id']}/resume/").status_code == 409
