@@ -101,7 +101,10 @@ class SubscriptionFacts:
     @classmethod
     def from_payload(cls, event_type: str, p: dict) -> SubscriptionFacts:
         plan = p["plan"]
-        price = p.get("price") or p.get("new_price")
+        # a scheduled price change is not yet the price (PriceChanged is, with its new_price)
+        price = (
+            p.get("old_price") if event_type.endswith("PriceChangeScheduled") else p.get("price") or p.get("new_price")
+        )
         period = p.get("new_period") or p.get("period")
         return cls(
             event_type=event_type,

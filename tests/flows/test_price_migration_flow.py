@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from notifications.models import Notification
 from sharedkernel.models import StoredEvent
 from sharedkernel.scheduling import run_job
 from subscriptions import price_commands
 from subscriptions.models import Subscription
 from tests.conftest import at, wait_until_handled
 from tests.flows.test_billing_flow import advance, invoices, make_plan, money
+from tests.flows.test_notifications_flow import settle
 from tests.helpers import api_client, staff_user
 
 pytestmark = pytest.mark.flow
@@ -47,7 +49,9 @@ def scheduled_events(sub_id) -> list[StoredEvent]:
     return list(StoredEvent.objects.filter(event_type="subscriptions.PriceChangeScheduled", aggregate_id=sub_id))
 
 
-def test_a_rise_is_noticed_once_billed_after_the_date_and_never_for_the_grandfathered_or_who_cancelled(staff):
+def test_a_rise_is_noticed_once_billed_after_the_date_and_never_for_the_grandfathered_or_who_cancelled(
+    staff, smtp_sink
+):
     # given three monthly subscribers on version 1 (30.00) and a version 2 at 40.00
     pro = make_plan(staff, "pro", "30.00")
     clock, (ada, bob, cy) = customers_on_clock(staff, "2025-01-31T10:00:00Z", ["Ada", "Bob", "Cy"])
@@ -87,13 +91,20 @@ def test_a_rise_is_noticed_once_billed_after_the_date_and_never_for_the_grandfat
     assert staff.post(f"/api/v1/price-migrations/{migration['id']}/resume/").json()["status"] == "running"
     run_job("subscriptions.schedule_price_changes")
     run_job("subscriptions.schedule_price_changes")
-    wait_until_handled()
+    settle()
     state = staff.get(f"/api/v1/price-migrations/{migration['id']}/").json()
     assert state["status"] == "done"
     assert state["counts"] == {"scheduled": 2, "left_out": 0, "moved": 0, "cancelled": 0}
 
     # then each moved subscription was scheduled exactly once and shows the coming price
     assert [len(scheduled_events(s)) for s in (a, b, c)] == [1, 0, 1]
+    # one essential notice each (Bob none), with the old and new price, the date and the way out
+    notices = Notification.objects.filter(template="price_change").order_by("email")
+    assert [(n.email, n.status) for n in notices] == [("ada@example.com", "sent"), ("cy@example.com", "sent")]
+    ada_mail = [m for m in smtp_sink.to("ada@example.com") if "price changes" in m["Subject"]]
+    assert [m["Subject"] for m in ada_mail] == ["Your Pro price changes to 40.00 USD on 2025-03-31"]
+    text = smtp_sink.text(ada_mail[0])
+    assert "30.00 USD" in text and f"/subscriptions/{a}/cancel/" in text and "change-plan" in text
     shown = staff.get(f"/api/v1/subscriptions/{a}/").json()
     assert shown["scheduled_price_change"] == {
         "price": money("40.00"),
@@ -107,7 +118,11 @@ def test_a_rise_is_noticed_once_billed_after_the_date_and_never_for_the_grandfat
     assert cancelled.json()["scheduled_price_change"] is None
 
     # the renewal before the date keeps 30.00; the one on the date bills Ada 40.00, Bob still 30.00
+    upcoming = staff.get(f"/api/v1/subscriptions/{a}/upcoming-invoice/").json()
+    assert upcoming["lines"][0]["amount"] == money("30.00")  # the next renewal is before the date
     advance(staff, clock, "2025-02-28T10:00:01Z")
+    upcoming = staff.get(f"/api/v1/subscriptions/{a}/upcoming-invoice/").json()
+    assert upcoming["lines"][0]["amount"] == money("40.00") and "version 2" in upcoming["lines"][0]["description"]
     advance(staff, clock, "2025-03-31T10:00:01Z")
     ada_bills = [(i["period_start"][:10], i["total"], i["status"]) for i in invoices(staff, a)]
     assert ada_bills == [
