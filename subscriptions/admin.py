@@ -18,7 +18,7 @@ from django.utils.timezone import localtime
 from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each
 from sharedkernel.errors import DomainError
 from sharedkernel.values import Money
-from subscriptions import commands
+from subscriptions import commands, price_commands
 from subscriptions.models import (
     Customer,
     Plan,
@@ -29,6 +29,7 @@ from subscriptions.models import (
     UsagePeriod,
     UsageRecord,
 )
+from subscriptions.price_migrations import PriceMigration
 
 # -- plans -------------------------------------------------------------------------
 
@@ -503,3 +504,100 @@ class UsageRecordAdmin(ReadOnlyAdmin):
 class UsagePeriodAdmin(ReadOnlyAdmin):
     list_display = ["subscription", "period_start", "period_end", "final", "due_at", "calculated_at"]
     list_filter = ["final"]
+
+
+# -- price migrations ----------------------------------------------------------------
+
+
+@admin.register(PriceMigration)
+class PriceMigrationAdmin(ReadOnlyAdmin):
+    """Drafted through the API (POST /price-migrations/); here staff preview, start, pause, resume,
+    cancel and follow the progress. Every action calls the migration's command."""
+
+    list_display = ["__str__", "plan", "to_version", "effective_from", "status", "progress", "created_at"]
+    list_filter = ["status"]
+    actions = ["start", "pause", "resume", "cancel"]
+    readonly_fields = [
+        "plan",
+        "to_version",
+        "effective_from",
+        "selection",
+        "status",
+        "progress",
+        "preview",
+        "left_out_table",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "version",
+    ]
+
+    def get_fields(self, request, obj=None):
+        return self.readonly_fields
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="selection")
+    def selection(self, m):
+        parts = [
+            f"versions {', '.join(map(str, m.from_versions))}" if m.from_versions else "every older version",
+            ", ".join(m.currencies) if m.currencies else "every currency",
+            f"{len(m.subscription_ids)} listed subscriptions" if m.subscription_ids else "every matching subscription",
+        ]
+        if m.created_before:
+            parts.append(f"created before {m.created_before:%Y-%m-%d}")
+        return "; ".join(parts)
+
+    @admin.display(description="progress")
+    def progress(self, m):
+        counts = price_commands.outcome_counts(m)
+        return format_html(
+            '<span class="migration-progress">scheduled {} · moved {} · left out {} · cancelled {}</span>',
+            counts["scheduled"],
+            counts["moved"],
+            counts["left_out"],
+            counts["cancelled"],
+        )
+
+    @admin.display(description="preview (who, how much, when — if started now)")
+    def preview(self, m):
+        if m.status not in ("draft", "paused", "running"):
+            return "—"
+        p = price_commands.preview(m)
+        return format_html(
+            '<div class="migration-preview">{} subscriptions would move; MRR change {}; effective {} – {}; '
+            "{} left out</div>",
+            p["subscriptions"],
+            ", ".join(str(x) for x in p["mrr_change"]) or "—",
+            f"{p['first_effective_at']:%Y-%m-%d}" if p["first_effective_at"] else "—",
+            f"{p['last_effective_at']:%Y-%m-%d}" if p["last_effective_at"] else "—",
+            len(p["left_out"]),
+        )
+
+    @admin.display(description="left out")
+    def left_out_table(self, m):
+        items = m.items.filter(outcome="left_out").order_by("reason")[:50]
+        if not items:
+            return "—"
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", ((i.subscription_id, i.reason) for i in items))
+        return format_html("<table><tr><th>Subscription</th><th>Reason</th></tr>{}</table>", rows)
+
+    def _run(self, request, queryset, label, command):
+        run_for_each(self, request, queryset, label, lambda m: command(migration_id=m.pk))
+
+    @admin.action(description="Start (schedule the price changes, in batches)")
+    def start(self, request, queryset):
+        self._run(request, queryset, "Start", price_commands.start_price_migration)
+
+    @admin.action(description="Pause (schedule no more for now)")
+    def pause(self, request, queryset):
+        self._run(request, queryset, "Pause", price_commands.pause_price_migration)
+
+    @admin.action(description="Resume")
+    def resume(self, request, queryset):
+        self._run(request, queryset, "Resume", price_commands.resume_price_migration)
+
+    @admin.action(description="Cancel (withdraw the changes that have not happened)")
+    def cancel(self, request, queryset):
+        self._run(request, queryset, "Cancel", price_commands.cancel_price_migration)

@@ -136,3 +136,42 @@ def test_a_cancelled_migration_withdraws_what_it_scheduled(staff, drain):
         ("subscriptions.PriceChangeCancelled", "migration_cancelled"),
     ]
     assert staff.post(f"/api/v1/price-migrations/{migration['id']}/resume/").status_code == 409
+
+
+def test_admin_migration_page_previews_and_its_actions_start_pause_resume_cancel(staff, drain, client):
+    # given a draft migration of one subscriber to a dearer version 2, and a plan page listing both versions
+    client.force_login(staff_user("boss"))
+    plan_id = staff.post("/api/v1/plans/", {**PLAN, "code": "team-a"}, format="json").json()["id"]
+    sub = _subscriber(staff, drain, plan_id, "amy")
+    assert staff.post(f"/api/v1/plans/{plan_id}/versions/", V2, format="json").status_code == 201
+    plan_page = client.get(f"/admin/subscriptions/plan/{plan_id}/change/").content.decode()
+    assert "plan-versions" in plan_page and "v2" in plan_page and "59.00" in plan_page
+    migration = staff.post(
+        "/api/v1/price-migrations/",
+        {"plan": plan_id, "to_version": 2, "effective_from": "2025-01-01T00:00:00Z"},
+        format="json",
+    ).json()
+    page = client.get(f"/admin/subscriptions/pricemigration/{migration['id']}/change/").content.decode()
+    assert "1 subscriptions would move; MRR change 10.00 USD" in page
+
+    # when staff run each action from the list
+    for action, status in (("start", "running"), ("pause", "paused"), ("resume", "running"), ("cancel", "cancelled")):
+        response = client.post(
+            "/admin/subscriptions/pricemigration/",
+            {"action": action, "_selected_action": [migration["id"]]},
+            follow=True,
+        )
+        assert f"{action.title()}: 1 done" in response.content.decode()
+        assert staff.get(f"/api/v1/price-migrations/{migration['id']}/").json()["status"] == status
+    refused = client.post(
+        "/admin/subscriptions/pricemigration/", {"action": "resume", "_selected_action": [migration["id"]]}, follow=True
+    )
+    assert "cannot be resumed" in refused.content.decode()
+    assert [e.event_type for e in StoredEvent.objects.filter(aggregate_id=migration["id"]).order_by("position")] == [
+        "subscriptions.PriceMigrationDrafted",
+        "subscriptions.PriceMigrationStarted",
+        "subscriptions.PriceMigrationPaused",
+        "subscriptions.PriceMigrationResumed",
+        "subscriptions.PriceMigrationCancelled",
+    ]
+    assert staff.get(f"/api/v1/subscriptions/{sub}/").json()["scheduled_price_change"] is None
