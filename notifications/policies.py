@@ -169,8 +169,8 @@ def price_change_notice(events: list[DomainEvent]) -> None:
                 "new_price": _money(p["new_price"]),
                 "effective_on": p["effective_at"][:10],
                 "rise": Decimal(p["new_price"]["amount"]) > Decimal(p["old_price"]["amount"]),
-                "cancel_url": f"{settings.SITE_URL}/subscriptions/{sub}/cancel/",
-                "change_plan_url": f"{settings.SITE_URL}/subscriptions/{sub}/change-plan/",
+                "cancel_url": f"{settings.SITE_URL}/app/subscriptions/{sub}/cancel/",
+                "change_plan_url": f"{settings.SITE_URL}/billing/subscriptions/{sub}/change-plan/",
             },
         )
 
