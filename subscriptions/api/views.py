@@ -66,7 +66,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     @extend_schema(methods=["GET"], request=None, responses=PlanVersionOut(many=True))
     @extend_schema(methods=["POST"], request=VersionInput, responses={201: PlanVersionOut})
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filter_backends=[])
     def versions(self, request, pk=None):
         """The plan's versions, oldest first; POST makes a new one, current for new subscriptions from now."""
         plan = self.get_object()
