@@ -316,8 +316,10 @@ class InvoiceRequest:
     awaiting_usage: bool = False
 
 
-def plan_line(plan_name: str, price: Money, period: InvoicePeriod) -> LineDraft:
-    return LineDraft(LineKind.PLAN, f"{plan_name} ({period.label()})", price)
+def plan_line(plan_name: str, price: Money, period: InvoicePeriod, version: int = 1) -> LineDraft:
+    """The plan line; a plan revised since its first version names the version billed."""
+    name = f"{plan_name}, version {version}" if version > 1 else plan_name
+    return LineDraft(LineKind.PLAN, f"{name} ({period.label()})", price)
 
 
 def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
@@ -1088,10 +1090,11 @@ def upcoming_invoice(*, subscription_id: str) -> UpcomingInvoice:
         raise InvalidTransition("A cancelled subscription has no upcoming invoice.")
     account = _account(sub.customer_id)
     period = InvoicePeriod(*sub.next_period())
-    lines = [plan_line(sub.plan_name, sub.price, period)]
+    price, version = sub.price_from(period.start)  # a scheduled price change shows from its renewal on
+    lines = [plan_line(sub.plan_name, price, period, version)]
     discount = Discount.objects.select_related("coupon").filter(pk=sub.subscription_id).first()
     if discount is not None and not discount.exhausted:
-        off = discount.coupon.discount_on(sub.price)
+        off = discount.coupon.discount_on(price)
         if off.is_negative():
             lines.append(LineDraft(LineKind.DISCOUNT, f"{discount.coupon.name} ({discount.coupon.describe()})", off))
     subtotal = Money.total((line.amount for line in lines), sub.currency)

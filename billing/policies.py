@@ -24,6 +24,7 @@ correlation id. Pipeline steps take whole batches of events.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from functools import partial
 
 from billing import commands
@@ -97,6 +98,9 @@ SUBSCRIPTION_EVENTS = (
     "subscriptions.SubscriptionCancelled",
     "subscriptions.PlanChanged",
     "subscriptions.TrialExpired",
+    "subscriptions.PriceChanged",
+    "subscriptions.PriceChangeScheduled",
+    "subscriptions.PriceChangeCancelled",
 )
 
 
@@ -137,11 +141,29 @@ def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
             row.period_start, row.period_end = facts.period.start, facts.period.end
         if facts.anchor is not None:
             row.billing_anchor = facts.anchor
+        row.plan_version = facts.plan_version
+        if event.name == "PriceChangeScheduled":
+            coming = Money.from_json(facts.raw["new_price"])
+            row.coming_price_minor, row.coming_version = coming.minor_units, int(facts.raw["to_version"])
+            row.coming_from = datetime.fromisoformat(facts.raw["effective_at"])
+        elif event.name in ("PriceChangeCancelled", "PriceChanged"):
+            row.coming_price_minor = row.coming_version = row.coming_from = None
     insert_rows(list(created.values()))
     fields = ["plan_id", "plan_name", "plan_code", "interval", "status", "currency", "price_minor"]
     bulk_update_rows(
         [r for k, r in changed.items() if k not in created],
-        [*fields, "period_start", "period_end", "billing_anchor", "source_version", "source_position"],
+        [
+            *fields,
+            "period_start",
+            "period_end",
+            "billing_anchor",
+            "source_version",
+            "source_position",
+            "plan_version",
+            "coming_price_minor",
+            "coming_version",
+            "coming_from",
+        ],
     )
 
 
@@ -154,7 +176,7 @@ def _invoice_for(
         plan_name=facts.plan_name,
         currency=facts.price.currency,
         reason=reason,
-        lines=(plan_line(facts.plan_name, facts.price, facts.period),),
+        lines=(plan_line(facts.plan_name, facts.price, facts.period, facts.plan_version),),
         at=event.occurred_on,
         cause=cause_of(event),
         period=facts.period,

@@ -92,6 +92,12 @@ SCHEDULE = dict(
             "every minute: periods that ended roll over (SubscriptionRenewed) or end a scheduled cancellation",
         ),
         _job(
+            "subscriptions.schedule_price_changes",
+            60,
+            "every minute: running price migrations schedule their price changes, PRICE_MIGRATION_BATCH per "
+            "transaction, resuming from the committed cursor (a cancelled one withdraws what it scheduled)",
+        ),
+        _job(
             "subscriptions.calculate_usage",
             60,
             "every minute: usage of periods whose grace window (USAGE_GRACE_SECONDS) passed becomes final",

@@ -216,6 +216,10 @@ BEAT_HEARTBEAT_MAX_AGE = timedelta(seconds=env_int("BEAT_HEARTBEAT_MAX_AGE_SECON
 
 # --- Domain settings -------------------------------------------------------
 TRIAL_REMINDER_DAYS = env_int("TRIAL_REMINDER_DAYS", 3)
+#: A price rise takes effect no sooner than this many days after the customer is told (a cut needs no notice).
+PRICE_CHANGE_NOTICE_DAYS = env_int("PRICE_CHANGE_NOTICE_DAYS", 30)
+#: Subscriptions a price migration schedules per transaction.
+PRICE_MIGRATION_BATCH = env_int("PRICE_MIGRATION_BATCH", 500)
 # Notifications: the trial-ending reminder, and whether webhooks may go to private addresses
 # (never in production; tests allow loopback receivers).
 NOTIFY_TRIAL_REMINDER_DAYS = env_int("NOTIFY_TRIAL_REMINDER_DAYS", 3)

@@ -78,6 +78,7 @@ TEMPLATES = {
         Template("payment_failed", "Your payment of {amount} did not go through", True),
         Template("dunning", "{urgency}: invoice {invoice_number} is unpaid", True),
         Template("cancelled", "Your {plan_name} subscription is cancelled", True),
+        Template("price_change", "Your {plan_name} price changes to {new_price} on {effective_on}", True),
         Template("trial_ended", "Your {plan_name} trial has ended", False),
         Template("trial_reminder", "Your {plan_name} trial ends in {days_left} days", False),
         Template("webhook_disabled", "We stopped sending webhooks to {url}", True),

@@ -5,6 +5,7 @@
     subscriptions.TrialStarted           → ReminderScheduled (trial-ending reminder, NOTIFY_TRIAL_REMINDER_DAYS before)
     subscriptions.SubscriptionCancelled  → cancellation confirmation (and no trial reminder any more)
     subscriptions.TrialExpired           → trial ended
+    subscriptions.PriceChangeScheduled   → price change notice (essential: old and new price, the date, the way out)
     billing.InvoiceFinalized             → invoice e-mail      billing.PaymentSucceeded → receipt
     billing.PaymentFailed                → payment alert       billing.DunningEscalated → reminder, more urgent each level
     every public event                   → webhook deliveries to the endpoints that asked for it
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import partial
 
 from django.conf import settings
@@ -146,6 +148,29 @@ def trial_over(event: DomainEvent) -> None:
                 "plan_name": p["plan"]["name"],
                 "converted": p.get("converted"),
                 "payment_method_url": f"{settings.SITE_URL}/billing/payment-method/",
+            },
+        )
+
+
+@reacts_to("subscriptions.PriceChangeScheduled", batch=True, batch_size=LARGE_BATCH)
+def price_change_notice(events: list[DomainEvent]) -> None:
+    """One notice per scheduled change: a migration schedules each subscription once, and the
+    handler ledger makes a redelivered event send nothing twice."""
+    for event in events:
+        p = event.payload
+        sub = p["subscription_id"]
+        _send(
+            event,
+            "price_change",
+            customer_id=p["customer_id"],
+            context={
+                "plan_name": p["plan"]["name"],
+                "old_price": _money(p["old_price"]),
+                "new_price": _money(p["new_price"]),
+                "effective_on": p["effective_at"][:10],
+                "rise": Decimal(p["new_price"]["amount"]) > Decimal(p["old_price"]["amount"]),
+                "cancel_url": f"{settings.SITE_URL}/app/subscriptions/{sub}/cancel/",
+                "change_plan_url": f"{settings.SITE_URL}/billing/subscriptions/{sub}/change-plan/",
             },
         )
 

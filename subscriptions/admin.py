@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.shortcuts import redirect, render
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
 from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each
 from sharedkernel.errors import DomainError
 from sharedkernel.values import AmountRefused, Money, UnitRate
-from subscriptions import commands
+from subscriptions import commands, price_commands
 from subscriptions.models import (
     Customer,
     Plan,
@@ -28,6 +29,7 @@ from subscriptions.models import (
     UsagePeriod,
     UsageRecord,
 )
+from subscriptions.price_migrations import PriceMigration
 
 # -- plans -------------------------------------------------------------------------
 
@@ -138,7 +140,7 @@ class PlanAdmin(CommandDrivenAdmin):
     list_filter = ["tier", "interval", "archived"]
     search_fields = ["name", "code"]
     actions = ["archive", "restore"]
-    readonly_fields = ["archived", "created_at", "version"]
+    readonly_fields = ["archived", "current_version", "versions_table", "created_at", "version"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("price_rows", "overage_rows")
@@ -150,6 +152,40 @@ class PlanAdmin(CommandDrivenAdmin):
     @admin.display(description="prices")
     def price_list(self, plan):
         return ", ".join(str(p) for p in plan.prices)
+
+    @admin.display(description="versions")
+    def versions_table(self, plan):
+        """Every version of the terms, newest first, with how many live subscriptions are billed on it
+        (read-only: a save of this form makes the next version)."""
+        if not plan.pk:
+            return "—"
+        live = dict(
+            plan.subscriptions.exclude(status=SubscriptionStatus.CANCELLED)
+            .values_list("plan_version")
+            .annotate(n=Count("id"))
+        )
+        rows = format_html_join(
+            "",
+            "<tr><td>v{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    v.version,
+                    ", ".join(str(p) for p in v.money_prices),
+                    ", ".join(f"{m}: {q:,}" for m, q in v.included_usage.items()) or "—",
+                    "; ".join(f"{m}: {', '.join(str(r) for r in rs)}" for m, rs in v.unit_overage_rates.items()) or "—",
+                    v.trial_days,
+                    f"{v.current_from:%Y-%m-%d %H:%M} UTC",
+                    live.get(v.version, 0),
+                )
+                for v in plan.versions.order_by("-version")
+            ),
+        )
+        return format_html(
+            '<table class="plan-versions"><thead><tr><th>Version</th><th>Prices</th><th>Included</th>'
+            "<th>Overage</th><th>Trial days</th><th>Current from</th><th>Live subscriptions</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="live subscriptions")
     def subscriber_count(self, plan):
@@ -310,6 +346,11 @@ class SubscriptionAdmin(CommandDrivenAdmin):
         "status",
         "currency",
         "price_display",
+        "plan_version",
+        "scheduled_version",
+        "scheduled_price_minor",
+        "scheduled_effective_at",
+        "scheduled_migration_id",
         "interval",
         "billing_anchor",
         "period_index",
@@ -464,3 +505,100 @@ class UsageRecordAdmin(ReadOnlyAdmin):
 class UsagePeriodAdmin(ReadOnlyAdmin):
     list_display = ["subscription", "period_start", "period_end", "final", "due_at", "calculated_at"]
     list_filter = ["final"]
+
+
+# -- price migrations ----------------------------------------------------------------
+
+
+@admin.register(PriceMigration)
+class PriceMigrationAdmin(ReadOnlyAdmin):
+    """Drafted through the API (POST /price-migrations/); here staff preview, start, pause, resume,
+    cancel and follow the progress. Every action calls the migration's command."""
+
+    list_display = ["__str__", "plan", "to_version", "effective_from", "status", "progress", "created_at"]
+    list_filter = ["status"]
+    actions = ["start", "pause", "resume", "cancel"]
+    readonly_fields = [
+        "plan",
+        "to_version",
+        "effective_from",
+        "selection",
+        "status",
+        "progress",
+        "preview",
+        "left_out_table",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "version",
+    ]
+
+    def get_fields(self, request, obj=None):
+        return self.readonly_fields
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="selection")
+    def selection(self, m):
+        parts = [
+            f"versions {', '.join(map(str, m.from_versions))}" if m.from_versions else "every older version",
+            ", ".join(m.currencies) if m.currencies else "every currency",
+            f"{len(m.subscription_ids)} listed subscriptions" if m.subscription_ids else "every matching subscription",
+        ]
+        if m.created_before:
+            parts.append(f"created before {m.created_before:%Y-%m-%d}")
+        return "; ".join(parts)
+
+    @admin.display(description="progress")
+    def progress(self, m):
+        counts = price_commands.outcome_counts(m)
+        return format_html(
+            '<span class="migration-progress">scheduled {} · moved {} · left out {} · cancelled {}</span>',
+            counts["scheduled"],
+            counts["moved"],
+            counts["left_out"],
+            counts["cancelled"],
+        )
+
+    @admin.display(description="preview (who, how much, when — if started now)")
+    def preview(self, m):
+        if m.status not in ("draft", "paused", "running"):
+            return "—"
+        p = price_commands.preview(m)
+        return format_html(
+            '<div class="migration-preview">{} subscriptions would move; MRR change {}; effective {} – {}; '
+            "{} left out</div>",
+            p["subscriptions"],
+            ", ".join(str(x) for x in p["mrr_change"]) or "—",
+            f"{p['first_effective_at']:%Y-%m-%d}" if p["first_effective_at"] else "—",
+            f"{p['last_effective_at']:%Y-%m-%d}" if p["last_effective_at"] else "—",
+            len(p["left_out"]),
+        )
+
+    @admin.display(description="left out")
+    def left_out_table(self, m):
+        items = m.items.filter(outcome="left_out").order_by("reason")[:50]
+        if not items:
+            return "—"
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", ((i.subscription_id, i.reason) for i in items))
+        return format_html("<table><tr><th>Subscription</th><th>Reason</th></tr>{}</table>", rows)
+
+    def _run(self, request, queryset, label, command):
+        run_for_each(self, request, queryset, label, lambda m: command(migration_id=m.pk))
+
+    @admin.action(description="Start (schedule the price changes, in batches)")
+    def start(self, request, queryset):
+        self._run(request, queryset, "Start", price_commands.start_price_migration)
+
+    @admin.action(description="Pause (schedule no more for now)")
+    def pause(self, request, queryset):
+        self._run(request, queryset, "Pause", price_commands.pause_price_migration)
+
+    @admin.action(description="Resume")
+    def resume(self, request, queryset):
+        self._run(request, queryset, "Resume", price_commands.resume_price_migration)
+
+    @admin.action(description="Cancel (withdraw the changes that have not happened)")
+    def cancel(self, request, queryset):
+        self._run(request, queryset, "Cancel", price_commands.cancel_price_migration)

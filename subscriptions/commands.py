@@ -125,8 +125,11 @@ def record_payment_method(*, customer_id: str, present: bool) -> Customer | None
 
 
 def _save_plan(plan: Plan) -> None:
+    version = plan.staged_version()  # reads the staged terms, so before they are taken
     staged = plan.staged_children()
     save_and_publish(plan)
+    if version is not None:
+        version.save()
     if staged is None:
         return
     prices, rates = staged
@@ -387,6 +390,12 @@ RENEWAL_FIELDS = [
     "cancellation_reason",
     "cancelled_at",
     "pending_plan",
+    "plan_version",
+    "price_minor",
+    "scheduled_migration_id",
+    "scheduled_version",
+    "scheduled_price_minor",
+    "scheduled_effective_at",
 ]
 
 

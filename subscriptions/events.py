@@ -30,6 +30,7 @@ class PlanRef:
     name: str
     tier: str  #: basic | professional | enterprise
     interval: str  #: month | year
+    version: int = 1  #: the plan version the subscription is billed on after the event
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,15 @@ class PlanCreated(Event):
     included_usage: dict[str, int] = field(default_factory=dict)  #: metric → quantity per period
     #: metric → price per unit, per currency (up to 6 decimals; stored events wrote the same JSON as Money)
     overage_rates: dict[str, list[UnitRate]] = field(default_factory=dict)
+    version: int = 1  #: the plan version these terms are (1, 2, 3, …)
+    current_from: datetime | None = None  #: when this version became current for new subscriptions
 
 
 @dataclass(frozen=True)
 class PlanUpdated(PlanCreated):
-    """A plan's name, trial, features or prices changed. Existing subscriptions keep their price."""
+    """A new version of a plan: its complete terms, current for new subscriptions from
+    ``current_from``. Existing subscriptions stay on their version (and price) until a
+    price migration moves them (PriceChanged)."""
 
     event_type = "subscriptions.PlanUpdated"
 
@@ -300,6 +305,109 @@ class SubscriptionRenewed(SubscriptionEvent):
     price: Money
     previous_period: PeriodRef
     period: PeriodRef
+
+
+# -- price changes (price migrations move subscriptions to a new plan version) ---------
+
+
+@dataclass(frozen=True)
+class PriceChangeScheduled(SubscriptionEvent):
+    """The subscription moves from plan version ``from_version`` to ``to_version`` at its
+    first renewal on or after ``effective_at`` (notice given: the customer is told now)."""
+
+    event_type = "subscriptions.PriceChangeScheduled"
+
+    migration_id: str
+    from_version: int
+    to_version: int
+    old_price: Money
+    new_price: Money
+    effective_at: datetime
+
+
+@dataclass(frozen=True)
+class PriceChangeCancelled(SubscriptionEvent):
+    """A scheduled price change will not happen. ``reason``: cancelled | plan_changed |
+    migration_cancelled."""
+
+    event_type = "subscriptions.PriceChangeCancelled"
+
+    migration_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PriceChanged(PriceChangeScheduled):
+    """At the renewal on or after ``effective_at`` the subscription moved to ``to_version``
+    (``plan.version``); the period starting then is billed at ``new_price``."""
+
+    event_type = "subscriptions.PriceChanged"
+
+
+# -- price migrations (staff operations, internal) -----------------------------------
+
+
+@dataclass(frozen=True)
+class PriceMigrationDrafted(Event):
+    """Staff drafted a move of a plan's subscriptions to ``to_version``. Empty lists select all:
+    ``from_versions`` (all older versions), ``currencies``, ``subscription_ids`` (all matching)."""
+
+    event_type = "subscriptions.PriceMigrationDrafted"
+    aggregate_type = "PriceMigration"
+    aggregate_id_field = "migration_id"
+    public = False
+
+    migration_id: str
+    plan_id: str
+    to_version: int
+    effective_from: datetime
+    from_versions: list[int] = field(default_factory=list)
+    currencies: list[str] = field(default_factory=list)
+    subscription_ids: list[str] = field(default_factory=list)
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PriceMigrationStarted(Event):
+    """The migration schedules its price changes (in batches, by the beat job)."""
+
+    event_type = "subscriptions.PriceMigrationStarted"
+    aggregate_type = "PriceMigration"
+    aggregate_id_field = "migration_id"
+    public = False
+
+    migration_id: str
+
+
+@dataclass(frozen=True)
+class PriceMigrationPaused(PriceMigrationStarted):
+    """No more price changes are scheduled until it is resumed (scheduled ones still apply)."""
+
+    event_type = "subscriptions.PriceMigrationPaused"
+
+
+@dataclass(frozen=True)
+class PriceMigrationResumed(PriceMigrationStarted):
+    """Scheduling continues where it stopped."""
+
+    event_type = "subscriptions.PriceMigrationResumed"
+
+
+@dataclass(frozen=True)
+class PriceMigrationCancelled(PriceMigrationStarted):
+    """The migration stops; price changes it scheduled and that have not happened are cancelled."""
+
+    event_type = "subscriptions.PriceMigrationCancelled"
+
+
+@dataclass(frozen=True)
+class PriceMigrationCompleted(PriceMigrationStarted):
+    """Every selected subscription has its price change scheduled or was left out."""
+
+    event_type = "subscriptions.PriceMigrationCompleted"
+
+    scheduled: int
+    left_out: int
 
 
 # -- usage ---------------------------------------------------------------------------

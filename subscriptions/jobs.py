@@ -3,6 +3,8 @@
     expire_trials            trials whose end passed → TrialExpired (+ Activated/Suspended/Cancelled)
     remind_trials_ending     TRIAL_REMINDER_DAYS before the end → TrialEndingSoon
     renew_subscriptions      periods that ended → SubscriptionRenewed, or the scheduled cancellation
+                             (PriceChanged first when a scheduled price change is due)
+    schedule_price_changes   running price migrations → PriceChangeScheduled / left out, in batches
 
 Each is idempotent: what it did is no longer due, so a second run finds nothing.
 """
@@ -126,3 +128,49 @@ def calculate_usage(now: datetime, test_clock_id: str | None) -> int:
         total += done
         if not done:
             return total
+
+
+# -- price migrations: schedule the price changes of running migrations, in batches ---------
+
+
+def _migrations_with_work():
+    from subscriptions.price_migrations import MigrationStatus, PriceMigration
+
+    cancelled_with_changes = Subscription.objects.filter(scheduled_migration_id__isnull=False).values(
+        "scheduled_migration_id"
+    )
+    return PriceMigration.objects.filter(
+        Q(status=MigrationStatus.RUNNING) | Q(status=MigrationStatus.CANCELLED, pk__in=cancelled_with_changes)
+    )
+
+
+def next_price_migration_batch(test_clock_id: str | None) -> datetime | None:
+    """Due at once while a migration runs (or a cancelled one still has scheduled changes). A migration
+    spans customers on real time and on test clocks alike, so it runs in the real-time scope only."""
+    if test_clock_id:
+        return None
+    return _migrations_with_work().aggregate(at=Min("created_at"))["at"]
+
+
+@scheduled_job("subscriptions.schedule_price_changes", next_due=next_price_migration_batch)
+def schedule_price_changes(now: datetime, test_clock_id: str | None) -> int:
+    """Batch after batch (PRICE_MIGRATION_BATCH per transaction) until every running migration has
+    scheduled or left out all it selects; a crash loses at most the batch in flight, which the next
+    beat redoes from the committed cursor."""
+    from subscriptions import price_commands
+    from subscriptions.price_migrations import MigrationStatus
+
+    if test_clock_id:
+        return 0
+    total = 0
+    for migration in list(_migrations_with_work()):
+        batch = (
+            price_commands.schedule_price_change_batch
+            if migration.status == MigrationStatus.RUNNING
+            else price_commands.cancel_scheduled_changes_batch
+        )
+        while handled := batch(migration_id=migration.pk, now=now):
+            total += handled
+        if migration.status == MigrationStatus.RUNNING:
+            price_commands.schedule_price_change_batch(migration_id=migration.pk, now=now)  # completes it
+    return total

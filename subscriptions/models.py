@@ -148,6 +148,8 @@ class Plan(AggregateRoot):
     features = models.JSONField(default=list, blank=True)
     included_usage = models.JSONField(default=dict, blank=True, help_text="metric → quantity included per period")
     archived = models.BooleanField(default=False, editable=False)
+    #: The version new subscriptions get (its terms: PlanVersion; the rows above mirror them).
+    current_version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(editable=False)
     test_clock_attribute = None  # plans are catalogue data, not on any clock
 
@@ -189,8 +191,15 @@ class Plan(AggregateRoot):
     def price_in(self, currency: str) -> Money | None:
         return next((p for p in self.prices if p.currency == currency.upper()), None)
 
-    def ref(self) -> ev.PlanRef:
-        return ev.PlanRef(id=str(self.id), code=self.code, name=self.name, tier=self.tier, interval=self.interval)
+    def ref(self, version: int | None = None) -> ev.PlanRef:
+        return ev.PlanRef(
+            id=str(self.id),
+            code=self.code,
+            name=self.name,
+            tier=self.tier,
+            interval=self.interval,
+            version=version or self.current_version,
+        )
 
     def option(self, currency: str) -> PlanOption:
         price = self.price_in(currency)
@@ -217,7 +226,7 @@ class Plan(AggregateRoot):
         overage_rates: dict[str, list[UnitRate | Money]] | None = None,
         at: datetime,
     ) -> Plan:
-        plan = cls(id=uuid.uuid4(), code=code, created_at=at)
+        plan = cls(id=uuid.uuid4(), code=code, created_at=at, current_version=1)
         plan._apply(
             name=name,
             tier=tier,
@@ -228,7 +237,8 @@ class Plan(AggregateRoot):
             included_usage=included_usage or {},
             overage_rates=overage_rates or {},
         )
-        plan.record(ev.PlanCreated(**plan._snapshot()), at=at)
+        plan.__dict__["_staged_version_at"] = at
+        plan.record(ev.PlanCreated(**plan._snapshot(), current_from=at), at=at)
         return plan
 
     def revise(
@@ -242,7 +252,9 @@ class Plan(AggregateRoot):
         overage_rates: dict[str, list[UnitRate | Money]],
         at: datetime,
     ) -> None:
-        """New terms for new subscriptions. Existing subscriptions keep the price they bought."""
+        """A new version (current_version + 1) with complete new terms, current for new
+        subscriptions from ``at``. Existing subscriptions stay on their version and price
+        until a price migration moves them."""
         self._apply(
             name=name,
             tier=self.tier,
@@ -253,7 +265,9 @@ class Plan(AggregateRoot):
             included_usage=included_usage,
             overage_rates=overage_rates,
         )
-        self.record(ev.PlanUpdated(**self._snapshot()), at=at)
+        self.current_version += 1
+        self.__dict__["_staged_version_at"] = at
+        self.record(ev.PlanUpdated(**self._snapshot(), current_from=at), at=at)
 
     def archive(self, *, at: datetime) -> None:
         if self.archived:
@@ -328,6 +342,23 @@ class Plan(AggregateRoot):
             features=list(self.features),
             included_usage=dict(self.included_usage),
             overage_rates=self.overage_rates,
+            version=self.current_version,
+        )
+
+    def staged_version(self) -> PlanVersion | None:
+        """The version row define/revise made, not yet written."""
+        at = self.__dict__.pop("_staged_version_at", None)
+        if at is None:
+            return None
+        return PlanVersion.of_terms(
+            plan=self,
+            version=self.current_version,
+            prices=self.prices,
+            included_usage=self.included_usage,
+            overage_rates=self.overage_rates,
+            trial_days=self.trial_days,
+            features=self.features,
+            current_from=at,
         )
 
     def staged_children(self) -> tuple[list[Money], dict[str, list[UnitRate]]] | None:
@@ -347,6 +378,54 @@ class PlanPrice(models.Model):
 
     def __str__(self) -> str:
         return str(Money.from_minor(self.amount_minor, self.currency))
+
+
+class PlanVersion(models.Model):
+    """One version of a plan's terms, as it became current. Written once, never changed:
+    subscriptions billed on it keep these terms (grandfathered) until a price migration moves them.
+    Money is stored as its JSON form (exact decimal strings)."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    prices = models.JSONField(default=list, help_text='[{"amount": "49.00", "currency": "USD"}]')
+    included_usage = models.JSONField(default=dict, blank=True)
+    overage_rates = models.JSONField(default=dict, blank=True, help_text="metric → [unit rate] (up to 6 decimals)")
+    trial_days = models.PositiveSmallIntegerField(default=0)
+    features = models.JSONField(default=list, blank=True)
+    current_from = models.DateTimeField()
+
+    class Meta:
+        ordering = ["plan", "version"]
+        constraints = [models.UniqueConstraint(fields=["plan", "version"], name="one_row_per_plan_version")]
+
+    def __str__(self) -> str:
+        return f"{self.plan.name} v{self.version}"
+
+    @classmethod
+    def of_terms(
+        cls, *, plan, version, prices, included_usage, overage_rates, trial_days, features, current_from
+    ) -> PlanVersion:
+        return cls(
+            plan=plan,
+            version=version,
+            prices=[p.to_json() for p in prices],
+            included_usage=dict(included_usage),
+            overage_rates={metric: [r.to_json() for r in rates] for metric, rates in overage_rates.items()},
+            trial_days=trial_days,
+            features=list(features),
+            current_from=current_from,
+        )
+
+    @property
+    def money_prices(self) -> list[Money]:
+        return [Money.from_json(p) for p in self.prices]
+
+    @property
+    def unit_overage_rates(self) -> dict[str, list[UnitRate]]:
+        return {metric: [UnitRate.from_json(r) for r in rates] for metric, rates in self.overage_rates.items()}
+
+    def price_in(self, currency: str) -> Money | None:
+        return next((p for p in self.money_prices if p.currency == currency.upper()), None)
 
 
 class PlanOverageRate(models.Model):
@@ -424,6 +503,13 @@ class Subscription(AggregateRoot):
     suspended_at = models.DateTimeField(null=True, blank=True)
     suspension_reason = models.CharField(max_length=20, choices=SuspensionReason.choices, blank=True)
     pending_plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    #: The plan version it is billed on (its price is ``price_minor``).
+    plan_version = models.PositiveIntegerField(default=1)
+    #: A price change a migration scheduled: from the first renewal on/after ``scheduled_effective_at``.
+    scheduled_migration_id = models.UUIDField(null=True, blank=True, db_index=True)
+    scheduled_version = models.PositiveIntegerField(null=True, blank=True)
+    scheduled_price_minor = models.BigIntegerField(null=True, blank=True)
+    scheduled_effective_at = models.DateTimeField(null=True, blank=True)
     test_clock_id = models.UUIDField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField()
 
@@ -444,6 +530,26 @@ class Subscription(AggregateRoot):
         return SubscriptionPeriod(self.current_period_start, self.current_period_end)
 
     @property
+    def scheduled_price(self) -> Money | None:
+        if self.scheduled_price_minor is None:
+            return None
+        return Money.from_minor(self.scheduled_price_minor, self.currency)
+
+    def renewal_boundaries(self, count: int = 60):
+        """The moments its next periods start (the trial's end first while trialing)."""
+        interval = BillingInterval(self.interval)
+        if self.status == SubscriptionStatus.TRIALING:
+            yield self.trial_end
+            for k in range(1, count):
+                yield SubscriptionPeriod.nth(self.trial_end, interval, k).start
+            return
+        for k in range(1, count + 1):
+            yield SubscriptionPeriod.nth(self.billing_anchor, interval, self.period_index + k).start
+
+    def first_renewal_on_or_after(self, moment: datetime) -> datetime | None:
+        return next((b for b in self.renewal_boundaries() if b >= moment), None)
+
+    @property
     def trialing(self) -> bool:
         return self.status == SubscriptionStatus.TRIALING
 
@@ -452,7 +558,10 @@ class Subscription(AggregateRoot):
 
     def _common(self) -> dict:
         return dict(
-            subscription_id=str(self.id), customer_id=str(self.customer_id), plan=self.plan.ref(), status=self.status
+            subscription_id=str(self.id),
+            customer_id=str(self.customer_id),
+            plan=self.plan.ref(self.plan_version),
+            status=self.status,
         )
 
     def _move_to_period(self, anchor: datetime, index: int) -> None:
@@ -496,6 +605,7 @@ class Subscription(AggregateRoot):
             currency=price.currency,
             price_minor=price.minor_units,
             interval=plan.interval,
+            plan_version=plan.current_version,
             test_clock_id=customer.test_clock_id,
             created_at=at,
         )
@@ -557,11 +667,15 @@ class Subscription(AggregateRoot):
             self.status = SubscriptionStatus.ACTIVE
             self.activated_at = ended
             self._move_to_period(ended, 0)
-            common = self._common()
-            self.record(ev.TrialExpired(**common, trial_end=ended, converted=True), at=ended)
+            self.record(ev.TrialExpired(**self._common(), trial_end=ended, converted=True), at=ended)
+            self._apply_due_price_change(boundary=ended)
             self.record(
                 ev.SubscriptionActivated(
-                    **common, price=self.price, period=self._period_ref(), activated_at=ended, reason="trial_converted"
+                    **self._common(),
+                    price=self.price,
+                    period=self._period_ref(),
+                    activated_at=ended,
+                    reason="trial_converted",
                 ),
                 at=ended,
             )
@@ -639,6 +753,7 @@ class Subscription(AggregateRoot):
         if self.status == SubscriptionStatus.CANCELLED:
             raise InvalidTransition("The subscription is already cancelled.")
         reason = (reason or "").strip()[:200] or "requested"
+        self._drop_price_change(reason="cancelled", at=at)  # who cancels before the date never pays it
         if at_period_end and self.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
             if self.cancel_at_period_end:
                 raise InvalidTransition("The subscription is already scheduled to cancel at the end of the period.")
@@ -653,6 +768,7 @@ class Subscription(AggregateRoot):
         self._end(at=at, reason=reason, at_period_end=False)
 
     def _end(self, *, at: datetime, reason: str, at_period_end: bool) -> None:
+        self._drop_price_change(reason="cancelled", at=at)
         previous = self.status
         self.status = SubscriptionStatus.CANCELLED
         self.cancelled_at, self.cancellation_reason = at, reason
@@ -684,6 +800,7 @@ class Subscription(AggregateRoot):
             raise InvalidTransition(f"Only an active subscription renews (it is {self.status}).")
         previous = self._period_ref()
         self._move_to_period(self.billing_anchor, self.period_index + 1)
+        self._apply_due_price_change(boundary=ended)
         self.record(
             ev.SubscriptionRenewed(
                 **self._common(), price=self.price, previous_period=previous, period=self._period_ref()
@@ -706,9 +823,11 @@ class Subscription(AggregateRoot):
                 at=at,
             )
             return False
-        old_plan, old_price, old_period = self.plan.ref(), self.price, self._period_ref()
+        self._drop_price_change(reason="plan_changed", at=at)
+        old_plan, old_price, old_period = self.plan.ref(self.plan_version), self.price, self._period_ref()
         interval_changes = target.interval != self.interval
         self.plan, self.price_minor, self.interval = target, wanted.price.minor_units, target.interval
+        self.plan_version = target.current_version
         self.pending_plan = None
         if interval_changes and not self.trialing:
             self._move_to_period(at, 0)  # a new interval starts a new period now (credited by Billing)
@@ -727,6 +846,81 @@ class Subscription(AggregateRoot):
             at=at,
         )
         return True
+
+    # -- price changes (a price migration moves it to another version of its plan) ------------
+    def schedule_price_change(
+        self, *, migration_id: str, to_version: int, new_price: Money, effective_at: datetime, at: datetime
+    ) -> None:
+        """PriceChangeScheduled: from the first renewal on/after ``effective_at`` it is billed
+        ``new_price`` on ``to_version``. Only a live, paying (or trialing) subscription that is not
+        cancelling, has no other change scheduled and is not on that version already; the date is a
+        renewal (a period boundary) not in the past."""
+        if self.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
+            raise InvalidTransition(
+                f"Only an active or trialing subscription gets a price change (it is {self.status})."
+            )
+        if self.cancel_at_period_end:
+            raise InvalidTransition("The subscription is cancelling; it keeps its price to the end.")
+        if self.scheduled_migration_id is not None:
+            raise InvalidTransition("A price change is already scheduled for this subscription.")
+        if to_version == self.plan_version:
+            raise InvalidTransition(f"The subscription is on version {to_version} already.")
+        if new_price.currency != self.currency:
+            raise InvalidInput("The new price is in another currency.", details={"currency": new_price.currency})
+        if effective_at < at or self.first_renewal_on_or_after(effective_at) != effective_at:
+            raise InvalidInput("A price change takes effect at a renewal to come.", details={"effective_at": "invalid"})
+        self.scheduled_migration_id = uuid.UUID(str(migration_id))
+        self.scheduled_version, self.scheduled_price_minor = to_version, new_price.minor_units
+        self.scheduled_effective_at = effective_at
+        self.record(
+            ev.PriceChangeScheduled(
+                **self._common(),
+                migration_id=str(migration_id),
+                from_version=self.plan_version,
+                to_version=to_version,
+                old_price=self.price,
+                new_price=new_price,
+                effective_at=effective_at,
+            ),
+            at=at,
+        )
+
+    def cancel_price_change(self, *, reason: str, at: datetime) -> None:
+        if self.scheduled_migration_id is None:
+            raise InvalidTransition("No price change is scheduled for this subscription.")
+        self._drop_price_change(reason=reason, at=at)
+
+    def _drop_price_change(self, *, reason: str, at: datetime) -> None:
+        if self.scheduled_migration_id is None:
+            return
+        migration_id = str(self.scheduled_migration_id)
+        self._clear_price_change()
+        self.record(ev.PriceChangeCancelled(**self._common(), migration_id=migration_id, reason=reason), at=at)
+
+    def _clear_price_change(self) -> None:
+        self.scheduled_migration_id = self.scheduled_version = None
+        self.scheduled_price_minor = self.scheduled_effective_at = None
+
+    def _apply_due_price_change(self, *, boundary: datetime) -> None:
+        """At a renewal on/after the scheduled date: PriceChanged, and the new period is billed the new price."""
+        if self.scheduled_migration_id is None or boundary < self.scheduled_effective_at:
+            return
+        migration_id, effective_at = str(self.scheduled_migration_id), self.scheduled_effective_at
+        from_version, old_price = self.plan_version, self.price
+        self.plan_version, self.price_minor = self.scheduled_version, self.scheduled_price_minor
+        self._clear_price_change()
+        self.record(
+            ev.PriceChanged(
+                **self._common(),
+                migration_id=migration_id,
+                from_version=from_version,
+                to_version=self.plan_version,
+                old_price=old_price,
+                new_price=self.price,
+                effective_at=effective_at,
+            ),
+            at=boundary,
+        )
 
     def decide_plan_change(
         self, *, target: Plan, policy: PlanChangePolicy, approved_by_staff: bool = False
@@ -821,3 +1015,7 @@ class UsagePeriod(models.Model):
 
     def __str__(self) -> str:
         return f"Usage of {self.period_start:%Y-%m-%d} – {self.period_end:%Y-%m-%d}"
+
+
+# The PriceMigration aggregate lives in its own module; importing it here registers its models.
+from subscriptions.price_migrations import ItemOutcome, PriceMigration, PriceMigrationItem  # noqa: E402, F401

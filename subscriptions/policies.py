@@ -6,6 +6,8 @@
                                     or CancelSubscription (never paid)
     billing.PaymentMethodUpdated  → note it; ResumeSubscription for trials that
                                     ended without a payment method
+    subscriptions.PriceChanged /
+    subscriptions.PriceChangeCancelled → a price migration's progress (moved / cancelled)
 
 A reaction happens at the time of its cause (the event's ``occurred_on``).
 """
@@ -90,3 +92,15 @@ def resume_when_payment_method_added(event: DomainEvent) -> None:
     clock = FixedClock(event.occurred_on)
     for subscription_id in waiting:
         commands.resume_subscription(subscription_id=subscription_id, initiator=ResumeInitiator.SYSTEM, clock=clock)
+
+
+@reacts_to("subscriptions.PriceChanged", "subscriptions.PriceChangeCancelled", batch=True, batch_size=LARGE_BATCH)
+def count_price_migration_progress(events: list[DomainEvent]) -> None:
+    """A migration's progress (moved / cancelled) follows what happened to the changes it scheduled."""
+    from subscriptions import price_commands
+
+    pairs = [(e.name, e.payload["migration_id"], e.payload["subscription_id"]) for e in events]
+    price_commands.record_outcomes(
+        moved=[(m, s) for name, m, s in pairs if name == "PriceChanged"],
+        cancelled=[(m, s) for name, m, s in pairs if name == "PriceChangeCancelled"],
+    )

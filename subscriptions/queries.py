@@ -43,6 +43,10 @@ class SubscriptionSummary:
     suspension_reason: str
     version: int
     meters_usage: bool = False
+    plan_version: int = 1
+    #: A scheduled price change: the coming price and the renewal it takes effect at.
+    coming_price: Money | None = None
+    coming_price_at: datetime | None = None
 
     @property
     def can_cancel(self) -> bool:
@@ -81,6 +85,9 @@ def summarize(sub: Subscription, now: datetime) -> SubscriptionSummary:
         suspension_reason=sub.get_suspension_reason_display() if sub.suspension_reason else "",
         version=sub.version,
         meters_usage=bool(sub.plan.included_usage),
+        plan_version=sub.plan_version,
+        coming_price=sub.scheduled_price,
+        coming_price_at=sub.scheduled_effective_at,
     )
 
 

@@ -91,6 +91,8 @@ class SubscriptionFacts:
     interval: str
     status: str
     price: Money | None
+    #: The plan version it is billed on (1 in events stored before versions were published).
+    plan_version: int
     period: InvoicePeriod | None
     #: The billing anchor the period's grid is counted from (None in events stored before it was published).
     anchor: datetime | None
@@ -99,7 +101,10 @@ class SubscriptionFacts:
     @classmethod
     def from_payload(cls, event_type: str, p: dict) -> SubscriptionFacts:
         plan = p["plan"]
-        price = p.get("price") or p.get("new_price")
+        # a scheduled price change is not yet the price (PriceChanged is, with its new_price)
+        price = (
+            p.get("old_price") if event_type.endswith("PriceChangeScheduled") else p.get("price") or p.get("new_price")
+        )
         period = p.get("new_period") or p.get("period")
         return cls(
             event_type=event_type,
@@ -111,6 +116,7 @@ class SubscriptionFacts:
             interval=plan["interval"],
             status=p["status"],
             price=Money.from_json(price) if price else None,
+            plan_version=int(plan.get("version") or 1),
             period=_period(period),
             anchor=_time((period or {}).get("anchor")),
             raw=p,

@@ -261,6 +261,11 @@ class BilledSubscription(models.Model):
     #: Position of the last of the subscription's events applied here: what orders them (sharedkernel.projection).
     source_position = applied_position_field()
     test_clock_id = models.UUIDField(null=True, blank=True)
+    #: The plan version billed, and a price change Subscriptions scheduled (from PriceChangeScheduled).
+    plan_version = models.PositiveIntegerField(default=1)
+    coming_price_minor = models.BigIntegerField(null=True, blank=True)
+    coming_version = models.PositiveIntegerField(null=True, blank=True)
+    coming_from = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.plan_name} for {self.customer_id}"
@@ -268,6 +273,12 @@ class BilledSubscription(models.Model):
     @property
     def price(self) -> Money:
         return Money.from_minor(self.price_minor, self.currency)
+
+    def price_from(self, start: datetime) -> tuple[Money, int]:
+        """The price (and version) of a period starting at ``start``: the coming one once it applies."""
+        if self.coming_from is not None and start >= self.coming_from:
+            return Money.from_minor(self.coming_price_minor, self.currency), self.coming_version
+        return self.price, self.plan_version
 
     @property
     def live(self) -> bool:

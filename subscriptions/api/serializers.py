@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from sharedkernel.api.fields import MONEY_SCHEMA, RATE_SCHEMA, MoneyField, parse_rate
 from sharedkernel.values import UnitRate
-from subscriptions.models import Customer, Plan, Subscription
+from subscriptions.models import Customer, Plan, PlanVersion, Subscription
 
 
 @extend_schema_field({"type": "object", "additionalProperties": RATE_SCHEMA})
@@ -74,6 +74,25 @@ class PlanOut(serializers.ModelSerializer):
         return {metric: [r.to_json() for r in rates] for metric, rates in plan.overage_rates.items()}
 
 
+class PlanVersionOut(serializers.ModelSerializer):
+    prices = serializers.ListField(child=MoneyField(), source="money_prices", read_only=True)
+    overage_rates = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PlanVersion
+        fields = ["version", "prices", "included_usage", "overage_rates", "trial_days", "features", "current_from"]
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "array", "items": MONEY_SCHEMA}})
+    def get_overage_rates(self, version: PlanVersion) -> dict:
+        return version.overage_rates
+
+
+class ScheduledPriceChangeOut(serializers.Serializer):
+    price = MoneyField()
+    plan_version = serializers.IntegerField()
+    effective_at = serializers.DateTimeField()
+
+
 class CustomerOut(serializers.ModelSerializer):
     test_clock = serializers.UUIDField(source="test_clock_id", allow_null=True, read_only=True)
 
@@ -98,6 +117,7 @@ class SubscriptionOut(serializers.ModelSerializer):
     plan = serializers.UUIDField(source="plan_id", read_only=True)
     pending_plan = serializers.UUIDField(source="pending_plan_id", read_only=True, allow_null=True)
     price = MoneyField(read_only=True)
+    scheduled_price_change = serializers.SerializerMethodField()
 
     class Meta:
         model = Subscription
@@ -117,6 +137,20 @@ class SubscriptionOut(serializers.ModelSerializer):
             "cancellation_reason",
             "suspension_reason",
             "pending_plan",
+            "plan_version",
+            "scheduled_price_change",
             "created_at",
             "version",
         ]
+
+    @extend_schema_field(ScheduledPriceChangeOut(allow_null=True))
+    def get_scheduled_price_change(self, sub: Subscription) -> dict | None:
+        if sub.scheduled_price is None:
+            return None
+        return ScheduledPriceChangeOut(
+            {
+                "price": sub.scheduled_price,
+                "plan_version": sub.scheduled_version,
+                "effective_at": sub.scheduled_effective_at,
+            }
+        ).data

@@ -17,7 +17,7 @@ from sharedkernel.api.permissions import CustomerScopedMixin, IsStaff, customer_
 from sharedkernel.api.views import StoredEventSerializer
 from sharedkernel.errors import InvalidInput
 from subscriptions import commands, queries, usage
-from subscriptions.api.serializers import CustomerOut, OverageRatesField, PlanOut, SubscriptionOut
+from subscriptions.api.serializers import CustomerOut, OverageRatesField, PlanOut, PlanVersionOut, SubscriptionOut
 from subscriptions.models import Customer, Plan, ResumeInitiator, Subscription, SubscriptionStatus
 from subscriptions.values import MAX_QUANTITY, BillingInterval, PlanTier
 
@@ -50,8 +50,34 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         overage_rates = OverageRatesField(default=dict)
         features = serializers.ListField(child=serializers.CharField(max_length=200), default=list)
 
+    class VersionInput(serializers.Serializer):
+        trial_days = serializers.IntegerField(min_value=0, max_value=365, default=0)
+        prices = serializers.ListField(child=MoneyField(), min_length=1)
+        included_usage = serializers.DictField(
+            child=serializers.IntegerField(min_value=0, max_value=MAX_QUANTITY), default=dict
+        )
+        overage_rates = OverageRatesField(default=dict)
+        features = serializers.ListField(child=serializers.CharField(max_length=200), default=list)
+
     def get_permissions(self):
-        return [AllowAny()] if self.action in ("list", "retrieve") else [IsStaff()]
+        if self.action in ("list", "retrieve") or (self.action == "versions" and self.request.method == "GET"):
+            return [AllowAny()]
+        return [IsStaff()]
+
+    @extend_schema(methods=["GET"], request=None, responses=PlanVersionOut(many=True))
+    @extend_schema(methods=["POST"], request=VersionInput, responses={201: PlanVersionOut})
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filter_backends=[])
+    def versions(self, request, pk=None):
+        """The plan's versions, oldest first; POST makes a new one, current for new subscriptions from now."""
+        plan = self.get_object()
+        if request.method == "GET":
+            return Response(PlanVersionOut(plan.versions.order_by("version"), many=True).data)
+        data = self.VersionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        plan = commands.revise_plan(plan_id=plan.pk, name=plan.name, **data.validated_data)
+        return Response(
+            PlanVersionOut(plan.versions.get(version=plan.current_version)).data, status=status.HTTP_201_CREATED
+        )
 
     @extend_schema(request=PlanInput, responses={201: PlanOut})
     def create(self, request):

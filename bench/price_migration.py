@@ -1,0 +1,135 @@
+"""Price migration scheduling benchmark: N subscriptions given their price change by the beat job.
+
+    python bench/price_migration.py 10000
+
+On a fresh PostgreSQL database (DATABASE_URL's server, database ``bench_price_migration`` or
+BENCH_DB_NAME): set-up (not timed) writes a monthly plan in USD and EUR, N customers and N active
+subscriptions on its version 1 in bulk, then a version 2 (+10 %) and a started migration of all of
+them. Timed: ``subscriptions.schedule_price_changes`` as beat runs it — PRICE_MIGRATION_BATCH
+(default 500) subscriptions per transaction, each with its PriceChangeScheduled event and its
+PriceMigrationItem row. Delivery of the events (notices, webhooks) is not part of the figure
+(EVENT_DISPATCH=manual). Prints subscriptions/s, SQL statements per subscription, and checks that a
+second run schedules nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BASE_DB = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+DB_NAME = os.environ.get("BENCH_DB_NAME", "bench_price_migration")
+DB_URL = BASE_DB.rsplit("/", 1)[0] + "/" + DB_NAME
+os.environ.update(
+    DATABASE_URL=DB_URL,
+    DEBUG="0",
+    SECRET_KEY=os.environ.get("SECRET_KEY") or uuid.uuid4().hex,
+    EVENT_DISPATCH="manual",
+    DJANGO_SETTINGS_MODULE="config.settings",
+)
+
+
+def recreate_database() -> None:
+    import psycopg
+
+    admin = BASE_DB.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+
+
+def main(n: int) -> None:
+    recreate_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    call_command("migrate", verbosity=0)
+    from sharedkernel.models import StoredEvent
+    from sharedkernel.scheduling import run_job
+    from sharedkernel.values import Money
+    from subscriptions import commands, price_commands
+    from subscriptions.models import Customer, Subscription
+
+    plan = commands.define_plan(
+        code="pro-m",
+        name="Pro",
+        tier="professional",
+        interval="month",
+        trial_days=0,
+        prices=[Money("49.00", "USD"), Money("45.00", "EUR")],
+    )
+    now = timezone.now()
+    begin = now - timedelta(days=10)
+    customers, subs = [], []
+    for i in range(n):
+        currency = "USD" if i % 2 else "EUR"
+        c = Customer(
+            id=uuid.uuid4(),
+            name=f"Customer {i}",
+            email=f"c{i}@bench.example",
+            currency=currency,
+            country="DE",
+            created_at=begin,
+            version=1,
+        )
+        customers.append(c)
+        subs.append(
+            Subscription(
+                id=uuid.uuid4(),
+                customer=c,
+                plan=plan,
+                currency=currency,
+                price_minor=4900 if currency == "USD" else 4500,
+                interval="month",
+                status="active",
+                billing_anchor=begin,
+                period_index=0,
+                current_period_start=begin,
+                current_period_end=begin + timedelta(days=30),
+                activated_at=begin,
+                created_at=begin,
+                version=1,
+            )
+        )
+    with transaction.atomic():
+        Customer.objects.bulk_create(customers, batch_size=2000)
+        Subscription.objects.bulk_create(subs, batch_size=2000)
+    commands.revise_plan(
+        plan_id=str(plan.pk),
+        name="Pro",
+        trial_days=0,
+        prices=[Money("53.90", "USD"), Money("49.50", "EUR")],
+        features=[],
+        included_usage={},
+        overage_rates={},
+    )
+    migration = price_commands.draft_price_migration(plan_id=str(plan.pk), to_version=2, effective_from=now)
+    price_commands.start_price_migration(migration_id=migration.pk)
+
+    with CaptureQueriesContext(connection) as queries:
+        started = time.perf_counter()
+        handled = run_job("subscriptions.schedule_price_changes")
+        elapsed = time.perf_counter() - started
+    again = run_job("subscriptions.schedule_price_changes")
+    scheduled = StoredEvent.objects.filter(event_type="subscriptions.PriceChangeScheduled").count()
+    print(f"N={n}: {handled} subscriptions handled in {elapsed:.2f} s = {handled / elapsed:,.0f} subscriptions/s")
+    print(f"  SQL statements: {len(queries)} ({len(queries) / max(handled, 1):.2f} per subscription)")
+    print(f"  PriceChangeScheduled stored: {scheduled}; a second run handled {again}")
+    print(f"  counts: {price_commands.outcome_counts(migration)}")
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:] or ["10000"]:
+        main(int(arg))
