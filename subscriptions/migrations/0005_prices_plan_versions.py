@@ -77,7 +77,7 @@ class Migration(migrations.Migration):
                 ('version', models.PositiveIntegerField()),
                 ('prices', models.JSONField(default=list, help_text='[{"amount": "49.00", "currency": "USD"}]')),
                 ('included_usage', models.JSONField(blank=True, default=dict)),
-                ('overage_rates', models.JSONField(blank=True, default=dict, help_text='metric → [Money]')),
+                ('overage_rates', models.JSONField(blank=True, default=dict, help_text='metric → [unit rate] (up to 6 decimals)')),
                 ('trial_days', models.PositiveSmallIntegerField(default=0)),
                 ('features', models.JSONField(blank=True, default=list)),
                 ('current_from', models.DateTimeField()),
