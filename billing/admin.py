@@ -28,7 +28,7 @@ from billing.models import (
     Refund,
     TaxRate,
 )
-from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each
+from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each, timeline_link
 from sharedkernel.errors import InvalidInput, InvalidTransition
 from sharedkernel.values import AmountRefused, Money
 
@@ -79,7 +79,16 @@ class InvoiceAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     inlines = [LineInline]
     actions = ["retry_payment", "void", "refund"]
-    readonly_fields = ["documents", "subtotal", "tax", "total", "credit_applied", "amount_due", "amount_paid"]
+    readonly_fields = [
+        "documents",
+        "timeline",
+        "subtotal",
+        "tax",
+        "total",
+        "credit_applied",
+        "amount_due",
+        "amount_paid",
+    ]
     fieldsets = [
         (
             None,
@@ -89,6 +98,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
                     "status",
                     "billing_reason",
                     "documents",
+                    "timeline",
                     "customer_name",
                     "customer_email",
                     "customer_id",
@@ -107,6 +117,10 @@ class InvoiceAdmin(ReadOnlyAdmin):
         ),
         ("Life", {"fields": ["created_at", "issued_at", "paid_at", "voided_at", "void_reason", "test_clock_id"]}),
     ]
+
+    @admin.display(description="Timeline")
+    def timeline(self, invoice):
+        return timeline_link(subscription_id=invoice.subscription_id, customer_id=invoice.customer_id)
 
     @admin.display(description="Document")
     def documents(self, invoice):
@@ -198,6 +212,11 @@ class PaymentAdmin(ReadOnlyAdmin):
     search_fields = ["invoice_number", "customer_name", "customer_email", "=id", "=invoice_id"]
     inlines = [AttemptInline, RefundInline]
     actions = ["retry_now"]
+    readonly_fields = ["timeline"]
+
+    @admin.display(description="Timeline")
+    def timeline(self, payment):
+        return timeline_link(subscription_id=payment.subscription_id, customer_id=payment.customer_id)
 
     @admin.action(description="Retry now with the customer's payment method")
     def retry_now(self, request, queryset):

@@ -70,3 +70,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def timeline_link(*, subscription_id=None, customer_id=None) -> str:
+    """A link to the staff timeline (/staff/timeline/) of a subscription, or else of a customer:
+    every stored event about it in order, with its causes and the handlers that reacted."""
+    from django.urls import NoReverseMatch, reverse
+    from django.utils.html import format_html
+
+    kind, key = ("subscription", subscription_id) if subscription_id else ("customer", customer_id)
+    if not key:
+        return "—"
+    try:
+        url = reverse("staff-timeline")
+    except NoReverseMatch:
+        return "—"
+    return format_html('<a href="{}?{}={}">Event timeline of this {}</a>', url, kind, key, kind)

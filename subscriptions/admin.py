@@ -15,7 +15,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
-from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each
+from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each, timeline_link
 from sharedkernel.errors import DomainError
 from sharedkernel.values import AmountRefused, Money, UnitRate
 from subscriptions import commands, price_commands
@@ -253,6 +253,7 @@ class CustomerAdmin(CommandDrivenAdmin):
     search_fields = ["name", "email", "=id"]
     readonly_fields = [
         "id",
+        "timeline",
         "name",
         "email",
         "currency",
@@ -265,6 +266,11 @@ class CustomerAdmin(CommandDrivenAdmin):
         "created_at",
         "version",
     ]
+
+    @admin.display(description="Timeline")
+    def timeline(self, obj):
+        return timeline_link(customer_id=obj.pk)
+
     inlines = [SubscriptionInline]
 
     def get_inlines(self, request, obj=None):
@@ -341,6 +347,7 @@ class SubscriptionAdmin(CommandDrivenAdmin):
     ]
     readonly_fields = [
         "id",
+        "timeline",
         "customer",
         "plan",
         "status",
@@ -370,6 +377,10 @@ class SubscriptionAdmin(CommandDrivenAdmin):
         "created_at",
         "version",
     ]
+
+    @admin.display(description="Timeline")
+    def timeline(self, obj):
+        return timeline_link(subscription_id=obj.pk)
 
     def get_fields(self, request, obj=None):
         return self.readonly_fields
