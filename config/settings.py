@@ -224,6 +224,10 @@ PRICE_MIGRATION_BATCH = env_int("PRICE_MIGRATION_BATCH", 500)
 # (never in production; tests allow loopback receivers).
 NOTIFY_TRIAL_REMINDER_DAYS = env_int("NOTIFY_TRIAL_REMINDER_DAYS", 3)
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+
+# The staff board (/staff/board/) shows one swimlane per context, left to right in the order the
+# main flows run: sign-up and trial, invoice, tax, charge and dunning, then e-mail, then analytics.
+BOARD_LANE_ORDER = ["subscriptions", "billing", "notifications", "analytics", "sharedkernel"]
 BOUNCE_WEBHOOK_TOKEN = os.environ.get("BOUNCE_WEBHOOK_TOKEN", "")
 # Late usage of a closed period is accepted this long after its end; then it is final and billed.
 USAGE_GRACE_SECONDS = env_int("USAGE_GRACE_SECONDS", 3600)

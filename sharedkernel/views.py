@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import Count
 from django.shortcuts import render
@@ -35,7 +36,10 @@ def board(request):
         hot.setdefault(handler, {}).setdefault("failed" if status == DeliveryStatus.FAILED else "pending", 0)
         hot[handler]["failed" if status == DeliveryStatus.FAILED else "pending"] += n
     lanes = []
-    for context in dict.fromkeys([e.context for e in entries] + [h.context for h in bus.HANDLERS.values()]):
+    found = dict.fromkeys([e.context for e in entries] + [h.context for h in bus.HANDLERS.values()])
+    # lanes left to right in the order the main flows run (BOARD_LANE_ORDER); any other context after
+    order = [c for c in getattr(settings, "BOARD_LANE_ORDER", []) if c in found]
+    for context in [*order, *(c for c in found if c not in order)]:
         lanes.append(
             {
                 "context": context,

@@ -81,6 +81,11 @@ def test_the_board_shows_a_new_event_and_policy_to_staff_only(client, new_event_
     assert 'data-event="testapp.GadgetPolished"' in html
     assert 'data-handler="testapp.admire_gadget"' in html
     assert 'data-event="billing.InvoiceFinalized"' in html
+    # swimlanes run in the order of the main flows: sign-up/trial, billing, e-mail, analytics
+    import re
+
+    lanes = re.findall(r'<section class="lane" data-context="([a-z_]+)"', html)
+    assert lanes[:4] == ["subscriptions", "billing", "notifications", "analytics"]
 
 
 @pytest.mark.django_db
