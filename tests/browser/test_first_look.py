@@ -182,3 +182,44 @@ def test_staff_pages_load_nothing_from_elsewhere_and_have_a_staff_navigation(pag
     page.wait_for_load_state("networkidle")
     assert foreign == []
     assert missing == []
+
+
+def test_every_admin_list_fits_a_1280_px_window(page, live_server, paying_customer, settings):
+    """No admin changelist needs a horizontal scroll at 1280 px beside its filter: long e-mails,
+    URLs and ids wrap, amounts stay on one line (the lists were 140–200 px too wide)."""
+    from django.contrib import admin
+    from django.urls import reverse
+
+    from notifications import commands as notifications
+
+    late, _ = subs.register_customer(
+        name="Late Payer Aktiengesellschaft für Beispiele",
+        email="accounts-payable.department@a-rather-long-company-name.example",
+        currency="EUR",
+        country="FR",
+    )
+    drain()
+    billing.update_payment_method(customer_id=str(late.id), token="pm_card_chargeDeclined")
+    subs.subscribe(customer_id=str(late.id), plan_id=str(Plan.objects.get(code="pro-m").id))
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    notifications.register_endpoint(
+        url="http://127.0.0.1:9/a/rather/long/path/for/the/webhooks/of/this/customer",
+        events=["billing.InvoiceFinalized", "billing.PaymentSucceeded", "subscriptions.PlanChanged"],
+        customer_id=str(late.id),
+    )
+    drain()
+    staff = get_user_model().objects.create_superuser("boss", "boss@example.com", "Correct-Horse-42")
+    log_in(page, live_server, staff)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    too_wide = {}
+    for model in admin.site._registry:
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        page.goto(url)
+        width = page.evaluate(
+            "Math.max(document.documentElement.scrollWidth, ...[...document.querySelectorAll('.results')]"
+            ".map(e => document.documentElement.clientWidth + e.scrollWidth - e.clientWidth))"
+        )
+        if width > 1280:
+            too_wide[url] = width
+            shot(page, "admin-too-wide" + url.replace("/", "-"))
+    assert too_wide == {}
