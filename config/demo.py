@@ -366,13 +366,15 @@ class _DemoStory:
         from notifications import commands as notifications
 
         customer = self._customer("demo@example.com", "Demo Company GmbH", when, card="pm_card_visa", result=result)
-        # The demo receiver is this machine's discard port: every attempt is refused at once (no
-        # network), so the endpoint shows deliveries, their attempts and the retry schedule.
+        # The demo's receiver is this app's own /demo/webhook-receiver/ (allowed by
+        # WEBHOOK_ALLOWED_ORIGINS, which `make run` sets to its own address): deliveries made while
+        # the history is loaded wait for the web server, then succeed, signatures checked.
+        url = f"{getattr(settings, 'DEMO_BASE_URL', 'http://127.0.0.1:8000').rstrip('/')}/demo/webhook-receiver/"
         previous = getattr(settings, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
         settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
         try:
             notifications.register_endpoint(
-                url="http://127.0.0.1:9/demo-webhooks",
+                url=url,
                 events=["billing.InvoiceFinalized", "billing.PaymentSucceeded", "subscriptions.PlanChanged"],
                 customer_id=str(customer.pk),
             )

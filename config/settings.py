@@ -224,6 +224,11 @@ PRICE_MIGRATION_BATCH = env_int("PRICE_MIGRATION_BATCH", 500)
 # (never in production; tests allow loopback receivers).
 NOTIFY_TRIAL_REMINDER_DAYS = env_int("NOTIFY_TRIAL_REMINDER_DAYS", 3)
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+# Exact origins ("http://127.0.0.1:8000") webhooks may reach although they are private or local:
+# the demo's own receiver. Every other private, loopback or metadata address stays refused.
+WEBHOOK_ALLOWED_ORIGINS = env_list("WEBHOOK_ALLOWED_ORIGINS", "")
+# /demo/webhook-receiver/ answers (verifying the signature) only when this is on: `make run` sets it.
+DEMO_WEBHOOK_RECEIVER = env_bool("DEMO_WEBHOOK_RECEIVER", False)
 
 # The staff board (/staff/board/) shows one swimlane per context, left to right in the order the
 # main flows run: sign-up and trial, invoice, tax, charge and dunning, then e-mail, then analytics.

@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from config import staff, views
+from notifications.views import demo_webhook_receiver
 from sharedkernel.health import healthz
 from sharedkernel.views import board
 
@@ -27,6 +28,7 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("notifications/", include("notifications.urls")),
     path("staff/analytics/", include("analytics.urls")),
+    path("demo/webhook-receiver/", demo_webhook_receiver, name="demo-webhook-receiver"),
     path("staff/board/", board, name="staff-board"),
     path("staff/timeline/", staff.timeline, name="staff-timeline"),
     path("api/v1/", include(api_v1)),

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from notifications import commands
+from notifications import webhooks as signing
 from notifications.models import Notification, Recipient, WebhookDelivery, WebhookEndpoint
 from sharedkernel.api.permissions import customer_id_of
 from sharedkernel.errors import DomainError
@@ -109,3 +114,20 @@ def remove_endpoint(request, endpoint_id):
     commands.remove_endpoint(endpoint_id=endpoint.pk)
     messages.success(request, f"{endpoint.url} is removed.")
     return redirect("notifications:webhooks")
+
+
+@csrf_exempt
+@require_POST
+def demo_webhook_receiver(request):
+    """The demo's own webhook receiver (only with DEMO_WEBHOOK_RECEIVER): it checks the signature
+    against the secret of the endpoint registered at this URL, as a real receiver would, and
+    answers 200 (400 for a bad signature), so the demo shows deliveries that succeed."""
+    if not getattr(settings, "DEMO_WEBHOOK_RECEIVER", False):
+        raise Http404("The demo webhook receiver is off.")
+    body = request.body.decode("utf-8", "replace")
+    header = request.headers.get(signing.SIGNATURE_HEADER, "")
+    endpoints = WebhookEndpoint.objects.filter(url__endswith=request.path)
+    if not any(signing.verify(e.secret, body, header) for e in endpoints):
+        return JsonResponse({"received": False, "error": "The signature does not match."}, status=400)
+    event = json.loads(body).get("event_type", "") if body.startswith("{") else ""
+    return JsonResponse({"received": True, "event_type": event})

@@ -76,6 +76,21 @@ def _private_networks_allowed() -> bool:
     return bool(getattr(settings, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", False))
 
 
+def _origin(scheme: str, host: str, port: int | None) -> str:
+    port = port or (443 if scheme == "https" else 80)
+    return f"{scheme}://{host.lower()}:{port}"
+
+
+def _allowed_origins() -> set[str]:
+    """WEBHOOK_ALLOWED_ORIGINS, normalised to scheme://host:port (the demo's own receiver)."""
+    allowed = set()
+    for origin in getattr(settings, "WEBHOOK_ALLOWED_ORIGINS", []) or []:
+        parsed = urlparse(origin)
+        if parsed.scheme in ("http", "https") and parsed.hostname:
+            allowed.add(_origin(parsed.scheme, parsed.hostname, parsed.port))
+    return allowed
+
+
 def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Anything but a public unicast address: loopback, private, link-local (cloud metadata at
     169.254.169.254 and fd00:ec2::254), carrier-grade NAT, reserved, unspecified, multicast."""
@@ -92,7 +107,7 @@ def check_url(url: str) -> None:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UnsafeUrl("Use an http(s) URL with a host name.")
-    if _private_networks_allowed():
+    if _private_networks_allowed() or _origin(parsed.scheme, parsed.hostname, parsed.port) in _allowed_origins():
         return
     try:
         infos = socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
@@ -112,7 +127,8 @@ class _GuardedConnection:
 
     def _new_conn(self):
         sock = super()._new_conn()
-        if not _private_networks_allowed():
+        scheme = "https" if isinstance(self, HTTPSConnection) else "http"
+        if not _private_networks_allowed() and _origin(scheme, self.host, self.port) not in _allowed_origins():
             peer = ipaddress.ip_address(sock.getpeername()[0].split("%", 1)[0])
             if _forbidden(peer):
                 sock.close()

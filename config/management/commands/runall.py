@@ -45,11 +45,14 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         from subscriptions.models import Plan
 
+        address = f"{options['host']}:{options['port']}"
+        # the demo's webhook endpoint is this app's own receiver: allowed for this origin only
+        origin = f"http://{address}"
+        settings.DEMO_BASE_URL = origin
         if not options["no_demo"] and not Plan.objects.exists():
             self.stdout.write("Loading demo data (six months of history, about a minute)…")
             demo.seed(log=self.stdout.write)
         python = sys.executable
-        address = f"{options['host']}:{options['port']}"
         parts = {
             "web": [
                 python,
@@ -80,6 +83,10 @@ class Command(BaseCommand):
             "beat": [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO"],
         }
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if not options["no_demo"]:
+            allowed = [o for o in env.get("WEBHOOK_ALLOWED_ORIGINS", "").split(",") if o.strip()]
+            env["WEBHOOK_ALLOWED_ORIGINS"] = ",".join([*allowed, origin])
+            env.setdefault("DEMO_WEBHOOK_RECEIVER", "1")
         children = {
             name: subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for name, cmd in parts.items()
