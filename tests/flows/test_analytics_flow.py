@@ -115,7 +115,14 @@ def test_a_scripted_month_gives_the_hand_computed_figures_and_replay_reproduces_
         ("2025-03-25", "40.00"),  # C cancels
     ]
     kinds = {k: sum(m.amount_minor for m in MrrMovement.objects.filter(kind=k)) for k in MrrMovement.Kind.values}
-    assert kinds == {"new": 5000, "expansion": 2000, "contraction": -2000, "churned": -1000, "reactivation": 0}
+    assert kinds == {
+        "new": 5000,
+        "expansion": 2000,
+        "contraction": -2000,
+        "churned": -1000,
+        "reactivation": 0,
+        "price_change": 0,  # a price migration's movement, its own kind (none in this month)
+    }
 
     # revenue by hand: A 10.00 − 4.00 refund (Basic); B 30.00 + A's upgrade 14.19 (Pro: 21.29 − 7.10 for 22 of
     # 31 days); C 120.00 (Annual); April: A's renewal 30.00 (Pro)
