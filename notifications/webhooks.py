@@ -86,8 +86,11 @@ def _allowed_origins() -> set[str]:
     allowed = set()
     for origin in getattr(settings, "WEBHOOK_ALLOWED_ORIGINS", []) or []:
         parsed = urlparse(origin)
-        if parsed.scheme in ("http", "https") and parsed.hostname:
-            allowed.add(_origin(parsed.scheme, parsed.hostname, parsed.port))
+        try:
+            if parsed.scheme in ("http", "https") and parsed.hostname:
+                allowed.add(_origin(parsed.scheme, parsed.hostname, parsed.port))
+        except ValueError:  # a misconfigured entry allows nothing
+            continue
     return allowed
 
 
@@ -107,7 +110,11 @@ def check_url(url: str) -> None:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UnsafeUrl("Use an http(s) URL with a host name.")
-    if _private_networks_allowed() or _origin(parsed.scheme, parsed.hostname, parsed.port) in _allowed_origins():
+    try:
+        port = parsed.port
+    except ValueError:
+        raise UnsafeUrl("The URL's port is not a port number.") from None
+    if _private_networks_allowed() or _origin(parsed.scheme, parsed.hostname, port) in _allowed_origins():
         return
     try:
         infos = socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))

@@ -57,3 +57,10 @@ def test_the_demo_receiver_checks_the_signature_and_is_off_unless_enabled(client
         headers={webhooks.SIGNATURE_HEADER: "t=1,v1=00"},
     )
     assert forged.status_code == 400 and forged.json()["received"] is False
+
+
+def test_a_url_with_a_port_out_of_range_is_refused_clearly(settings):
+    settings.WEBHOOK_ALLOWED_ORIGINS = ["http://127.0.0.1:99999", "http://127.0.0.1:8000"]
+    with pytest.raises(webhooks.UnsafeUrl, match="port"):
+        webhooks.check_url("http://example.com:99999/hooks")
+    webhooks.check_url("http://127.0.0.1:8000/demo/webhook-receiver/")  # the valid entry still allows
