@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
 
 
 class CommandDrivenAdmin(admin.ModelAdmin):
@@ -75,9 +77,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 def timeline_link(*, subscription_id=None, customer_id=None) -> str:
     """A link to the staff timeline (/staff/timeline/) of a subscription, or else of a customer:
     every stored event about it in order, with its causes and the handlers that reacted."""
-    from django.urls import NoReverseMatch, reverse
-    from django.utils.html import format_html
-
     kind, key = ("subscription", subscription_id) if subscription_id else ("customer", customer_id)
     if not key:
         return "—"
