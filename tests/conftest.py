@@ -45,6 +45,37 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
+def _flush_retrying_on_lock_conflicts() -> None:
+    """Tear-down's TRUNCATE of every table may deadlock with the worker's next transaction (a late
+    duplicate message it picks up after the idle check); PostgreSQL then aborts one of the two. When
+    the loser is TRUNCATE, the rows stay behind and the next test fails on them. Retry the flush, after
+    waiting for the worker to leave its transaction, a few times before giving up."""
+    from django.db import OperationalError
+
+    try:
+        from django.db.backends.postgresql.operations import DatabaseOperations
+    except ImportError:  # no PostgreSQL driver: SQLite runs have no concurrent worker transactions
+        return
+
+    original = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        for attempt in range(5):
+            try:
+                return original(self, sql_list)
+            except OperationalError as exc:
+                if attempt == 4:
+                    raise
+                print(f"flush attempt {attempt + 1} failed ({exc}); retrying", file=sys.stderr)
+                time.sleep(0.2 * (attempt + 1))
+                wait_until_worker_idle()
+
+    DatabaseOperations.execute_sql_flush = execute_sql_flush
+
+
+_flush_retrying_on_lock_conflicts()
+
+
 # -- a real worker -------------------------------------------------------------------
 
 
