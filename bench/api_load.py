@@ -19,6 +19,9 @@ BENCH_DB_NAME) and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/12):
    HTTP library in the way) send requests for SECONDS; prints req/s, p50/p99,
    status counts and the CPU the client itself used (if it is near its cores'
    share, the client, not the server, is the limit).
+
+ENDPOINTS="GET subscription,GET invoice list" measures only those; PYSPY=/tmp/api.txt records
+the gunicorn workers with py-spy (``pip install py-spy``; collapsed stacks) for the run.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import multiprocessing as mp
 import os
 import resource
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -48,6 +52,9 @@ API_WORKERS = int(os.environ.get("API_WORKERS", "2"))
 CLIENTS = int(os.environ.get("CLIENTS", "32"))
 CLIENT_PROCS = int(os.environ.get("CLIENT_PROCS", "4"))
 CUSTOMERS = 32
+ALL_ENDPOINTS = ("bare view", "GET subscription", "GET invoice list", "POST usage", "POST change-plan")
+# ENDPOINTS="GET subscription,POST usage" measures only those (the bare view always runs first)
+ENDPOINTS = ("bare view", *(e for e in os.environ.get("ENDPOINTS", ",".join(ALL_ENDPOINTS[1:])).split(",") if e))
 ENV = dict(
     os.environ,
     DATABASE_URL=DB_URL,
@@ -250,6 +257,7 @@ def main() -> None:
     clients = [customers[i % len(customers)] for i in range(CLIENTS)]
     port = free_port()
     extra = os.environ.get("GUNICORN_ARGS", "").split()
+    # PYSPY=out.txt samples the gunicorn workers with py-spy (collapsed stacks) for the whole run
     server = subprocess.Popen(
         [
             sys.executable,
@@ -270,6 +278,7 @@ def main() -> None:
         env=ENV,
     )
     rows = []
+    profiler = None
     try:
         for _ in range(200):
             try:
@@ -277,11 +286,29 @@ def main() -> None:
                     break
             except OSError:
                 time.sleep(0.1)
-        for endpoint in ("bare view", "GET subscription", "GET invoice list", "POST usage", "POST change-plan"):
+        if os.environ.get("PYSPY"):  # sample the gunicorn workers with py-spy (collapsed stacks) for the run
+            pyspy = str(Path(sys.executable).with_name("py-spy"))
+            profiler = subprocess.Popen(
+                [
+                    pyspy,
+                    "record",
+                    "--subprocesses",
+                    "--format",
+                    "raw",
+                    "-o",
+                    os.environ["PYSPY"],
+                    "--pid",
+                    str(server.pid),
+                ]
+            )
+        for endpoint in ENDPOINTS:
             for c in clients[: CLIENT_PROCS * 2]:  # warm each worker's connection and caches
                 one(port, make_request(endpoint, c, 1))
             rows.append((endpoint, measure(port, endpoint, clients, seconds)))
     finally:
+        if profiler:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
         server.terminate()
         server.wait(timeout=30)
     load = os.getloadavg()

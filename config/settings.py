@@ -292,7 +292,7 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "SubscriptionHub <bill
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "sharedkernel.api.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -306,8 +306,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "sharedkernel.api.errors.api_exception_handler",
     "DEFAULT_METADATA_CLASS": "sharedkernel.api.metadata.ApiMetadata",  # OPTIONS without fetching an object
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "sharedkernel.api.throttling.AnonThrottle",
+        "sharedkernel.api.throttling.UserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("API_THROTTLE_ANON", "60/minute"),
@@ -316,6 +316,13 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+# A key's user is cached per process this long (sharedkernel/api/authentication.py): a key revoked in
+# another process stops working within it; 0 looks every request up.
+API_TOKEN_CACHE_SECONDS = env_int("API_TOKEN_CACHE_SECONDS", 10)
+# Throttles add their counts to the shared cache in batches of this part of the limit, or this often
+# (sharedkernel/api/throttling.py): a limit under 100 is counted exactly.
+THROTTLE_SYNC_FRACTION = 0.01
+THROTTLE_SYNC_SECONDS = 1.0
 SPECTACULAR_SETTINGS = {
     "TITLE": "SubscriptionHub API",
     "DESCRIPTION": "Subscription billing: plans, customers, subscriptions, invoices, payments, "
