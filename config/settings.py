@@ -298,7 +298,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "sharedkernel.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["sharedkernel.api.filters.ListFilterBackend"],
     # JSON only: the bodies hold nested money objects that cannot be form-encoded. Customer pages
     # and the admin are Django views with their own forms, untouched by this.
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -322,7 +322,7 @@ API_TOKEN_CACHE_SECONDS = env_int("API_TOKEN_CACHE_SECONDS", 10)
 # Throttles add their counts to the shared cache in batches of this part of the limit, or this often
 # (sharedkernel/api/throttling.py): a limit under 100 is counted exactly.
 THROTTLE_SYNC_FRACTION = 0.01
-THROTTLE_SYNC_SECONDS = 1.0
+THROTTLE_SYNC_SECONDS = 5.0
 SPECTACULAR_SETTINGS = {
     "TITLE": "SubscriptionHub API",
     "DESCRIPTION": "Subscription billing: plans, customers, subscriptions, invoices, payments, "

@@ -137,3 +137,30 @@ class FallbackRedisCache(RedisCache):
     def clear(self):
         self.local.clear()
         return self._call("clear")
+
+    def count(self, key, delta: int, timeout: int) -> int:
+        """Add ``delta`` to the integer at ``key`` (created at 0 with ``timeout`` seconds to live if
+        missing) and return the new value: one round trip (INCRBY and EXPIRE NX in a pipeline)."""
+        if self._down_since is not None and time.monotonic() < self._retry_at:
+            return count_locally(self.local, key, delta, timeout)
+        try:
+            full_key = self.make_and_validate_key(key)
+            pipe = self._cache.get_client(full_key, write=True).pipeline(transaction=False)
+            pipe.incrby(full_key, delta)
+            pipe.expire(full_key, timeout, nx=True)
+            value = int(pipe.execute()[0])
+        except REDIS_ERRORS as exc:
+            self._went_down(exc)
+            return count_locally(self.local, key, delta, timeout)
+        self._came_back()
+        return value
+
+
+def count_locally(cache, key, delta: int, timeout: int) -> int:
+    """``count`` on any Django cache: add then incr (two calls, not atomic with a concurrent expiry)."""
+    cache.add(key, 0, timeout)
+    try:
+        return cache.incr(key, delta)
+    except ValueError:  # expired between the two calls
+        cache.set(key, delta, timeout)
+        return delta

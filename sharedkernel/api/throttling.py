@@ -13,7 +13,7 @@ per client and window in the shared cache, with the sliding-window estimate
 so a burst at a window's edge is not let through twice. Each process adds its own
 requests to the shared count in batches: at most ``THROTTLE_SYNC_FRACTION`` of the
 limit (at least 1) or ``THROTTLE_SYNC_SECONDS`` of requests are counted locally
-before the next ``incr``. A limit under 100 per window is therefore shared exactly
+before the next shared ``count`` (one round trip: INCRBY and EXPIRE in a pipeline). A limit under 100 per window is therefore shared exactly
 (every request synced); a large one is exceeded by at most one batch per process,
 about 1 % with the defaults — never a refusal within the limit. Before refusing, a
 process re-reads the shared count, so a refusal is never based on a stale figure.
@@ -26,6 +26,8 @@ import threading
 
 from django.conf import settings
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
+
+from sharedkernel.cache import count_locally
 
 
 class _Window:
@@ -62,13 +64,13 @@ class WindowedRateThrottle(SimpleRateThrottle):
             window.pending += 1  # this request, counted unless refused
             over = window.previous * overlap + window.known + window.pending > self.num_requests
             batch = max(1, int(self.num_requests * float(getattr(settings, "THROTTLE_SYNC_FRACTION", 0.01))))
-            stale = now - window.synced_at >= float(getattr(settings, "THROTTLE_SYNC_SECONDS", 1))
+            stale = now - window.synced_at >= float(getattr(settings, "THROTTLE_SYNC_SECONDS", 5))
             if over or stale or window.pending >= batch:
                 if over:  # refuse only on the shared figures, never on this process's stale copy of them
                     window.previous = self.cache.get(self._shared_key(index - 1)) or 0
                 self._sync(window, now)
                 if window.previous * overlap + window.known > self.num_requests:
-                    window.known = self.cache.incr(self._shared_key(index), -1)  # a refused call is not counted
+                    window.known = self._count(index, -1)  # a refused call is not counted
                     return self.throttle_failure()
         return True
 
@@ -90,18 +92,19 @@ class WindowedRateThrottle(SimpleRateThrottle):
         if len(_windows) >= _MAX_KEYS:
             _windows.clear()
         window = _windows[self.key] = _Window(index, previous)
-        self.cache.add(self._shared_key(index), 0, 2 * self.duration + 1)
         return window
 
     def _sync(self, window: _Window, now: float) -> None:
-        key = self._shared_key(window.index)
-        try:
-            window.known = self.cache.incr(key, window.pending)
-        except ValueError:  # expired or evicted (or the cache changed under us): start it again
-            self.cache.add(key, 0, 2 * self.duration + 1)
-            window.known = self.cache.incr(key, window.pending)
+        window.known = self._count(window.index, window.pending)
         window.pending = 0
         window.synced_at = now
+
+    def _count(self, index: int, delta: int) -> int:
+        """Add to the shared count of window ``index``; one round trip on our Redis cache."""
+        key, timeout = self._shared_key(index), 2 * self.duration + 1
+        if hasattr(self.cache, "count"):
+            return self.cache.count(key, delta, timeout)
+        return count_locally(self.cache, key, delta, timeout)
 
 
 class UserThrottle(WindowedRateThrottle, UserRateThrottle):

@@ -86,19 +86,19 @@ def test_a_large_limit_is_exceeded_by_at_most_one_batch_per_process_and_then_ref
 def test_the_shared_count_is_written_in_batches_not_per_request(monkeypatch, settings):
     settings.THROTTLE_SYNC_FRACTION = 0.01
     calls = []
-    original = cache.incr
+    original = throttling.WindowedRateThrottle._count
 
-    def counting_incr(*args, **kwargs):
+    def counting(self, *args):
         calls.append(args)
-        return original(*args, **kwargs)
+        return original(self, *args)
 
-    monkeypatch.setattr(cache, "incr", counting_incr)
+    monkeypatch.setattr(throttling.WindowedRateThrottle, "_count", counting)
     clock = Clock(6000.0)
     cls = throttle_class("6000/minute", clock)
     for _ in range(600):
         clock.now += 0.0005  # 600 requests in 0.3 s
         assert cls().allow_request(APIRequestFactory().get("/"), None)
-    assert len(calls) == 600 // 60  # one incr per batch of 60 (1 % of 6000)
+    assert len(calls) == 600 // 60  # one shared write per batch of 60 (1 % of 6000)
 
 
 def test_a_burst_at_a_windows_edge_is_not_let_through_twice(monkeypatch):
@@ -135,6 +135,16 @@ def test_the_api_answers_429_with_the_wait_once_the_anonymous_limit_is_reached(s
     body = responses[3].json()["error"]
     assert body["code"] == "throttled" and 1 <= body["details"]["retry_after_seconds"] <= 60
     assert 1 <= int(responses[3]["Retry-After"]) <= 60
+
+
+def test_the_shared_count_lives_in_the_cache_with_an_expiry(monkeypatch):
+    clock = Clock(6000.0)
+    cls = throttle_class("5/minute", clock)
+    assert cls().allow_request(APIRequestFactory().get("/"), None)
+    assert cache.get("throttle_test_client:w60:100") == 1
+    if hasattr(cache, "_cache"):  # Redis: the key expires after two windows
+        client = cache._cache.get_client(write=False)
+        assert 0 < client.ttl(cache.make_and_validate_key("throttle_test_client:w60:100")) <= 121
 
 
 # -- API keys ------------------------------------------------------------------------------
