@@ -5,11 +5,12 @@ stored order (``eventstore.read``, the order ``replay_events`` rebuilds projecti
 folded into plain Python objects: nothing here writes a table or touches a projection.
 
 Actual figures are what the history says: invoice subtotals from ``billing.InvoiceFinalized``
-(revenue is before tax) and MRR from the subscriptions' prices. Proposed figures re-bill the
+(revenue is before tax), invoice totals with their tax, and MRR from the subscriptions' prices. Proposed figures re-bill the
 same history under the migration's target version as if it had been in force all along:
 a plan line at the target price (scaled for a partial period), usage lines re-priced from
 ``UsageCalculated`` under the new included quantities and rates (half-up per line),
-proration, credit and discount lines unchanged.
+proration, credit and discount lines unchanged; an invoice's tax scaled with its subtotal (its own
+effective rate, half-up).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class Impact:
     assumptions: dict = field(default_factory=dict)
     customers: list[dict] = field(default_factory=list)
     overage: list[dict] = field(default_factory=list)
+    invoices: list[dict] = field(default_factory=list)  #: month × currency: count, actual and proposed totals
+    migration: acl.MigrationTerms | None = None
+    target: acl.PlanTerms | None = None  #: the proposed terms (the migration's target version)
 
 
 def month_keys(now: datetime, months: int) -> list[str]:
@@ -101,6 +105,7 @@ class Sandbox:
         self.migration: acl.MigrationTerms | None = None
         self.subs: dict[str, _Sub] = {}
         self.revenue: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (month, cur) → [act, prop]
+        self.invoiced: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # → [n, act, prop] totals
         self.mrr: dict[tuple[str, str], list[int]] = {}
         self.by_customer: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         self.overage_totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
@@ -217,6 +222,13 @@ class Sandbox:
             totals[3] += new.minor_units
             totals[2] += units if units is not None else 0
         sub.usage = None
+        tax = acl.invoice_tax(p)
+        # the invoice's own effective tax rate, applied to the proposed subtotal
+        new_tax = tax if actual.is_zero() else Money.rounded(tax.amount * proposed.amount / actual.amount, currency)
+        invoiced = self.invoiced[(month, currency)]
+        invoiced[0] += 1
+        invoiced[1] += (actual + tax).minor_units
+        invoiced[2] += (proposed + new_tax).minor_units
         row = self.revenue[(month, currency)]
         row[0] += actual.minor_units
         row[1] += proposed.minor_units
@@ -252,7 +264,7 @@ class Sandbox:
     def finish(self) -> Impact:
         self._close_months(_next_month(self.keys[-1]))
         currencies = sorted({c for _, c in self.revenue} | {c for _, c in self.mrr})
-        impact = Impact()
+        impact = Impact(migration=self.migration, target=self.target)
         for key in self.keys:
             for currency in currencies:
                 rev, mrr = self.revenue.get((key, currency), [0, 0]), self.mrr.get((key, currency), [0, 0])
@@ -279,6 +291,18 @@ class Sandbox:
                 "proposed": Money.from_minor(p, cur),
             }
             for (m, cur), (_, a, pu, p) in sorted(self.overage_totals.items())
+        ]
+        impact.invoices = [
+            {
+                "month": key,
+                "currency": currency,
+                "count": n,
+                "actual_total": Money.from_minor(a, currency),
+                "proposed_total": Money.from_minor(p, currency),
+            }
+            for key in self.keys
+            for currency in currencies
+            for n, a, p in [self.invoiced.get((key, currency), [0, 0, 0])]
         ]
         self._project(impact, currencies)
         return impact

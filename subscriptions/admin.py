@@ -11,6 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
@@ -537,6 +538,7 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
         "status",
         "progress",
         "preview",
+        "impact_link",
         "left_out_table",
         "created_at",
         "started_at",
@@ -585,6 +587,14 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
             f"{p['first_effective_at']:%Y-%m-%d}" if p["first_effective_at"] else "—",
             f"{p['last_effective_at']:%Y-%m-%d}" if p["last_effective_at"] else "—",
             len(p["left_out"]),
+        )
+
+    @admin.display(description="impact")
+    def impact_link(self, m):
+        # Analytics serves the page (replayed from the event store); linked by URL name, never imported.
+        return format_html(
+            '<a class="impact-link" href="{}">What it would have done to the last 6 months, and the next 12</a>',
+            reverse("analytics:price-impact", args=[m.pk]),
         )
 
     @admin.display(description="left out")

@@ -86,6 +86,11 @@ def usage(sub: str, customer: str, when: datetime, used: int) -> None:
 
 @pytest.fixture
 def history():
+    return script_history()
+
+
+def script_history() -> dict[str, tuple[str, str]]:
+    """The history of the module docstring; returns name → (subscription id, customer id)."""
     plan_event("subscriptions.PlanCreated", 1, "10.00", 100, "0.10")
     plan_event("subscriptions.PlanUpdated", 2, "12.00", 50, "0.20")
     publish(
