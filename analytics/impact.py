@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from analytics import acl
 from analytics.models import monthly
@@ -343,8 +343,8 @@ class Sandbox:
             for step in range(1, 13):
                 k = _next_month(k)
                 keep = (1 - churn) ** step
-                actual = (a0 * keep).quantize(Decimal(1))
-                proposed = actual + ((p0 - a0) * keep * (1 - upgrade) ** step).quantize(Decimal(1))
+                actual = (a0 * keep).quantize(Decimal(1), rounding=ROUND_HALF_UP)  # minor units, half-up
+                proposed = actual + ((p0 - a0) * keep * (1 - upgrade) ** step).quantize(Decimal(1), ROUND_HALF_UP)
                 impact.projection.append(
                     self._row(k, currency, [int(actual), int(proposed)], [int(actual), int(proposed)])
                 )
