@@ -522,14 +522,77 @@ class UsagePeriodAdmin(ReadOnlyAdmin):
 # -- price migrations ----------------------------------------------------------------
 
 
+def _split(text: str) -> list[str]:
+    return [part for part in text.replace(",", " ").split() if part]
+
+
+class PriceMigrationAddForm(forms.Form):
+    """What POST /price-migrations/ takes; the command's own refusals are shown on the field they name."""
+
+    plan = forms.ModelChoiceField(Plan.objects.all())
+    to_version = forms.IntegerField(min_value=1, label="Target version", help_text="The version to move them to.")
+    effective_from = forms.DateTimeField(
+        help_text="YYYY-MM-DD HH:MM (UTC). Each subscription moves at its first renewal on or after this date, "
+        "and for a rise not before its notice period has run.",
+    )
+    from_versions = forms.CharField(
+        required=False, label="From versions", help_text="e.g. “1, 2”. Empty: every other version."
+    )
+    currencies = forms.CharField(required=False, help_text="e.g. “USD EUR”. Empty: every currency.")
+    created_before = forms.DateTimeField(
+        required=False, help_text="Only subscriptions created before this time (UTC). Empty: any."
+    )
+    subscriptions = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Subscription ids, one a line. Empty: every matching subscription.",
+    )
+
+    def clean_from_versions(self):
+        try:
+            return [int(v) for v in _split(self.cleaned_data["from_versions"])]
+        except ValueError:
+            raise forms.ValidationError("Whole version numbers, separated by commas.") from None
+
+    def clean_currencies(self):
+        codes = [c.upper() for c in _split(self.cleaned_data["currencies"])]
+        if bad := [c for c in codes if len(c) != 3 or not c.isalpha()]:
+            raise forms.ValidationError(f"Not ISO 4217 codes: {', '.join(bad)}.")
+        return codes
+
+    def clean_subscriptions(self):
+        import uuid
+
+        ids = _split(self.cleaned_data["subscriptions"])
+        try:
+            return [str(uuid.UUID(i)) for i in ids]
+        except ValueError:
+            raise forms.ValidationError("Subscription ids are UUIDs, one a line.") from None
+
+
+#: The command's error details name API fields; these are the form's.
+_MIGRATION_FIELDS = {"subscriptions": "subscriptions", "plan": "plan", "to_version": "to_version"}
+_MIGRATION_FIELDS |= {"from_versions": "from_versions", "currencies": "currencies"}
+
+#: Buttons on a migration's page: (command, label, the statuses it is offered in).
+_MIGRATION_BUTTONS = {
+    "start": (price_commands.start_price_migration, "Start", ("draft",)),
+    "pause": (price_commands.pause_price_migration, "Pause", ("running",)),
+    "resume": (price_commands.resume_price_migration, "Resume", ("paused",)),
+    "cancel": (price_commands.cancel_price_migration, "Cancel", ("draft", "running", "paused", "done")),
+}
+
+
 @admin.register(PriceMigration)
 class PriceMigrationAdmin(ReadOnlyAdmin):
-    """Drafted through the API (POST /price-migrations/); here staff preview, start, pause, resume,
-    cancel and follow the progress. Every action calls the migration's command."""
+    """Staff draft a migration here (or through POST /price-migrations/), preview it, read its impact,
+    start, pause, resume or cancel it (buttons on its page, or actions on the list) and follow the
+    progress. Every form and button calls the migration's command; nothing here writes a field."""
 
     list_display = ["__str__", "plan", "to_version", "effective_from", "status", "progress", "created_at"]
     list_filter = ["status"]
     actions = ["start", "pause", "resume", "cancel"]
+    change_form_template = "admin/subscriptions/pricemigration_change.html"
     readonly_fields = [
         "plan",
         "to_version",
@@ -551,6 +614,59 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_add_permission(self, request, obj=None):
+        return admin.ModelAdmin.has_add_permission(self, request)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        form = PriceMigrationAddForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                migration = price_commands.draft_price_migration(
+                    plan_id=str(data["plan"].pk),
+                    to_version=data["to_version"],
+                    effective_from=data["effective_from"],
+                    from_versions=data["from_versions"],
+                    currencies=data["currencies"],
+                    subscription_ids=data["subscriptions"],
+                    created_before=data["created_before"],
+                )
+            except DomainError as exc:
+                fields = [_MIGRATION_FIELDS[k] for k in getattr(exc, "details", {}) if k in _MIGRATION_FIELDS]
+                form.add_error(fields[0] if fields else None, exc.message)
+            else:
+                self.message_user(request, "Migration drafted: check its preview and impact, then start it.")
+                return redirect("admin:subscriptions_pricemigration_change", migration.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Draft a price migration",
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/subscriptions/pricemigration_add.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The page's buttons post here (``migration_action``): the command, then back to the page."""
+        if request.method == "POST" and "migration_action" in request.POST:
+            button = _MIGRATION_BUTTONS.get(request.POST["migration_action"])
+            migration = self.get_object(request, object_id)
+            if button is None or migration is None:
+                self.message_user(request, "No such migration or action.", messages.ERROR)
+            else:
+                try:
+                    button[0](migration_id=migration.pk)
+                except DomainError as exc:
+                    self.message_user(request, f"{button[1]} refused — {exc.message}", messages.WARNING)
+                else:
+                    self.message_user(request, f"{button[1]}: done.", messages.SUCCESS)
+            return redirect("admin:subscriptions_pricemigration_change", object_id)
+        migration = self.get_object(request, object_id)
+        buttons = [
+            (name, label) for name, (_, label, offered) in _MIGRATION_BUTTONS.items()
+            if migration is not None and migration.status in offered
+        ]  # fmt: skip
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "buttons": buttons})
 
     @admin.display(description="selection")
     def selection(self, m):
