@@ -140,18 +140,26 @@ class Sandbox:
         return self.target.prices[sub.currency] if self._on_target(sub) else sub.price
 
     # -- the fold ------------------------------------------------------------------
-    def apply(self, event: DomainEvent) -> None:
-        month = event.occurred_on.strftime("%Y-%m")
-        self._close_months(month)
+    def learn(self, event: DomainEvent) -> bool:
+        """Plan versions and the migration's selection: known before the history is replayed (a
+        migration is drafted, and its target version published, after the months it is tested on)."""
         p, name = event.payload, event.name
         if name in ("PlanCreated", "PlanUpdated"):
             terms = acl.plan_terms(p)
             self.versions[(terms.plan_id, terms.version)] = terms
-            return
+            return True
         if name == "PriceMigrationDrafted":
             if p["migration_id"] == self.migration_id:
                 self.migration = acl.migration_terms(p)
+            return True
+        return False
+
+    def apply(self, event: DomainEvent) -> None:
+        month = event.occurred_on.strftime("%Y-%m")
+        self._close_months(month)
+        if self.learn(event):
             return
+        p, name = event.payload, event.name
         if name == "InvoiceFinalized":
             self._invoice(p, month)
             return
@@ -350,12 +358,23 @@ class Sandbox:
                 )
 
 
-def replay(events: Iterable[DomainEvent], migration_id: str, *, now: datetime, months: int) -> Impact:
-    """The impact of ``migration_id`` folded from ``events`` (in stored order)."""
+def replay(
+    events: Iterable[DomainEvent],
+    migration_id: str,
+    *,
+    now: datetime,
+    months: int,
+    terms: Iterable[DomainEvent] = (),
+) -> Impact:
+    """The impact of ``migration_id`` folded from ``events`` (in stored order). ``terms``: the
+    migration's PriceMigrationDrafted and its plan's versions, learnt before the history is replayed."""
     sandbox = Sandbox(migration_id, now=now, months=months)
+    for event in terms:
+        sandbox.learn(event)
+    last = sandbox.keys[-1]
     for event in events:
-        if event.occurred_on.strftime("%Y-%m") > sandbox.keys[-1]:
-            break
+        if event.occurred_on.strftime("%Y-%m") > last:
+            continue  # after the window (a test clock's future, or an event of this very month's end)
         sandbox.apply(event)
     if sandbox.migration is None:
         raise UnknownMigration(migration_id)
@@ -363,7 +382,14 @@ def replay(events: Iterable[DomainEvent], migration_id: str, *, now: datetime, m
 
 
 def impact_of(migration_id: str, *, now: datetime, months: int = 6) -> Impact:
-    """Read the store in stored order (the replay order) and fold it; no table is written."""
+    """Read the migration's terms (its draft, its plan's versions), then the store in stored order
+    (the replay order), and fold it; no table is written."""
     from sharedkernel.eventstore import read
 
-    return replay(read(event_types=EVENT_TYPES, chunk=5000), migration_id, now=now, months=months)
+    drafted = list(read(aggregate_id=migration_id, event_types=["subscriptions.PriceMigrationDrafted"]))
+    if not drafted:
+        raise UnknownMigration(migration_id)
+    plan_id = acl.migration_terms(drafted[0].payload).plan_id
+    versions = list(read(aggregate_id=plan_id, event_types=["subscriptions.PlanCreated", "subscriptions.PlanUpdated"]))
+    events = read(event_types=EVENT_TYPES, chunk=5000)
+    return replay(events, migration_id, now=now, months=months, terms=[*versions, *drafted])

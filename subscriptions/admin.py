@@ -30,7 +30,7 @@ from subscriptions.models import (
     UsagePeriod,
     UsageRecord,
 )
-from subscriptions.price_migrations import PriceMigration
+from subscriptions.price_migrations import LeftOut, PriceMigration
 
 # -- plans -------------------------------------------------------------------------
 
@@ -359,6 +359,7 @@ class SubscriptionAdmin(CommandDrivenAdmin):
         "scheduled_price_minor",
         "scheduled_effective_at",
         "scheduled_migration_id",
+        "dunning_since",
         "interval",
         "billing_anchor",
         "period_index",
@@ -718,8 +719,20 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
         items = m.items.filter(outcome="left_out").order_by("reason")[:50]
         if not items:
             return "—"
-        rows = format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", ((i.subscription_id, i.reason) for i in items))
-        return format_html("<table><tr><th>Subscription</th><th>Reason</th></tr>{}</table>", rows)
+        labels = dict(LeftOut.choices)
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:subscriptions_subscription_change", args=[i.subscription_id]),
+                    i.subscription_id,
+                    labels.get(i.reason, i.reason),
+                )
+                for i in items
+            ),
+        )
+        return format_html('<table class="left-out"><tr><th>Subscription</th><th>Reason</th></tr>{}</table>', rows)
 
     def _run(self, request, queryset, label, command):
         run_for_each(self, request, queryset, label, lambda m: command(migration_id=m.pk))

@@ -46,7 +46,9 @@ def plan_ref(plan: str, version: int = 1) -> dict:
     }
 
 
-def version(event_type: str, v: int, usd: str, eur: str, included: int, rate_usd: str, rate_eur: str) -> None:
+def version(
+    event_type: str, v: int, usd: str, eur: str, included: int, rate_usd: str, rate_eur: str, when: datetime
+) -> None:
     payload = {
         "plan_id": TEAM,
         "code": "team",
@@ -61,7 +63,7 @@ def version(event_type: str, v: int, usd: str, eur: str, included: int, rate_usd
         "version": v,
         "current_from": at(1, 1).isoformat(),
     }
-    publish(event_type, payload, aggregate_type="Plan", aggregate_id=TEAM, occurred_on=at(1, 1))
+    publish(event_type, payload, aggregate_type="Plan", aggregate_id=TEAM, occurred_on=when)
 
 
 class Sub:
@@ -112,10 +114,8 @@ class Sub:
         publish("subscriptions.UsageCalculated", payload, aggregate_type="UsagePeriod", occurred_on=when)
 
 
-@pytest.fixture
-def history():
-    version("subscriptions.PlanCreated", 1, "20.00", "18.00", 100, "0.05", "0.04")
-    version("subscriptions.PlanUpdated", 2, "25.00", "22.00", 50, "0.10", "0.08")
+def draft_migration(when: datetime) -> None:
+    version("subscriptions.PlanUpdated", 2, "25.00", "22.00", 50, "0.10", "0.08", when)
     publish(
         "subscriptions.PriceMigrationDrafted",
         {
@@ -130,8 +130,17 @@ def history():
         },
         aggregate_type="PriceMigration",
         aggregate_id=MIGRATION,
-        occurred_on=at(1, 1),
+        occurred_on=when,
     )
+
+
+@pytest.fixture(params=["drafted after the history", "drafted before it"])
+def history(request):
+    """As in life, version 2 and the migration usually come after the months they are tested on;
+    the figures are the same either way."""
+    version("subscriptions.PlanCreated", 1, "20.00", "18.00", 100, "0.05", "0.04", at(1, 1))
+    if request.param == "drafted before it":
+        draft_migration(at(1, 1))
     u1, u2, e1 = Sub("20.00 USD"), Sub("20.00 USD"), Sub("18.00 EUR")
     x, o = Sub("25.00 USD", v=2), Sub("20.00 USD", plan=OTHER)
     for s in (u1, u2, o):
@@ -163,6 +172,8 @@ def history():
     x.invoice(at(3, 1), ("plan", "25.00", None))
     o.invoice(at(3, 1), ("plan", "20.00", None))
     e1.event("SubscriptionCancelled", at(3, 5), status="cancelled")
+    if request.param == "drafted after the history":
+        draft_migration(at(3, 18))
     return {"U1": u1, "U2": u2, "E1": e1}
 
 
