@@ -288,8 +288,13 @@ class Sandbox:
                 }
                 for (c, cur), (a, p) in self.by_customer.items()
             ),
-            key=lambda r: -r["change"].minor_units,
+            # by the rise relative to the bill, which compares across currencies (minor units do not)
+            key=lambda r: (-(Decimal(r["change"].minor_units) / max(1, r["actual"].minor_units)), r["customer"]),
         )[:10]
+        for row in impact.customers:  # a percentage, as text (exact, and JSON-safe for the API)
+            billed = row["actual"].amount
+            rise = (100 * row["change"].amount / billed).quantize(Decimal("0.1"), ROUND_HALF_UP) if billed else None
+            row["rise_percent"] = str(rise) if rise is not None else None
         impact.overage = [
             {
                 "metric": m,

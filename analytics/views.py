@@ -162,18 +162,23 @@ def _impact_context(result, months: int) -> dict:
                     for k in ("actual_revenue", "proposed_revenue", "actual_total", "proposed_total", "revenue_change")
                 },
                 "invoice_count": sum(r["invoices"] for r in rows),
+                # two side by side: drawn at the size they are shown, so their labels stay readable
                 "mrr_chart": mark_safe(
                     charts.line(
                         f"MRR at month end ({currency})",
                         labels,
                         {"Actual": amounts(rows, "actual_mrr"), "Proposed": amounts(rows, "proposed_mrr")},
+                        width=520,
+                        height=300,
                     )
                 ),
                 "revenue_chart": mark_safe(
                     charts.bars(
-                        f"Revenue, invoice subtotals before tax ({currency})",
+                        f"Revenue before tax ({currency})",
                         labels,
                         {"Actual": amounts(rows, "actual_revenue"), "Proposed": amounts(rows, "proposed_revenue")},
+                        width=520,
+                        height=300,
                     )
                 ),
                 "projection_chart": mark_safe(
@@ -215,6 +220,12 @@ def price_impact(request, migration_id):
         "upgrade_pct": Decimal(result.assumptions["monthly_upgrade_rate"]) * 100,
         "target": result.target,
         "target_prices": sorted(result.target.prices.values(), key=lambda m: m.currency) if result.target else [],
+        "target_overage": [
+            f"{metric} "
+            + ", ".join(f"{format(rate.normalize(), 'f')} {cur}" for cur, rate in sorted(rates.items()))
+            + " per unit"
+            for metric, rates in (result.target.overage_rates.items() if result.target else ())
+        ],
         "overage": result.overage,
         **_impact_context(result, months),
     }

@@ -7,6 +7,8 @@ are never editable fields.
 
 from __future__ import annotations
 
+import uuid
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
@@ -30,7 +32,7 @@ from subscriptions.models import (
     UsagePeriod,
     UsageRecord,
 )
-from subscriptions.price_migrations import LeftOut, PriceMigration
+from subscriptions.price_migrations import LeftOut, PriceMigration, PriceMigrationItem
 
 # -- plans -------------------------------------------------------------------------
 
@@ -562,8 +564,6 @@ class PriceMigrationAddForm(forms.Form):
         return codes
 
     def clean_subscriptions(self):
-        import uuid
-
         ids = _split(self.cleaned_data["subscriptions"])
         try:
             return [str(uuid.UUID(i)) for i in ids]
@@ -691,11 +691,19 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
             counts["cancelled"],
         )
 
+    def _preview(self, m) -> dict | None:
+        """Computed once per page (the preview and the left-out table both show it)."""
+        if m.status not in ("draft", "paused", "running"):
+            return None
+        if getattr(m, "_preview", None) is None:
+            m._preview = price_commands.preview(m)
+        return m._preview
+
     @admin.display(description="preview (who, how much, when — if started now)")
     def preview(self, m):
-        if m.status not in ("draft", "paused", "running"):
+        p = self._preview(m)
+        if p is None:
             return "—"
-        p = price_commands.preview(m)
         return format_html(
             '<div class="migration-preview">{} subscriptions would move; MRR change {}; effective {} – {}; '
             "{} left out</div>",
@@ -714,25 +722,36 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
             reverse("analytics:price-impact", args=[m.pk]),
         )
 
-    @admin.display(description="left out")
+    @admin.display(description="left out (reported, not moved)")
     def left_out_table(self, m):
-        items = m.items.filter(outcome="left_out").order_by("reason")[:50]
+        items = list(m.items.filter(outcome="left_out").order_by("reason")[:50])
+        caption = ""
+        if not items and (p := self._preview(m)):  # not run yet: who the preview would leave out
+            items = [
+                PriceMigrationItem(subscription_id=r["subscription"], reason=r["reason"]) for r in p["left_out"][:50]
+            ]
+            caption = format_html("<caption>{}</caption>", "Would be left out if started now")
         if not items:
             return "—"
         labels = dict(LeftOut.choices)
+        names = dict(
+            Subscription.objects.filter(pk__in=[i.subscription_id for i in items]).values_list("pk", "customer__name")
+        )
         rows = format_html_join(
             "",
             '<tr><td><a href="{}">{}</a></td><td>{}</td></tr>',
             (
                 (
                     reverse("admin:subscriptions_subscription_change", args=[i.subscription_id]),
-                    i.subscription_id,
+                    names.get(uuid.UUID(str(i.subscription_id)), i.subscription_id),
                     labels.get(i.reason, i.reason),
                 )
                 for i in items
             ),
         )
-        return format_html('<table class="left-out"><tr><th>Subscription</th><th>Reason</th></tr>{}</table>', rows)
+        return format_html(
+            '<table class="left-out">{}<tr><th>Subscription of</th><th>Reason</th></tr>{}</table>', caption, rows
+        )
 
     def _run(self, request, queryset, label, command):
         run_for_each(self, request, queryset, label, lambda m: command(migration_id=m.pk))

@@ -231,12 +231,15 @@ def test_invoice_totals_carry_each_invoices_own_tax_rate(history):
 def test_customers_and_overage(history):
     result = impact.impact_of(MIGRATION, now=at(3, 20), months=3)
 
-    # U1 62.50 → 85.00 (+22.50); E1 36.80 → 49.60 (+12.80 EUR); U2 115.00 → 125.00 (+10.00)
-    assert [(r["customer"], str(r["actual"]), str(r["proposed"]), str(r["change"])) for r in result.customers] == [
+    # ranked by the rise against the bill: U1 62.50 → 85.00 (+22.50, 36.0 %); E1 36.80 → 49.60
+    # (+12.80 EUR, 34.78 %); U2 115.00 → 125.00 (+10.00, 8.70 %)
+    rows = [(r["customer"], str(r["actual"]), str(r["proposed"]), str(r["change"])) for r in result.customers]
+    assert rows == [
         (history["U1"].customer, "62.50 USD", "85.00 USD", "22.50 USD"),
         (history["E1"].customer, "36.80 EUR", "49.60 EUR", "12.80 EUR"),
         (history["U2"].customer, "115.00 USD", "125.00 USD", "10.00 USD"),
     ]
+    assert [str(r["rise_percent"]) for r in result.customers] == ["36.0", "34.8", "8.7"]
     # Overage billed against overage under v2's 50 included calls: EUR 70 calls over, USD 100 (+ 0 in Feb)
     assert [(o["metric"], str(o["actual"]), o["proposed_units"], str(o["proposed"])) for o in result.overage] == [
         ("api", "0.80 EUR", 70, "5.60 EUR"),

@@ -67,12 +67,13 @@ def test_the_page_shows_actual_against_proposed_the_customers_overage_and_the_as
     assert "Monthly churn rate: 4.35 %" in html and "1 cancellation(s) and 0 upgrade(s) over 23" in html
     # whose bill rises most, by name
     customers = [" ".join(sum(row, [])) for row in cells(html, "impact-customers")]
-    assert customers[0] == "Ada Lovelace ada@example.com 32.00 USD 50.00 USD +18.00 USD"
+    # (A 32.00 → 50.00 is +56.25 %, B +40 %, C +20 %)
+    assert customers[0] == "Ada Lovelace ada@example.com 32.00 USD 50.00 USD +18.00 USD +56.3 %"
     assert len(customers) == 3
     # usage overage under the new included quantities
     assert [" ".join(sum(row, [])) for row in cells(html, "impact-overage")] == ["api USD 2.00 USD 100 20.00 USD"]
     # the proposed terms and the way back to the migration
-    assert "version 2" in html and "12.00 USD" in html and "50 api" in html
+    assert "version 2" in html and "12.00 USD" in html and "50 api" in html and "api 0.2 USD per unit" in html
     assert f"/admin/subscriptions/pricemigration/{MIGRATION}/change/" in html
 
 

@@ -79,7 +79,7 @@ def _subscriber(staff, drain, plan_id, name):
     return sub["id"]
 
 
-def test_a_cancelled_migration_withdraws_what_it_scheduled(staff, drain):
+def test_a_cancelled_migration_withdraws_what_it_scheduled(staff, drain, client):
     from sharedkernel.scheduling import run_job
 
     # given two subscribers, one paused by staff, and a cut to 39.00 in version 2
@@ -120,6 +120,12 @@ def test_a_cancelled_migration_withdraws_what_it_scheduled(staff, drain):
     state = staff.get(f"/api/v1/price-migrations/{migration['id']}/").json()
     assert state["status"] == "done" and state["counts"]["scheduled"] == 1 and state["counts"]["left_out"] == 1
     assert staff.get(f"/api/v1/subscriptions/{moving}/").json()["scheduled_price_change"]["price"]["amount"] == "39.00"
+    # the admin page reports who was left out, by name and in words
+    client.force_login(staff_user("boss"))
+    page = client.get(f"/admin/subscriptions/pricemigration/{migration['id']}/change/").content.decode()
+    assert "scheduled 1 · moved 0 · left out 1 · cancelled 0" in page
+    left_out = page.split('class="left-out"', 1)[1].split("</table>", 1)[0]
+    assert ">pat<" in left_out and "Paused by staff" in left_out and "ann" not in left_out
 
     # then cancelling it withdraws the scheduled change that has not happened yet
     cancelled = staff.post(f"/api/v1/price-migrations/{migration['id']}/cancel/")
