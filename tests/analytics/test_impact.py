@@ -20,6 +20,16 @@ from tests.helpers import publish
 
 PLAN = str(uuid.uuid4())
 MIGRATION = str(uuid.uuid4())
+#: "Now" for the edges (page, API, CSV), which read the system clock: the history's months stay in
+#: their 12-month window whatever day the suite runs.
+NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def edges_now(monkeypatch):
+    from sharedkernel.clock import SystemClock
+
+    monkeypatch.setattr(SystemClock, "now", lambda self: NOW)
 
 
 def usd(amount: str) -> dict:

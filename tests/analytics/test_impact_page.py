@@ -11,11 +11,19 @@ import pytest
 
 from analytics.models import CustomerName
 from sharedkernel.models import StoredEvent
-from tests.analytics.test_impact import MIGRATION, script_history
+from tests.analytics.test_impact import MIGRATION, NOW, script_history
 from tests.helpers import staff_user
 
 PAGE = f"/staff/analytics/price-migrations/{MIGRATION}/impact/"
 CSV = f"/staff/analytics/price-migrations/{MIGRATION}/impact.csv"
+
+
+@pytest.fixture(autouse=True)
+def edges_now(monkeypatch):
+    """The page reads the system clock: keep the history's months in its window whatever day it is."""
+    from sharedkernel.clock import SystemClock
+
+    monkeypatch.setattr(SystemClock, "now", lambda self: NOW)
 
 
 @pytest.fixture
