@@ -198,3 +198,36 @@ def _clock_now(clock):
     from sharedkernel.models import TestClock
 
     return TestClock.objects.get(pk=clock["id"]).frozen_time
+
+
+def test_a_customer_who_changes_plan_before_the_date_never_pays_the_new_price(staff):
+    # given Pam on Pro (30.00) with a rise to 40.00 scheduled for Mar 31
+    pro = make_plan(staff, "pro", "30.00")
+    team = make_plan(staff, "team", "50.00")
+    clock, (pam,) = customers_on_clock(staff, "2025-01-31T10:00:00Z", ["Pam"])
+    s = subscribe(staff, pam, pro)
+    wait_until_handled()
+    migration = migrate(staff, pro, "40.00", "2025-02-01T00:00:00Z")
+    staff.post(f"/api/v1/price-migrations/{migration}/start/")
+    run_job("subscriptions.schedule_price_changes")
+    settle()
+    assert staff.get(f"/api/v1/subscriptions/{s}/").json()["scheduled_price_change"]["effective_at"] == (
+        "2025-03-31T10:00:00Z"
+    )
+
+    # when she moves to Team before the date
+    advance(staff, clock, "2025-03-10T00:00:00Z")
+    changed = staff.post(f"/api/v1/subscriptions/{s}/change-plan/", {"plan": team["id"]}, format="json")
+    assert changed.status_code == 200, changed.content
+    wait_until_handled()
+
+    # then the change is withdrawn (counted as cancelled) and the renewal on the date bills Team, not 40.00
+    assert changed.json()["scheduled_price_change"] is None
+    [withdrawn] = StoredEvent.objects.filter(event_type="subscriptions.PriceChangeCancelled", aggregate_id=s)
+    assert withdrawn.payload["reason"] == "plan_changed"
+    assert staff.get(f"/api/v1/price-migrations/{migration}/").json()["counts"]["cancelled"] == 1
+    advance(staff, clock, "2025-03-31T10:00:01Z")
+    renewal = invoices(staff, s)[-1]
+    assert renewal["billing_reason"] == "subscription_cycle" and renewal["total"] == money("50.00")
+    assert not StoredEvent.objects.filter(event_type="subscriptions.PriceChanged", aggregate_id=s).exists()
+    assert money("40.00") not in [line["amount"] for i in invoices(staff, s) for line in i["lines"]]
