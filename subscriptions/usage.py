@@ -469,10 +469,16 @@ def usage_history(sub: Subscription, periods: int = 6) -> list[tuple[datetime, d
 
 
 def open_usage_periods(subs: list[Subscription], closing: dict) -> None:
-    """After renewals or ends at period end: metered periods wait for late usage, then close."""
-    metered = set(
+    """After renewals or ends at period end: metered periods wait for late usage, then close.
+
+    Metered: the plan's current terms have overage rates (Billing then holds the renewal invoice for
+    the usage) or the subscription's own version has (a grandfathered one keeps its overage; billed
+    on an invoice of its own when the renewal was not held)."""
+    metered_plans = set(
         PlanOverageRate.objects.filter(plan_id__in={s.plan_id for s in subs}).values_list("plan_id", flat=True)
     )
+    terms = usage_terms({(str(s.plan_id), s.plan_version) for s in subs})
+    metered = {s.pk for s in subs if s.plan_id in metered_plans or terms[(str(s.plan_id), s.plan_version)].rates}
     UsagePeriod.objects.bulk_create(
         [
             UsagePeriod(
@@ -484,7 +490,7 @@ def open_usage_periods(subs: list[Subscription], closing: dict) -> None:
                 test_clock_id=sub.test_clock_id,
             )
             for sub in subs
-            if sub.plan_id in metered
+            if sub.pk in metered
         ],
         ignore_conflicts=True,
     )
