@@ -571,10 +571,6 @@ class PriceMigrationAddForm(forms.Form):
             raise forms.ValidationError("Subscription ids are UUIDs, one a line.") from None
 
 
-#: The command's error details name API fields; these are the form's.
-_MIGRATION_FIELDS = {"subscriptions": "subscriptions", "plan": "plan", "to_version": "to_version"}
-_MIGRATION_FIELDS |= {"from_versions": "from_versions", "currencies": "currencies"}
-
 #: Buttons on a migration's page: (command, label, the statuses it is offered in).
 _MIGRATION_BUTTONS = {
     "start": (price_commands.start_price_migration, "Start", ("draft",)),
@@ -634,7 +630,8 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
                     created_before=data["created_before"],
                 )
             except DomainError as exc:
-                fields = [_MIGRATION_FIELDS[k] for k in getattr(exc, "details", {}) if k in _MIGRATION_FIELDS]
+                # the command's details name the API's fields, which are the form's
+                fields = [name for name in exc.details if name in form.fields]
                 form.add_error(fields[0] if fields else None, exc.message)
             else:
                 self.message_user(request, "Migration drafted: check its preview and impact, then start it.")
