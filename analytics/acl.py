@@ -22,6 +22,7 @@ class PlanTerms:
     prices: dict[str, Money]  #: currency → price per period
     included_usage: dict[str, int]
     overage_rates: dict[str, dict[str, Decimal]]  #: metric → currency → rate per unit
+    name: str = ""
 
 
 def plan_terms(payload: dict) -> PlanTerms:
@@ -37,6 +38,7 @@ def plan_terms(payload: dict) -> PlanTerms:
         prices={p["currency"]: Money.from_json(p) for p in payload.get("prices") or []},
         included_usage={k: int(v) for k, v in (payload.get("included_usage") or {}).items()},
         overage_rates=rates,
+        name=payload.get("name") or "",
     )
 
 
@@ -91,6 +93,15 @@ def invoice_lines(payload: dict) -> list[InvoiceLine]:
         for line in payload["lines"]
         if line["kind"] != "tax"
     ]
+
+
+def invoice_tax(payload: dict) -> Money:
+    """billing.InvoiceFinalized → its tax (the tax lines; exempt or untaxed invoices have none)."""
+    total = Money.zero(payload["currency"])
+    for line in payload["lines"]:
+        if line["kind"] == "tax":
+            total = total + Money.from_json(line["amount"])
+    return total
 
 
 def usage_used(payload: dict) -> dict[str, int]:

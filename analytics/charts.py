@@ -19,11 +19,13 @@ STYLE = Style(
 )
 
 
-def _chart(kind, title: str, labels: list[str], series: dict[str, list], **options) -> str:
+def _chart(
+    kind, title: str, labels: list[str], series: dict[str, list], *, width: int = 900, height: int = 320, **options
+) -> str:
     chart = kind(
         style=STYLE,
-        height=320,
-        width=900,
+        height=height,
+        width=width,
         show_legend=len(series) > 1,
         legend_at_bottom=True,
         x_label_rotation=30 if len(labels) > 8 else 0,

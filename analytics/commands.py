@@ -18,17 +18,12 @@ from sharedkernel.commands import command
 from sharedkernel.eventstore import append
 
 
-@command
-def export_view(*, view: str, by: str, clock: Clock | None = None) -> str:
-    """ExportData: the CSV of one dashboard view (``reports.VIEWS``), recorded as DataExported
-    (who, which view, how many rows). An unknown view is a KeyError: the edge answers 404."""
-    text, count = reports.to_csv(view)
+def _record_export(*, view: str, rows: int, by: str, at: datetime) -> None:
     export_id = str(uuid.uuid4())
-    at = (clock or SystemClock()).now()
     append(
         [
             RecordedEvent(
-                ev.DataExported(export_id=export_id, view=view, rows=count, exported_by=by),
+                ev.DataExported(export_id=export_id, view=view, rows=rows, exported_by=by),
                 at,
                 "Export",
                 export_id,
@@ -37,6 +32,30 @@ def export_view(*, view: str, by: str, clock: Clock | None = None) -> str:
             )
         ]
     )
+
+
+_committed_export = command(_record_export)  #: the same record, as a transaction of its own
+
+
+@command
+def export_view(*, view: str, by: str, clock: Clock | None = None) -> str:
+    """ExportData: the CSV of one dashboard view (``reports.VIEWS``), recorded as DataExported
+    (who, which view, how many rows). An unknown view is a KeyError: the edge answers 404."""
+    text, count = reports.to_csv(view)
+    _record_export(view=view, rows=count, by=by, at=(clock or SystemClock()).now())
+    return text
+
+
+def export_price_impact(*, migration_id: str, months: int, by: str, clock: Clock | None = None) -> str:
+    """ExportData for a price migration's impact: the replay (read-only, outside any transaction: it
+    reads the event store for as long as it takes) as CSV, then DataExported in its own transaction
+    (view ``price-impact/<migration>/<months>m``). An unknown migration is ``impact.UnknownMigration``
+    and records nothing."""
+    from analytics import impact
+
+    at = (clock or SystemClock()).now()
+    text, count = reports.impact_csv(impact.impact_of(migration_id, now=at, months=months))
+    _committed_export(view=f"price-impact/{migration_id}/{months}m", rows=count, by=by, at=at)
     return text
 
 

@@ -5,11 +5,12 @@ stored order (``eventstore.read``, the order ``replay_events`` rebuilds projecti
 folded into plain Python objects: nothing here writes a table or touches a projection.
 
 Actual figures are what the history says: invoice subtotals from ``billing.InvoiceFinalized``
-(revenue is before tax) and MRR from the subscriptions' prices. Proposed figures re-bill the
+(revenue is before tax), invoice totals with their tax, and MRR from the subscriptions' prices. Proposed figures re-bill the
 same history under the migration's target version as if it had been in force all along:
 a plan line at the target price (scaled for a partial period), usage lines re-priced from
 ``UsageCalculated`` under the new included quantities and rates (half-up per line),
-proration, credit and discount lines unchanged.
+proration, credit and discount lines unchanged; an invoice's tax scaled with its subtotal (its own
+effective rate, half-up).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from analytics import acl
 from analytics.models import monthly
@@ -69,6 +70,9 @@ class Impact:
     assumptions: dict = field(default_factory=dict)
     customers: list[dict] = field(default_factory=list)
     overage: list[dict] = field(default_factory=list)
+    invoices: list[dict] = field(default_factory=list)  #: month × currency: count, actual and proposed totals
+    migration: acl.MigrationTerms | None = None
+    target: acl.PlanTerms | None = None  #: the proposed terms (the migration's target version)
 
 
 def month_keys(now: datetime, months: int) -> list[str]:
@@ -101,6 +105,7 @@ class Sandbox:
         self.migration: acl.MigrationTerms | None = None
         self.subs: dict[str, _Sub] = {}
         self.revenue: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (month, cur) → [act, prop]
+        self.invoiced: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # → [n, act, prop] totals
         self.mrr: dict[tuple[str, str], list[int]] = {}
         self.by_customer: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         self.overage_totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
@@ -135,18 +140,26 @@ class Sandbox:
         return self.target.prices[sub.currency] if self._on_target(sub) else sub.price
 
     # -- the fold ------------------------------------------------------------------
-    def apply(self, event: DomainEvent) -> None:
-        month = event.occurred_on.strftime("%Y-%m")
-        self._close_months(month)
+    def learn(self, event: DomainEvent) -> bool:
+        """Plan versions and the migration's selection: known before the history is replayed (a
+        migration is drafted, and its target version published, after the months it is tested on)."""
         p, name = event.payload, event.name
         if name in ("PlanCreated", "PlanUpdated"):
             terms = acl.plan_terms(p)
             self.versions[(terms.plan_id, terms.version)] = terms
-            return
+            return True
         if name == "PriceMigrationDrafted":
             if p["migration_id"] == self.migration_id:
                 self.migration = acl.migration_terms(p)
+            return True
+        return False
+
+    def apply(self, event: DomainEvent) -> None:
+        month = event.occurred_on.strftime("%Y-%m")
+        self._close_months(month)
+        if self.learn(event):
             return
+        p, name = event.payload, event.name
         if name == "InvoiceFinalized":
             self._invoice(p, month)
             return
@@ -217,6 +230,13 @@ class Sandbox:
             totals[3] += new.minor_units
             totals[2] += units if units is not None else 0
         sub.usage = None
+        tax = acl.invoice_tax(p)
+        # the invoice's own effective tax rate, applied to the proposed subtotal
+        new_tax = tax if actual.is_zero() else Money.rounded(tax.amount * proposed.amount / actual.amount, currency)
+        invoiced = self.invoiced[(month, currency)]
+        invoiced[0] += 1
+        invoiced[1] += (actual + tax).minor_units
+        invoiced[2] += (proposed + new_tax).minor_units
         row = self.revenue[(month, currency)]
         row[0] += actual.minor_units
         row[1] += proposed.minor_units
@@ -252,7 +272,7 @@ class Sandbox:
     def finish(self) -> Impact:
         self._close_months(_next_month(self.keys[-1]))
         currencies = sorted({c for _, c in self.revenue} | {c for _, c in self.mrr})
-        impact = Impact()
+        impact = Impact(migration=self.migration, target=self.target)
         for key in self.keys:
             for currency in currencies:
                 rev, mrr = self.revenue.get((key, currency), [0, 0]), self.mrr.get((key, currency), [0, 0])
@@ -268,8 +288,13 @@ class Sandbox:
                 }
                 for (c, cur), (a, p) in self.by_customer.items()
             ),
-            key=lambda r: -r["change"].minor_units,
+            # by the rise relative to the bill, which compares across currencies (minor units do not)
+            key=lambda r: (-(Decimal(r["change"].minor_units) / max(1, r["actual"].minor_units)), r["customer"]),
         )[:10]
+        for row in impact.customers:  # a percentage, as text (exact, and JSON-safe for the API)
+            billed = row["actual"].amount
+            rise = (100 * row["change"].amount / billed).quantize(Decimal("0.1"), ROUND_HALF_UP) if billed else None
+            row["rise_percent"] = str(rise) if rise is not None else None
         impact.overage = [
             {
                 "metric": m,
@@ -279,6 +304,18 @@ class Sandbox:
                 "proposed": Money.from_minor(p, cur),
             }
             for (m, cur), (_, a, pu, p) in sorted(self.overage_totals.items())
+        ]
+        impact.invoices = [
+            {
+                "month": key,
+                "currency": currency,
+                "count": n,
+                "actual_total": Money.from_minor(a, currency),
+                "proposed_total": Money.from_minor(p, currency),
+            }
+            for key in self.keys
+            for currency in currencies
+            for n, a, p in [self.invoiced.get((key, currency), [0, 0, 0])]
         ]
         self._project(impact, currencies)
         return impact
@@ -319,19 +356,30 @@ class Sandbox:
             for step in range(1, 13):
                 k = _next_month(k)
                 keep = (1 - churn) ** step
-                actual = (a0 * keep).quantize(Decimal(1))
-                proposed = actual + ((p0 - a0) * keep * (1 - upgrade) ** step).quantize(Decimal(1))
+                actual = (a0 * keep).quantize(Decimal(1), rounding=ROUND_HALF_UP)  # minor units, half-up
+                proposed = actual + ((p0 - a0) * keep * (1 - upgrade) ** step).quantize(Decimal(1), ROUND_HALF_UP)
                 impact.projection.append(
                     self._row(k, currency, [int(actual), int(proposed)], [int(actual), int(proposed)])
                 )
 
 
-def replay(events: Iterable[DomainEvent], migration_id: str, *, now: datetime, months: int) -> Impact:
-    """The impact of ``migration_id`` folded from ``events`` (in stored order)."""
+def replay(
+    events: Iterable[DomainEvent],
+    migration_id: str,
+    *,
+    now: datetime,
+    months: int,
+    terms: Iterable[DomainEvent] = (),
+) -> Impact:
+    """The impact of ``migration_id`` folded from ``events`` (in stored order). ``terms``: the
+    migration's PriceMigrationDrafted and its plan's versions, learnt before the history is replayed."""
     sandbox = Sandbox(migration_id, now=now, months=months)
+    for event in terms:
+        sandbox.learn(event)
+    last = sandbox.keys[-1]
     for event in events:
-        if event.occurred_on.strftime("%Y-%m") > sandbox.keys[-1]:
-            break
+        if event.occurred_on.strftime("%Y-%m") > last:
+            continue  # after the window (a test clock's future, or an event of this very month's end)
         sandbox.apply(event)
     if sandbox.migration is None:
         raise UnknownMigration(migration_id)
@@ -339,7 +387,14 @@ def replay(events: Iterable[DomainEvent], migration_id: str, *, now: datetime, m
 
 
 def impact_of(migration_id: str, *, now: datetime, months: int = 6) -> Impact:
-    """Read the store in stored order (the replay order) and fold it; no table is written."""
+    """Read the migration's terms (its draft, its plan's versions), then the store in stored order
+    (the replay order), and fold it; no table is written."""
     from sharedkernel.eventstore import read
 
-    return replay(read(event_types=EVENT_TYPES, chunk=5000), migration_id, now=now, months=months)
+    drafted = list(read(aggregate_id=migration_id, event_types=["subscriptions.PriceMigrationDrafted"]))
+    if not drafted:
+        raise UnknownMigration(migration_id)
+    plan_id = acl.migration_terms(drafted[0].payload).plan_id
+    versions = list(read(aggregate_id=plan_id, event_types=["subscriptions.PlanCreated", "subscriptions.PlanUpdated"]))
+    events = read(event_types=EVENT_TYPES, chunk=5000)
+    return replay(events, migration_id, now=now, months=months, terms=[*versions, *drafted])

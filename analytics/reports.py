@@ -78,6 +78,47 @@ def to_csv(view: str) -> tuple[str, int]:
     return out.getvalue(), len(rows)
 
 
+IMPACT_HEADER = [
+    "kind",
+    "month",
+    "currency",
+    "actual_revenue",
+    "proposed_revenue",
+    "actual_mrr",
+    "proposed_mrr",
+    "invoices",
+    "actual_invoice_total",
+    "proposed_invoice_total",
+]
+
+
+def impact_csv(impact) -> tuple[str, int]:
+    """A price migration's impact (``analytics.impact.Impact``): the replayed months, then the projection."""
+    invoices = {(r["month"], r["currency"]): r for r in impact.invoices}
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(IMPACT_HEADER)
+    count = 0
+    for kind, rows in (("history", impact.months), ("projection", impact.projection)):
+        for r in rows:
+            inv = invoices.get((r["month"], r["currency"])) if kind == "history" else None
+            writer.writerow(
+                [
+                    kind,
+                    r["month"],
+                    r["currency"],
+                    *(r[k].amount for k in IMPACT_HEADER[3:7]),
+                    *(
+                        (inv["count"], inv["actual_total"].amount, inv["proposed_total"].amount)
+                        if inv
+                        else ("", "", "")
+                    ),
+                ]
+            )
+            count += 1
+    return out.getvalue(), count
+
+
 def monthly_csv() -> tuple[str, int]:
     """MRR movements, revenue and churn in one CSV, and how many rows it holds."""
     parts, count = [], 0

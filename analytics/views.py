@@ -1,14 +1,21 @@
 """Staff dashboards: MRR and its movements, revenue by period, churn, subscriptions by plan and status,
-the at-risk list; every view exportable as CSV."""
+the at-risk list; every view exportable as CSV. And a price migration's impact page, replayed from
+the event store (analytics.impact), with its CSV."""
 
 from __future__ import annotations
+
+import uuid
+from decimal import Decimal
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
-from analytics import charts, commands, queries, reports
+from analytics import charts, commands, impact, queries, reports
+from analytics.models import CustomerName
+from sharedkernel.clock import SystemClock
+from sharedkernel.values import Money
 
 
 @staff_member_required
@@ -96,4 +103,146 @@ def export_csv(request, view):
     text = commands.export_view(view=view, by=request.user.get_username())
     response = HttpResponse(text, content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{view}.csv"'
+    return response
+
+
+IMPACT_MONTHS = (3, 6, 12, 24)
+
+
+def _impact_months(request) -> int | None:
+    raw = request.GET.get("months", "6")
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 24:
+        return None
+    return int(raw)
+
+
+def _bad_months(request):
+    return render(
+        request,
+        "400.html",
+        {
+            "message": f"months must be a whole number from 1 to 24 (got “{request.GET.get('months')}”).",
+            "back": request.path,
+            "back_label": "Show the last 6 months",
+        },
+        status=400,
+    )
+
+
+def _impact_context(result, months: int) -> dict:
+    """Per currency: its rows (history and projection), charts and the invoice counts beside them."""
+    invoices = {(r["month"], r["currency"]): r for r in result.invoices}
+    sections = []
+    for currency in sorted({r["currency"] for r in result.months}):
+        rows = [r for r in result.months if r["currency"] == currency]
+        for r in rows:
+            inv = invoices[(r["month"], currency)]
+            r["invoices"], r["actual_total"], r["proposed_total"] = (
+                inv["count"],
+                inv["actual_total"],
+                inv["proposed_total"],
+            )
+            r["revenue_change"] = r["proposed_revenue"] - r["actual_revenue"]
+            r["mrr_change"] = r["proposed_mrr"] - r["actual_mrr"]
+        projection = [r for r in result.projection if r["currency"] == currency]
+        for r in projection:
+            r["mrr_change"] = r["proposed_mrr"] - r["actual_mrr"]
+        labels = [r["month"] for r in rows]
+
+        def amounts(items, key):
+            return [float(r[key].amount) for r in items]
+
+        sections.append(
+            {
+                "currency": currency,
+                "rows": rows,
+                "projection": projection,
+                "totals": {
+                    k: sum((r[k] for r in rows), Money.zero(currency))
+                    for k in ("actual_revenue", "proposed_revenue", "actual_total", "proposed_total", "revenue_change")
+                },
+                "invoice_count": sum(r["invoices"] for r in rows),
+                # two side by side: drawn at the size they are shown, so their labels stay readable
+                "mrr_chart": mark_safe(
+                    charts.line(
+                        f"MRR at month end ({currency})",
+                        labels,
+                        {"Actual": amounts(rows, "actual_mrr"), "Proposed": amounts(rows, "proposed_mrr")},
+                        width=520,
+                        height=300,
+                    )
+                ),
+                "revenue_chart": mark_safe(
+                    charts.bars(
+                        f"Revenue before tax ({currency})",
+                        labels,
+                        {"Actual": amounts(rows, "actual_revenue"), "Proposed": amounts(rows, "proposed_revenue")},
+                        width=520,
+                        height=300,
+                    )
+                ),
+                "projection_chart": mark_safe(
+                    charts.line(
+                        f"MRR, next 12 months ({currency})",
+                        [r["month"] for r in projection],
+                        {
+                            "Current terms": amounts(projection, "actual_mrr"),
+                            "Proposed terms": amounts(projection, "proposed_mrr"),
+                        },
+                    )
+                )
+                if projection
+                else "",
+            }
+        )
+    names = {c.customer_id: c for c in CustomerName.objects.filter(pk__in=[r["customer"] for r in result.customers])}
+    customers = [{**r, "who": names.get(uuid.UUID(r["customer"]))} for r in result.customers if r["change"].amount > 0]
+    return {"sections": sections, "customers": customers}
+
+
+@staff_member_required
+def price_impact(request, migration_id):
+    """The impact page: the migration's effect on the last N months, replayed from the stored events."""
+    months = _impact_months(request)
+    if months is None:
+        return _bad_months(request)
+    try:
+        result = impact.impact_of(str(migration_id), now=SystemClock().now(), months=months)
+    except impact.UnknownMigration:
+        raise Http404("No such price migration.") from None
+    context = {
+        "migration_id": str(migration_id),
+        "months": months,
+        "month_choices": IMPACT_MONTHS,
+        "result": result,
+        "assumptions": result.assumptions,
+        "churn_pct": Decimal(result.assumptions["monthly_churn_rate"]) * 100,
+        "upgrade_pct": Decimal(result.assumptions["monthly_upgrade_rate"]) * 100,
+        "target": result.target,
+        "target_prices": sorted(result.target.prices.values(), key=lambda m: m.currency) if result.target else [],
+        "target_overage": [
+            f"{metric} "
+            + ", ".join(f"{format(rate.normalize(), 'f')} {cur}" for cur, rate in sorted(rates.items()))
+            + " per unit"
+            for metric, rates in (result.target.overage_rates.items() if result.target else ())
+        ],
+        "overage": result.overage,
+        **_impact_context(result, months),
+    }
+    return render(request, "analytics/price_impact.html", context)
+
+
+@staff_member_required
+def price_impact_csv(request, migration_id):
+    months = _impact_months(request)
+    if months is None:
+        return _bad_months(request)
+    try:
+        text = commands.export_price_impact(
+            migration_id=str(migration_id), months=months, by=request.user.get_username()
+        )
+    except impact.UnknownMigration:
+        raise Http404("No such price migration.") from None
+    response = HttpResponse(text, content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="price-impact-{migration_id}-{months}m.csv"'
     return response

@@ -34,6 +34,17 @@ class CollectionGaveUp:
 
 
 @dataclass(frozen=True)
+class CollectionInDunning:
+    """billing.DunningStarted: the retries are used up; Billing's reminders begin."""
+
+    subscription_id: str | None
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> CollectionInDunning:
+        return cls(subscription_id=payload.get("subscription_id"))
+
+
+@dataclass(frozen=True)
 class PaymentMethodNotice:
     """billing.PaymentMethodUpdated: whether the customer can be charged now."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -119,6 +120,24 @@ def record_payment_method(*, customer_id: str, present: bool) -> Customer | None
     customer.note_payment_method(present=present)
     customer.save(update_fields=["has_payment_method"])
     return customer
+
+
+@command
+def record_dunning(*, subscription_ids: list[str], since: datetime | None) -> int:
+    """Billing's dunning of these subscriptions began (``since``) or a payment ended it (None).
+    Only rows whose note changes are written, locked, their versions advanced (a writer holding an
+    older copy gets a conflict instead of writing the note back); returns how many."""
+    if not subscription_ids:
+        return 0
+    subs = list(
+        Subscription.objects.select_for_update(of=("self",)).filter(
+            pk__in=subscription_ids, dunning_since__isnull=since is not None
+        )
+    )
+    for sub in subs:
+        sub.note_dunning(since=since)
+    bulk_save_locked(subs, ["dunning_since"])
+    return len(subs)
 
 
 # -- plans -------------------------------------------------------------------------

@@ -510,6 +510,9 @@ class Subscription(AggregateRoot):
     scheduled_version = models.PositiveIntegerField(null=True, blank=True)
     scheduled_price_minor = models.BigIntegerField(null=True, blank=True)
     scheduled_effective_at = models.DateTimeField(null=True, blank=True)
+    #: Since when Billing is dunning the customer for one of its invoices (billing.DunningStarted;
+    #: cleared by a successful payment). A price migration reports such a subscription, never moves it.
+    dunning_since = models.DateTimeField(null=True, blank=True, editable=False)
     test_clock_id = models.UUIDField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField()
 
@@ -631,6 +634,11 @@ class Subscription(AggregateRoot):
                 ev.TrialStarted(**common, trial_start=at, trial_end=sub.trial_end, trial_days=duration.days), at=at
             )
         return sub
+
+    def note_dunning(self, *, since: datetime | None) -> None:
+        """Billing told us it is dunning the customer for this subscription (``since``), or that a
+        payment settled it (None). No event: it is Billing's fact, kept here for our own decisions."""
+        self.dunning_since = since
 
     # -- trial -------------------------------------------------------------------------
     def remind_trial_ending(self, *, at: datetime, days_before: int, has_payment_method: bool) -> None:

@@ -4,6 +4,8 @@
                                     or ResumeSubscription (suspended for non-payment)
     billing.DunningExhausted      → SuspendSubscription (active)
                                     or CancelSubscription (never paid)
+    billing.DunningStarted        → note it (a price migration leaves the subscription out)
+    billing.PaymentSucceeded      → the note of dunning is cleared
     billing.PaymentMethodUpdated  → note it; ResumeSubscription for trials that
                                     ended without a payment method
     subscriptions.PriceChanged /
@@ -22,7 +24,7 @@ from sharedkernel.correlation import caused_by
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of
 from subscriptions import commands
-from subscriptions.acl import CollectionGaveUp, InvoiceSettled, PaymentMethodNotice
+from subscriptions.acl import CollectionGaveUp, CollectionInDunning, InvoiceSettled, PaymentMethodNotice
 from subscriptions.models import ResumeInitiator, Subscription, SubscriptionStatus, SuspensionReason
 
 
@@ -75,6 +77,20 @@ def suspend_when_dunning_exhausted(event: DomainEvent) -> None:
         commands.suspend_subscription(subscription_id=sub.pk, reason=SuspensionReason.NON_PAYMENT, clock=clock)
     elif sub.status == SubscriptionStatus.PENDING_PAYMENT:
         commands.cancel_subscription(subscription_id=sub.pk, reason="first payment failed", clock=clock)
+
+
+@reacts_to("billing.DunningStarted")
+def note_dunning_started(event: DomainEvent) -> None:
+    dunning = CollectionInDunning.from_payload(event.payload)
+    if _is_uuid(dunning.subscription_id):
+        commands.record_dunning(subscription_ids=[dunning.subscription_id], since=event.occurred_on)
+
+
+@reacts_to("billing.PaymentSucceeded", batch=True, batch_size=LARGE_BATCH)
+def note_dunning_over_when_paid(events: list[DomainEvent]) -> None:
+    """One query for a bill run's thousands of payments: only subscriptions noted in dunning are written."""
+    paid = {InvoiceSettled.from_payload(event.payload).subscription_id for event in events}
+    commands.record_dunning(subscription_ids=[s for s in paid if _is_uuid(s)], since=None)
 
 
 @reacts_to("billing.PaymentMethodUpdated")

@@ -39,7 +39,7 @@ class MigrationStatus(models.TextChoices):
 class LeftOut(models.TextChoices):
     """Why a selected subscription is reported, not moved."""
 
-    DUNNING = "dunning", "In dunning (suspended for non-payment)"
+    DUNNING = "dunning", "In dunning (an invoice is being chased, or suspended for non-payment)"
     PAUSED = "paused", "Paused by staff"
     SUSPENDED = "suspended", "Suspended (no payment method)"
     PENDING_PAYMENT = "pending_payment", "First payment pending"
@@ -198,6 +198,8 @@ class PriceMigration(AggregateRoot):
         return PriceChangeDecision(None, old, new, sub.first_renewal_on_or_after(earliest))
 
     def _left_out(self, sub: Subscription, target: PlanVersion) -> str | None:
+        if sub.dunning_since is not None:  # still active, but Billing is chasing an unpaid invoice
+            return LeftOut.DUNNING
         if sub.status == SubscriptionStatus.SUSPENDED:
             return {
                 SuspensionReason.NON_PAYMENT: LeftOut.DUNNING,

@@ -34,6 +34,7 @@ from subscriptions import events as ev
 from subscriptions.models import (
     Plan,
     PlanOverageRate,
+    PlanVersion,
     Subscription,
     SubscriptionStatus,
     UsageCounter,
@@ -49,6 +50,49 @@ FUTURE_SKEW = timedelta(minutes=5)
 
 def grace() -> timedelta:
     return timedelta(seconds=getattr(settings, "USAGE_GRACE_SECONDS", 3600))
+
+
+@dataclass(frozen=True)
+class UsageTerms:
+    """What a plan version includes per period and charges per unit over it."""
+
+    included: dict[str, int]
+    rates: dict[tuple[str, str], UnitRate]  #: (currency, metric) → unit rate
+
+    def rate(self, currency: str, metric: str) -> UnitRate | None:
+        return self.rates.get((currency, metric))
+
+
+def usage_terms(plan_versions: set[tuple[str, int]]) -> dict[tuple[str, int], UsageTerms]:
+    """The usage terms of each (plan id, version): a subscription is metered and billed on the terms
+    of the version it is billed on, so a grandfathered one keeps its included quantities and rates
+    until a price migration moves it. One query (two for a version with no row, which falls back to
+    the plan's current terms)."""
+    plan_versions = {(str(p), int(v)) for p, v in plan_versions}
+    terms: dict[tuple[str, int], UsageTerms] = {}
+    for plan_id, version, included, rates in PlanVersion.objects.filter(
+        plan_id__in={p for p, _ in plan_versions}
+    ).values_list("plan_id", "version", "included_usage", "overage_rates"):
+        if (key := (str(plan_id), version)) in plan_versions:
+            terms[key] = UsageTerms(
+                {m: int(q) for m, q in (included or {}).items()},
+                {
+                    (rate.currency, metric): rate
+                    for metric, rows in (rates or {}).items()
+                    for rate in map(UnitRate.from_json, rows)
+                },
+            )
+    if missing := {plan_id for plan_id, _ in plan_versions - set(terms)}:
+        current = {}
+        for plan_id, included in Plan.objects.filter(pk__in=missing).values_list("pk", "included_usage"):
+            current[str(plan_id)] = UsageTerms(dict(included or {}), {})
+        for plan_id, metric, currency, amount in PlanOverageRate.objects.filter(plan_id__in=missing).values_list(
+            "plan_id", "metric", "currency", "amount"
+        ):
+            current[str(plan_id)].rates[(currency, metric)] = UnitRate(amount, currency)
+        for key in plan_versions - set(terms):
+            terms[key] = current.get(key[0], UsageTerms({}, {}))
+    return terms
 
 
 @dataclass
@@ -83,7 +127,7 @@ class _Open:
 
 
 def _subscriptions(ids: set[str]) -> dict[str, _Open]:
-    """One query for the batch's subscriptions (ids as one array parameter), one for their plans.
+    """One query for the batch's subscriptions (ids as one array parameter), one for their versions' terms.
     On PostgreSQL ids come back as text and times as epoch microseconds: parsing a thousand
     timestamps and UUIDs per call would cost more than the query."""
     table = Subscription._meta.db_table
@@ -100,14 +144,11 @@ def _subscriptions(ids: set[str]) -> dict[str, _Open]:
         cursor.execute(
             f"SELECT {text('id')}, {text('customer_id')}, status, {micros('current_period_start')}, "
             f"{micros('current_period_end')}, {micros('billing_anchor')}, period_index, interval, plan_id, "
-            f"{text('test_clock_id')} FROM {table} WHERE {where}",
+            f"{text('test_clock_id')}, plan_version FROM {table} WHERE {where}",
             params,
         )
         rows = cursor.fetchall()
-    plans = {
-        str(pk): usage
-        for pk, usage in Plan.objects.filter(pk__in={r[8] for r in rows}).values_list("pk", "included_usage")
-    }
+    terms = usage_terms({(str(_as_uuid(r[8])), r[10]) for r in rows})
     return {
         str(_as_uuid(pk)): _Open(
             str(_as_uuid(customer)),
@@ -117,10 +158,10 @@ def _subscriptions(ids: set[str]) -> dict[str, _Open]:
             _time(anchor),
             index,
             interval,
-            plans.get(str(_as_uuid(plan))) or {},
+            terms[(str(_as_uuid(plan)), version)].included,
             str(_as_uuid(clock)) if clock else None,
         )
-        for pk, customer, status, start, end, anchor, index, interval, plan, clock in rows
+        for pk, customer, status, start, end, anchor, index, interval, plan, clock, version in rows
     }
 
 
@@ -404,13 +445,14 @@ class MetricUse:
 
 
 def usage_of(sub: Subscription, period_start: datetime | None = None) -> list[MetricUse]:
-    """Used, included and overage per metric of the plan, for the open period (or another)."""
+    """Used, included and overage per metric of the subscription's plan version, for the open period (or another)."""
     start = period_start or sub.current_period_start
     used = dict(UsageCounter.objects.filter(subscription_id=sub.pk, period_start=start).values_list("metric", "used"))
-    rates = {r.metric: r.rate for r in PlanOverageRate.objects.filter(plan_id=sub.plan_id, currency=sub.currency)}
-    included = sub.plan.included_usage or {}
-    metrics = sorted(set(included) | set(used))
-    return [MetricUse(m, int(used.get(m, 0)), int(included.get(m, 0)), rates.get(m)) for m in metrics]
+    terms = usage_terms({(str(sub.plan_id), sub.plan_version)})[(str(sub.plan_id), sub.plan_version)]
+    metrics = sorted(set(terms.included) | set(used))
+    return [
+        MetricUse(m, int(used.get(m, 0)), int(terms.included.get(m, 0)), terms.rate(sub.currency, m)) for m in metrics
+    ]
 
 
 def usage_history(sub: Subscription, periods: int = 6) -> list[tuple[datetime, dict[str, int]]]:
@@ -427,10 +469,16 @@ def usage_history(sub: Subscription, periods: int = 6) -> list[tuple[datetime, d
 
 
 def open_usage_periods(subs: list[Subscription], closing: dict) -> None:
-    """After renewals or ends at period end: metered periods wait for late usage, then close."""
-    metered = set(
+    """After renewals or ends at period end: metered periods wait for late usage, then close.
+
+    Metered: the plan's current terms have overage rates (Billing then holds the renewal invoice for
+    the usage) or the subscription's own version has (a grandfathered one keeps its overage; billed
+    on an invoice of its own when the renewal was not held)."""
+    metered_plans = set(
         PlanOverageRate.objects.filter(plan_id__in={s.plan_id for s in subs}).values_list("plan_id", flat=True)
     )
+    terms = usage_terms({(str(s.plan_id), s.plan_version) for s in subs})
+    metered = {s.pk for s in subs if s.plan_id in metered_plans or terms[(str(s.plan_id), s.plan_version)].rates}
     UsagePeriod.objects.bulk_create(
         [
             UsagePeriod(
@@ -442,7 +490,7 @@ def open_usage_periods(subs: list[Subscription], closing: dict) -> None:
                 test_clock_id=sub.test_clock_id,
             )
             for sub in subs
-            if sub.plan_id in metered
+            if sub.pk in metered
         ],
         ignore_conflicts=True,
     )
@@ -459,24 +507,21 @@ def calculate_due_periods(due, now: datetime) -> int:
             subscription_id__in={p.subscription_id for p in periods}
         ).values_list("subscription_id", "period_start", "metric", "used"):
             counters[(sub_id, start)][metric] = used
-        rates = defaultdict(dict)
-        for plan_id, metric, currency, amount in PlanOverageRate.objects.filter(
-            plan_id__in={p.subscription.plan_id for p in periods}
-        ).values_list("plan_id", "metric", "currency", "amount"):
-            rates[(plan_id, currency)][metric] = UnitRate(amount, currency)
+        # the terms of the version each subscription is billed on (grandfathered ones keep theirs)
+        terms = usage_terms({(str(p.subscription.plan_id), p.subscription.plan_version) for p in periods})
         groups = []
         for period in periods:
             sub = period.subscription
-            included = sub.plan.included_usage or {}
+            version = terms[(str(sub.plan_id), sub.plan_version)]
+            included = version.included
             used = counters[(sub.pk, period.period_start)]
-            plan_rates = rates[(sub.plan_id, sub.currency)]
             metrics = [
                 ev.MetricUsage(
                     metric=m,
                     used=int(used.get(m, 0)),
                     included=int(included.get(m, 0)),
                     overage=max(0, int(used.get(m, 0)) - int(included.get(m, 0))),
-                    rate=plan_rates.get(m),
+                    rate=version.rate(sub.currency, m),
                 )
                 for m in sorted(set(included) | set(used))
             ]

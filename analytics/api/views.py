@@ -134,5 +134,6 @@ class PriceMigrationImpactView(APIView):
                 "assumptions": result.assumptions,
                 "customers": _money_rows(result.customers),
                 "overage": _money_rows(result.overage),
+                "invoices": _money_rows(result.invoices),
             }
         )

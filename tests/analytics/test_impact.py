@@ -20,6 +20,16 @@ from tests.helpers import publish
 
 PLAN = str(uuid.uuid4())
 MIGRATION = str(uuid.uuid4())
+#: "Now" for the edges (page, API, CSV), which read the system clock: the history's months stay in
+#: their 12-month window whatever day the suite runs.
+NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def edges_now(monkeypatch):
+    from sharedkernel.clock import SystemClock
+
+    monkeypatch.setattr(SystemClock, "now", lambda self: NOW)
 
 
 def usd(amount: str) -> dict:
@@ -86,6 +96,11 @@ def usage(sub: str, customer: str, when: datetime, used: int) -> None:
 
 @pytest.fixture
 def history():
+    return script_history()
+
+
+def script_history() -> dict[str, tuple[str, str]]:
+    """The history of the module docstring; returns name → (subscription id, customer id)."""
     plan_event("subscriptions.PlanCreated", 1, "10.00", 100, "0.10")
     plan_event("subscriptions.PlanUpdated", 2, "12.00", 50, "0.20")
     publish(

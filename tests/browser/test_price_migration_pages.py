@@ -62,6 +62,15 @@ def test_migration_admin_plan_versions_and_the_customers_coming_price(flow, page
     page.goto(f"/admin/subscriptions/pricemigration/{migration.pk}/change/")
     assert "scheduled 1 · moved 0 · left out 0 · cancelled 0" in page.inner_text(".migration-progress")
     _shot(page, "admin-migration")
+    # its impact, one click away: the replay's tables and charts, and the stated assumptions
+    page.click("a.impact-link")
+    assert page.inner_text("h1") == "Price migration impact"
+    first = page.inner_text("table.impact-months tbody tr:last-child")
+    assert "30.00 USD" in first and "36.00 USD" in first  # this month's MRR: actual 30, proposed 36
+    assert page.locator(".chart svg").count() == 3
+    assert "Monthly churn rate" in page.inner_text("dl.assumptions")
+    _shot(page, "impact")
+    page.goto(f"/admin/subscriptions/pricemigration/{migration.pk}/change/")
     page.goto("/admin/subscriptions/pricemigration/")
     _shot(page, "admin-migrations")
     page.goto(f"/admin/subscriptions/plan/{plan.pk}/change/")

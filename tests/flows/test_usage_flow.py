@@ -80,3 +80,154 @@ def test_overage_is_added_to_the_renewal_invoice_after_the_grace_window_includin
     assert bill["amount_due"] == {"amount": "55.01", "currency": "USD"}
     # and the new period starts from zero
     assert staff.get(f"/api/v1/subscriptions/{sub['id']}/usage/").json()["metrics"][0]["used"] == 0
+
+
+def test_a_grandfathered_subscription_keeps_its_versions_included_usage_and_overage_rate(flow, settings):
+    settings.USAGE_GRACE_SECONDS = 60
+    staff = api_client(staff_user())
+    # given a metered plan (v1: 1,000 calls included, 0.01 over) and Ada subscribed on it
+    plan = staff.post(
+        "/api/v1/plans/",
+        {
+            "code": "api-v",
+            "name": "API",
+            "tier": "professional",
+            "interval": "month",
+            "trial_days": 0,
+            "prices": [{"amount": "50.00", "currency": "USD"}],
+            "included_usage": {"api_calls": 1000},
+            "overage_rates": {"api_calls": {"amount": "0.01", "currency": "USD"}},
+        },
+        format="json",
+    ).json()
+    clock = staff.post("/api/v1/test-clocks/", {"frozen_time": "2025-05-01T00:00:00Z"}, format="json").json()
+    people = []
+    for name in ("Ada", "Bob"):
+        people.append(
+            staff.post(
+                "/api/v1/customers/",
+                {
+                    "name": name,
+                    "email": f"{name}@example.com",
+                    "currency": "USD",
+                    "country": "GB",
+                    "test_clock": clock["id"],
+                },
+                format="json",
+            ).json()
+        )
+    wait_until_handled()
+    for person in people:
+        staff.put(f"/api/v1/customers/{person['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
+    ada = staff.post("/api/v1/subscriptions/", {"customer": people[0]["id"], "plan": plan["id"]}, format="json").json()
+    wait_until_handled()
+
+    # when staff publish v2 (same price, 500 included, 0.02 over) and Bob subscribes on it
+    v2 = {
+        "prices": [{"amount": "50.00", "currency": "USD"}],
+        "included_usage": {"api_calls": 500},
+        "overage_rates": {"api_calls": [{"amount": "0.02", "currency": "USD"}]},
+    }
+    assert staff.post(f"/api/v1/plans/{plan['id']}/versions/", v2, format="json").status_code == 201
+    bob = staff.post("/api/v1/subscriptions/", {"customer": people[1]["id"], "plan": plan["id"]}, format="json").json()
+    wait_until_handled()
+    assert (ada["plan_version"], bob["plan_version"]) == (1, 2)
+    staff.post(f"/api/v1/test-clocks/{clock['id']}/advance/", {"to": "2025-05-11T00:00:00Z"}, format="json")
+    for sub in (ada, bob):
+        body = {
+            "subscription": sub["id"],
+            "metric": "api_calls",
+            "quantity": 1200,
+            "timestamp": "2025-05-10T10:00:00Z",
+            "idempotency_key": f"k-{sub['id']}",
+        }
+        assert staff.post("/api/v1/usage/", body, format="json").json()["accepted"] == 1
+
+    # then each is metered on its own version's terms: Ada 200 over at 0.01, Bob 700 over at 0.02
+    shown = {
+        name: staff.get(f"/api/v1/subscriptions/{sub['id']}/usage/").json()["metrics"][0]
+        for name, sub in (("ada", ada), ("bob", bob))
+    }
+    assert (shown["ada"]["included"], shown["ada"]["rate"]["amount"], shown["ada"]["overage_amount"]["amount"]) == (
+        1000,
+        "0.01",
+        "2.00",
+    )
+    assert (shown["bob"]["included"], shown["bob"]["rate"]["amount"], shown["bob"]["overage_amount"]["amount"]) == (
+        500,
+        "0.02",
+        "14.00",
+    )
+    # the quota each crossed is its own version's
+    from sharedkernel.models import StoredEvent
+
+    exceeded = StoredEvent.objects.filter(event_type="subscriptions.UsageQuotaExceeded")
+    assert {e.payload["subscription_id"]: e.payload["included"] for e in exceeded} == {ada["id"]: 1000, bob["id"]: 500}
+
+    # and the renewal bills each its own version's overage
+    staff.post(f"/api/v1/test-clocks/{clock['id']}/advance/", {"to": "2025-06-01T00:02:00Z"}, format="json")
+    wait_until_handled()
+    for sub, usage_line in ((ada, "2.00"), (bob, "14.00")):
+        renewal = Invoice.objects.get(subscription_id=sub["id"], billing_reason="subscription_cycle")
+        bill = staff.get(f"/api/v1/invoices/{renewal.id}/").json()
+        assert [(line["kind"], line["amount"]["amount"]) for line in bill["lines"] if line["kind"] != "tax"] == [
+            ("plan", "50.00"),
+            ("usage", usage_line),
+        ], bill
+    calculated = StoredEvent.objects.filter(event_type="subscriptions.UsageCalculated")
+    included = {e.payload["subscription_id"]: e.payload["metrics"][0]["included"] for e in calculated}
+    assert included == {ada["id"]: 1000, bob["id"]: 500}
+
+
+def test_a_grandfathered_subscription_is_still_billed_its_overage_when_the_new_version_meters_nothing(flow, settings):
+    settings.USAGE_GRACE_SECONDS = 60
+    staff = api_client(staff_user())
+    # given Ada on a metered v1 (1,000 calls included, 0.01 over)
+    plan = staff.post(
+        "/api/v1/plans/",
+        {
+            "code": "api-g",
+            "name": "API",
+            "tier": "professional",
+            "interval": "month",
+            "trial_days": 0,
+            "prices": [{"amount": "50.00", "currency": "USD"}],
+            "included_usage": {"api_calls": 1000},
+            "overage_rates": {"api_calls": {"amount": "0.01", "currency": "USD"}},
+        },
+        format="json",
+    ).json()
+    clock = staff.post("/api/v1/test-clocks/", {"frozen_time": "2025-05-01T00:00:00Z"}, format="json").json()
+    ada = staff.post(
+        "/api/v1/customers/",
+        {"name": "Ada", "email": "ada@example.com", "currency": "USD", "country": "GB", "test_clock": clock["id"]},
+        format="json",
+    ).json()
+    wait_until_handled()
+    staff.put(f"/api/v1/customers/{ada['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
+    sub = staff.post("/api/v1/subscriptions/", {"customer": ada["id"], "plan": plan["id"]}, format="json").json()
+    wait_until_handled()
+
+    # when v2 (unmetered: a flat 60.00) becomes current, and Ada, still on v1, uses 1,200 calls
+    v2 = {"prices": [{"amount": "60.00", "currency": "USD"}], "included_usage": {}, "overage_rates": {}}
+    assert staff.post(f"/api/v1/plans/{plan['id']}/versions/", v2, format="json").status_code == 201
+    staff.post(f"/api/v1/test-clocks/{clock['id']}/advance/", {"to": "2025-05-11T00:00:00Z"}, format="json")
+    body = {
+        "subscription": sub["id"],
+        "metric": "api_calls",
+        "quantity": 1200,
+        "timestamp": "2025-05-10T10:00:00Z",
+        "idempotency_key": "g1",
+    }
+    assert staff.post("/api/v1/usage/", body, format="json").json()["accepted"] == 1
+
+    # then her renewal bills her 50.00 and her 200 calls over are still billed at 0.01 (2.00)
+    staff.post(f"/api/v1/test-clocks/{clock['id']}/advance/", {"to": "2025-06-01T00:02:00Z"}, format="json")
+    wait_until_handled()
+    lines = [
+        (line["kind"], line["amount"]["amount"])
+        for i in Invoice.objects.filter(subscription_id=sub["id"]).exclude(billing_reason="subscription_create")
+        for line in staff.get(f"/api/v1/invoices/{i.id}/").json()["lines"]
+        if line["kind"] != "tax"
+    ]
+    assert sorted(lines) == [("plan", "50.00"), ("usage", "2.00")]

@@ -79,7 +79,7 @@ def _subscriber(staff, drain, plan_id, name):
     return sub["id"]
 
 
-def test_a_cancelled_migration_withdraws_what_it_scheduled(staff, drain):
+def test_a_cancelled_migration_withdraws_what_it_scheduled(staff, drain, client):
     from sharedkernel.scheduling import run_job
 
     # given two subscribers, one paused by staff, and a cut to 39.00 in version 2
@@ -120,6 +120,12 @@ def test_a_cancelled_migration_withdraws_what_it_scheduled(staff, drain):
     state = staff.get(f"/api/v1/price-migrations/{migration['id']}/").json()
     assert state["status"] == "done" and state["counts"]["scheduled"] == 1 and state["counts"]["left_out"] == 1
     assert staff.get(f"/api/v1/subscriptions/{moving}/").json()["scheduled_price_change"]["price"]["amount"] == "39.00"
+    # the admin page reports who was left out, by name and in words
+    client.force_login(staff_user("boss"))
+    page = client.get(f"/admin/subscriptions/pricemigration/{migration['id']}/change/").content.decode()
+    assert "scheduled 1 · moved 0 · left out 1 · cancelled 0" in page
+    left_out = page.split('class="left-out"', 1)[1].split("</table>", 1)[0]
+    assert ">pat<" in left_out and "Paused by staff" in left_out and "ann" not in left_out
 
     # then cancelling it withdraws the scheduled change that has not happened yet
     cancelled = staff.post(f"/api/v1/price-migrations/{migration['id']}/cancel/")
@@ -175,3 +181,79 @@ def test_admin_migration_page_previews_and_its_actions_start_pause_resume_cancel
         "subscriptions.PriceMigrationCancelled",
     ]
     assert staff.get(f"/api/v1/subscriptions/{sub}/").json()["scheduled_price_change"] is None
+
+
+def test_admin_add_form_drafts_a_migration_refuses_bad_input_on_the_form_and_the_page_buttons_run_each_command(
+    staff, drain, client
+):
+    from subscriptions.price_migrations import PriceMigration
+
+    # given a plan with a subscriber on version 1 and a dearer version 2
+    client.force_login(staff_user("boss"))
+    plan_id = staff.post("/api/v1/plans/", {**PLAN, "code": "team-f"}, format="json").json()["id"]
+    sub = _subscriber(staff, drain, plan_id, "fay")
+    assert staff.post(f"/api/v1/plans/{plan_id}/versions/", V2, format="json").status_code == 201
+    form = client.get("/admin/subscriptions/pricemigration/add/")
+    assert form.status_code == 200 and 'name="effective_from"' in form.content.decode()
+    good = {
+        "plan": plan_id,
+        "to_version": "2",
+        "effective_from": "2025-01-01 00:00",
+        "from_versions": "1",
+        "currencies": "usd",
+        "subscriptions": sub,
+        "created_before": "",
+    }
+
+    # bad input is shown on the form, next to its field, and drafts nothing
+    for field, value, message in (
+        ("to_version", "7", "The plan has no such version."),
+        ("currencies", "EUR", "Version 2 is not sold in"),
+        ("currencies", "dollars", "Not ISO 4217 codes"),
+        ("from_versions", "2", "from_versions are other existing versions"),
+        ("from_versions", "one", "Whole version numbers"),
+        ("subscriptions", "not-an-id", "Subscription ids are UUIDs"),
+        ("effective_from", "soon", "Enter a valid date/time."),
+    ):
+        response = client.post("/admin/subscriptions/pricemigration/add/", {**good, field: value})
+        assert response.status_code == 200, (field, value)
+        page = response.content.decode()
+        assert message in page, (field, value)
+        assert page.index(message) < page.index(f'name="{field}"'), (field, value)  # shown above its input
+    assert PriceMigration.objects.count() == 0
+
+    # when staff draft it
+    response = client.post("/admin/subscriptions/pricemigration/add/", good)
+    [migration] = PriceMigration.objects.all()
+    assert response.status_code == 302 and response["Location"].endswith(f"/{migration.pk}/change/")
+    assert (migration.to_version, migration.from_versions, migration.currencies) == (2, [1], ["USD"])
+    assert migration.subscription_ids == [sub]
+
+    # then its page previews it, links the impact, offers Start, and each button runs its command
+    page = client.get(response["Location"]).content.decode()
+    assert "1 subscriptions would move; MRR change 10.00 USD" in page
+    assert f"/staff/analytics/price-migrations/{migration.pk}/impact/" in page
+    assert 'value="start"' in page and 'value="resume"' not in page
+    url = f"/admin/subscriptions/pricemigration/{migration.pk}/change/"
+    for action, status, offered in (
+        ("start", "running", ["pause", "cancel"]),
+        ("pause", "paused", ["resume", "cancel"]),
+        ("resume", "running", ["pause", "cancel"]),
+        ("cancel", "cancelled", []),
+    ):
+        response = client.post(url, {"migration_action": action}, follow=True)
+        page = response.content.decode()
+        assert f"{action.title()}: done." in page
+        assert staff.get(f"/api/v1/price-migrations/{migration.pk}/").json()["status"] == status
+        assert [b for b in ("start", "pause", "resume", "cancel") if f'value="{b}"' in page] == offered
+    refused = client.post(url, {"migration_action": "resume"}, follow=True).content.decode()
+    assert "Resume refused — A cancelled migration cannot be resumed." in refused
+    assert [e.event_type for e in StoredEvent.objects.filter(aggregate_id=str(migration.pk)).order_by("position")] == [
+        "subscriptions.PriceMigrationDrafted",
+        "subscriptions.PriceMigrationStarted",
+        "subscriptions.PriceMigrationPaused",
+        "subscriptions.PriceMigrationResumed",
+        "subscriptions.PriceMigrationCancelled",
+    ]
+    # progress counts are on the page
+    assert "scheduled 0 · moved 0 · left out 0 · cancelled 0" in page
