@@ -29,6 +29,7 @@ in your environment (your test Redis) is left alone: it is never flushed nor use
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -293,6 +294,17 @@ def run(n: int) -> dict:
     connections.close_all()
     count_dir = tempfile.mkdtemp(prefix="bill-run-")
     workers = start_workers(count_dir)
+    profilers = [
+        # PYSPY=/tmp/bill: each worker (and its pool) sampled by py-spy, collapsed stacks in /tmp/bill.<k>
+        subprocess.Popen(
+            [str(Path(sys.executable).with_name("py-spy")), "record", "--subprocesses", "--format", "raw"]
+            + ["-o", f"{os.environ['PYSPY']}.{k}", "--pid", str(w.pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for k, w in enumerate(workers)
+        if os.environ.get("PYSPY")
+    ]
     try:
         events_before = StoredEvent.objects.count()
         own = [0]
@@ -315,6 +327,9 @@ def run(n: int) -> dict:
         drained = time.monotonic() - t0
         own_queries = own[0]
     finally:
+        for p in profilers:
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=60)
         for w in workers:
             w.terminate()
         for w in workers:

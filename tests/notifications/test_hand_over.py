@@ -146,3 +146,35 @@ def test_an_smtp_hand_over_inside_an_open_transaction_is_refused(settings):
     finally:
         sink.stop()
     assert [m["Message-ID"] for _, m in sink.messages] == [note.message_id]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_marks_commit_asynchronously_and_the_connection_is_synchronous_again_after_the_batch(
+    settings, monkeypatch
+):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    notes = logged_invoice_mails(3)
+    sink = SmtpSink().start()
+    smtp_to(settings, sink)
+    seen = []
+    original = mail._mark_sent
+
+    def mark_and_look(note):
+        original(note)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            seen.append(cursor.fetchone()[0])
+
+    monkeypatch.setattr(mail, "_mark_sent", mark_and_look)
+    try:
+        assert mail.send_many([n.pk for n in notes]) == 3
+    finally:
+        sink.stop()
+    assert seen == ["off"] * 3  # each mark's commit did not wait for its WAL flush...
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"  # ...and nothing after the batch inherits that
+    assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
