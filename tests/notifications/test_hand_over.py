@@ -149,9 +149,7 @@ def test_an_smtp_hand_over_inside_an_open_transaction_is_refused(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_marks_commit_asynchronously_and_the_connection_is_synchronous_again_after_the_batch(
-    settings, monkeypatch
-):
+def test_the_marks_commit_asynchronously_and_the_connection_is_synchronous_again_after_the_batch(settings, monkeypatch):
     from django.db import connection
 
     if connection.vendor != "postgresql":
