@@ -18,7 +18,7 @@ from sharedkernel.commands import command
 from sharedkernel.eventstore import append
 
 
-@command
+@command(aggregate="Export", records=("analytics.DataExported",))
 def export_view(*, view: str, by: str, clock: Clock | None = None) -> str:
     """ExportData: the CSV of one dashboard view (``reports.VIEWS``), recorded as DataExported
     (who, which view, how many rows). An unknown view is a KeyError: the edge answers 404."""
@@ -40,7 +40,7 @@ def export_view(*, view: str, by: str, clock: Clock | None = None) -> str:
     return text
 
 
-@command
+@command(aggregate="Report", records=("analytics.ReportGenerated",))
 def generate_monthly_report(*, month: date, at: datetime) -> Report:
     """GenerateReport: MRR movements, revenue and churn of ``month`` stored as one CSV for the admin,
     recorded as ReportGenerated. Generating a month again replaces its stored CSV."""

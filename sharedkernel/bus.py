@@ -54,6 +54,7 @@ from django.utils import timezone
 
 from sharedkernel.bulk import bound_cursor
 from sharedkernel.correlation import caused_by
+from sharedkernel.declarations import running
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of, events_at
 from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery, Heartbeat
@@ -207,7 +208,7 @@ def handler_transaction() -> Iterator[None]:
     pending: list[Callable[[], None]] = []
     later = _after_commit.set(pending)
     try:
-        with transaction.atomic(durable=True):
+        with transaction.atomic(durable=True), running(None):  # no command runs until a handler calls one
             yield
     finally:
         _in_handler.reset(token)
@@ -593,3 +594,13 @@ def retry_failed(delivery_ids: Iterable[int]) -> int:
     )
     transaction.on_commit(lambda: send_grouped(EventDelivery.objects.filter(pk__in=ids).values_list("handler", "pk")))
     return updated
+
+
+def retry_now(delivery_ids: Iterable[int]) -> tuple[int, int]:
+    """Staff, from the board or a timeline: failed deliveries get a fresh set of attempts and open ones
+    are due at once; both are sent to the workers after commit (the relay picks them up otherwise).
+    Returns (failed retried, open made due). Done rows are left alone."""
+    ids = list(delivery_ids)
+    failed = retry_failed(ids)  # sends every given id after commit; a done one claims nothing
+    waiting = EventDelivery.objects.filter(pk__in=ids, status__in=OPEN_STATUSES).update(dispatch_after=timezone.now())
+    return failed, waiting - failed
