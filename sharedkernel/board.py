@@ -27,10 +27,10 @@ from django.utils import timezone
 from sharedkernel.catalog import Registry, registry
 from sharedkernel.models import DeliveryStatus, EventDelivery, StoredEvent
 
-LANE_W, LANE_GAP, TOP = 300, 26, 44
-LEFT_X, LEFT_W = 16, 128
-RIGHT_X, RIGHT_W = 160, 132
-STICKY_H, ROW = 36, 44
+LANE_W, LANE_GAP, TOP = 294, 22, 44
+LEFT_X, LEFT_W = 14, 126
+RIGHT_X, RIGHT_W = 156, 130
+STICKY_H, ROW = 40, 46
 AGGREGATE_H, LABEL_H = 24, 26
 
 
@@ -147,6 +147,22 @@ def build(reg: Registry | None = None) -> dict:
             "by_type": {t: v for t, v in per_type.items() if v["pending"] or v["failed"]},
         }
 
+    def handler_sticky(h, left: int, y: int, *, wide: bool = False) -> Sticky:
+        figures = handler_figures(h.name, h.events)
+        return add(
+            Sticky(
+                "readmodel" if h.read_model else "policy",
+                h.name,
+                _short(h.name),
+                h.context,
+                x=left + LEFT_X,
+                y=y,
+                w=RIGHT_X + RIGHT_W - LEFT_X if wide else LEFT_W,
+                hot=bool(figures["pending"] or figures["failed"]),
+                info={"handler": h, **figures},
+            )
+        )
+
     lanes = _lanes(reg)
     heights = []
     for index, context in enumerate(lanes):
@@ -176,6 +192,10 @@ def build(reg: Registry | None = None) -> dict:
             )
             y += AGGREGATE_H + 8
             for c in (c for c in commands if (c.aggregate or "—") == aggregate):
+                for h in reg.handlers:  # a policy sits just before the (first) command it issues
+                    if c.name in h.issues and not h.read_model and ("policy", h.name) not in by_key:
+                        handler_sticky(h, left, y)
+                        y += ROW
                 cmd = add(
                     Sticky(
                         "command",
@@ -205,24 +225,12 @@ def build(reg: Registry | None = None) -> dict:
                 y += ROW
         for read_models, title in ((False, "Policies"), (True, "Read models")):
             mine = [h for h in reg.handlers if h.context == context and h.read_model == read_models]
+            mine = [h for h in mine if ("policy", h.name) not in by_key]
             if not mine:
                 continue
             label(title)
             for h in mine:
-                figures = handler_figures(h.name, h.events)
-                add(
-                    Sticky(
-                        "readmodel" if read_models else "policy",
-                        h.name,
-                        _short(h.name),
-                        context,
-                        x=left + LEFT_X,
-                        y=y,
-                        w=RIGHT_X + RIGHT_W - LEFT_X if read_models else LEFT_W,
-                        hot=bool(figures["pending"] or figures["failed"]),
-                        info={"handler": h, **figures},
-                    )
-                )
+                handler_sticky(h, left, y, wide=read_models)
                 y += ROW
         mine = [x for x in reg.external_systems if x.context == context]
         if mine:
@@ -243,7 +251,7 @@ def build(reg: Registry | None = None) -> dict:
     for h in reg.handlers:  # event → policy (dashed across contexts) → command
         if h.read_model or any("*" in p for p in h.patterns):
             continue  # read models list their feeds; a handler of every event would cross the whole wall
-        policy = by_key[("policy", h.name)]
+        policy = by_key[("readmodel" if h.read_model else "policy", h.name)]
         for t in h.events:
             if ("event", t) in by_key:
                 source = by_key[("event", t)]

@@ -15,6 +15,7 @@ policies (purple). Which commands a policy issues is read from its code: the com
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import inspect
@@ -185,7 +186,10 @@ def issued_commands(fn: Callable, *, depth: int = 3, seen: set | None = None) ->
     if code is None or fn in seen:
         return set()
     seen.add(fn)
-    names, scope = _names_in(code), getattr(fn, "__globals__", {})
+    names, scope = _names_in(code) | set(code.co_freevars), dict(getattr(fn, "__globals__", {}))
+    for var, cell in zip(code.co_freevars, fn.__closure__ or (), strict=False):
+        with contextlib.suppress(ValueError):  # an empty cell
+            scope[var] = cell.cell_contents
     candidates = [scope[n] for n in names if n in scope]
     candidates += [getattr(m, n) for m in candidates if isinstance(m, types.ModuleType) for n in names if hasattr(m, n)]
     found = set()

@@ -53,9 +53,10 @@ def command(
         records = tuple(records)
 
     def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        full_name = name or f"{fn.__module__.split('.')[0]}.{fn.__name__}"
         spec = CommandSpec(
-            name=name or f"{fn.__module__.split('.')[0]}.{fn.__name__}",
-            context=fn.__module__.split(".")[0],
+            name=full_name,
+            context=full_name.split(".", 1)[0],
             aggregate=aggregate,
             records=records,
             location=location_of(fn),
