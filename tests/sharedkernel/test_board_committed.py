@@ -94,7 +94,8 @@ def test_a_failed_delivery_retried_from_the_timeline_is_handled_by_the_worker(fl
 
     # the timeline shows it as a pink hot spot with a retry button
     html = client.get(url).content.decode()
-    assert f'<li class="hot" data-delivery="{opening.pk}" data-status="failed">' in html
+    assert f'data-delivery="{opening.pk}" data-status="failed">' in html
+    assert f'<li class="hot" title="boom" data-delivery="{opening.pk}"' in html
     assert f'name="delivery" value="{opening.pk}"' in html
 
     # when staff press retry
