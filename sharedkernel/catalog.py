@@ -132,6 +132,11 @@ def _render_commands() -> list[str]:
     for c in reg.commands:
         recorded = ", ".join(f"`{r}`" for r in c.records or ()) or "—"
         lines.append(f"| `{c.name}` | {c.aggregate or '—'} | {recorded} | `{c.location.split(':')[0]}` |")
+    lines += ["", "## Policies and read models", "", "| Handler | Kind | Reacts to | Issues |", "|---|---|---|---|"]
+    for h in reg.handlers:
+        reacts = "every public event" if h.patterns == ("*",) else ", ".join(f"`{t}`" for t in h.events)
+        issues = ", ".join(f"`{c}`" for c in h.issues) or "—"
+        lines.append(f"| `{h.name}` | {'read model' if h.read_model else 'policy'} | {reacts} | {issues} |")
     lines += ["", "## External systems", "", "| System | Context | Port |", "|---|---|---|"]
     lines += [f"| {x.name} | {x.context} | `{x.port}` |" for x in reg.external_systems]
     return [*lines, ""]
@@ -179,7 +184,7 @@ def _names_in(code: types.CodeType) -> set[str]:
 
 def issued_commands(fn: Callable, *, depth: int = 3, seen: set | None = None) -> set[str]:
     """The commands ``fn`` calls, by name: those it names (``commands.suspend_subscription``) and
-    those its own module's helpers name, a few calls deep."""
+    those its own context's helpers name, a few calls deep."""
     seen = seen if seen is not None else set()
     fn = inspect.unwrap(fn)
     code = getattr(fn, "__code__", None)
@@ -197,7 +202,7 @@ def issued_commands(fn: Callable, *, depth: int = 3, seen: set | None = None) ->
         spec = getattr(obj, "command", None)
         if isinstance(spec, declarations.CommandSpec):
             found.add(spec.name)
-        elif depth and inspect.isfunction(obj) and obj.__module__ == fn.__module__:
+        elif depth and inspect.isfunction(obj) and obj.__module__.split(".")[0] == fn.__module__.split(".")[0]:
             found |= issued_commands(obj, depth=depth - 1, seen=seen)
     return found
 
