@@ -19,38 +19,38 @@ from sharedkernel.eventstore import append
 from sharedkernel.models import StoredEvent
 
 
-@dataclass(frozen=True)
-class WidgetPolished(events.Event):
-    event_type = "testkit.WidgetPolished"
-    aggregate_type = "Widget"
-    aggregate_id_field = "widget_id"
-    public = False
-    widget_id: str
-
-
-@dataclass(frozen=True)
-class WidgetScratched(events.Event):
-    event_type = "testkit.WidgetScratched"
-    aggregate_type = "Widget"
-    aggregate_id_field = "widget_id"
-    public = False
-    widget_id: str
-
-
 def _recorded(event: events.Event) -> RecordedEvent:
     return RecordedEvent(event, datetime(2026, 1, 1, tzinfo=UTC), "Widget", event.widget_id, 1, None)
 
 
-@command(aggregate="Widget", records=("testkit.WidgetPolished",), name="testkit.polish_widget")
-def polish_widget(*, widget_id: str, scratch: bool = False) -> None:
-    append([_recorded(WidgetPolished(widget_id=widget_id))])
-    if scratch:  # a change that forgot to update the declaration
-        append([_recorded(WidgetScratched(widget_id=widget_id))])
+@pytest.fixture
+def polish_widget():
+    """A command of a test kit, declared like every other (registered here, gone afterwards, so the
+    parametrised tests over every event never see the kit's events)."""
 
+    @dataclass(frozen=True)
+    class WidgetPolished(events.Event):
+        event_type = "testkit.WidgetPolished"
+        aggregate_type = "Widget"
+        aggregate_id_field = "widget_id"
+        public = False
+        widget_id: str
 
-@pytest.fixture(autouse=True, scope="module")
-def _forget_the_test_kit():
-    yield
+    @dataclass(frozen=True)
+    class WidgetScratched(events.Event):
+        event_type = "testkit.WidgetScratched"
+        aggregate_type = "Widget"
+        aggregate_id_field = "widget_id"
+        public = False
+        widget_id: str
+
+    @command(aggregate="Widget", records=("testkit.WidgetPolished",), name="testkit.polish_widget")
+    def polish(*, widget_id: str, scratch: bool = False) -> None:
+        append([_recorded(WidgetPolished(widget_id=widget_id))])
+        if scratch:  # a change that forgot to update the declaration
+            append([_recorded(WidgetScratched(widget_id=widget_id))])
+
+    yield polish
     for event_type in ("testkit.WidgetPolished", "testkit.WidgetScratched"):
         events.EVENT_CLASSES.pop(event_type, None)
     declarations.COMMANDS.pop("testkit.polish_widget", None)
@@ -72,7 +72,7 @@ def test_every_command_declares_its_aggregate_and_known_events_of_its_own_contex
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_command_that_records_an_undeclared_event_is_refused_and_leaves_nothing_behind():
+def test_a_command_that_records_an_undeclared_event_is_refused_and_leaves_nothing_behind(polish_widget):
     polish_widget(widget_id="w1")
     assert list(StoredEvent.objects.values_list("event_type", flat=True)) == ["testkit.WidgetPolished"]
     assert ("testkit.polish_widget", "testkit.WidgetPolished") in declarations.OBSERVED
@@ -84,7 +84,7 @@ def test_a_command_that_records_an_undeclared_event_is_refused_and_leaves_nothin
 
 
 @pytest.mark.django_db(transaction=True)
-def test_in_production_an_undeclared_event_is_logged_not_refused(settings, caplog):
+def test_in_production_an_undeclared_event_is_logged_not_refused(settings, caplog, polish_widget):
     settings.COMMAND_RECORDS_CHECK = "log"
     polish_widget(widget_id="w3", scratch=True)
     assert StoredEvent.objects.filter(aggregate_id="w3").count() == 2
