@@ -208,16 +208,18 @@ def handler_transaction() -> Iterator[None]:
     pending: list[Callable[[], None]] = []
     later = _after_commit.set(pending)
     try:
-        with transaction.atomic(durable=True), running(None):  # no command runs until a handler calls one
+        # No command runs until the handler calls one — nor in its on-commit callbacks (hence outside).
+        with running(None), transaction.atomic(durable=True):
             yield
     finally:
         _in_handler.reset(token)
         _after_commit.reset(later)
-    for fn in pending:  # reached only after a commit
-        try:
-            fn()
-        except Exception:
-            logger.exception("Work after a handler's commit failed; its intent stays recorded for the resolver.")
+    with running(None):  # the handler's own work, not that of a command whose commit ran the handler
+        for fn in pending:  # reached only after a commit
+            try:
+                fn()
+            except Exception:
+                logger.exception("Work after a handler's commit failed; its intent stays recorded for the resolver.")
 
 
 def _claim(ids: Sequence[int], *, wait: bool = False) -> list[DomainEvent]:
@@ -447,10 +449,11 @@ def dispatch_committed(sender, deliveries: list[tuple[str, int]], **kwargs) -> N
     here = _read_your_writes(deliveries)
     mine = {pk for _, pk in here}
     _send_or_leave_for_relay([(name, pk) for name, pk in deliveries if pk not in mine])
-    for handler_name, ids in _group(here).items():
-        # A failure is recorded and retried by the workers as usual (step 4); a crash right here
-        # leaves the deliveries to the relay.
-        run_deliveries(handler_name, ids, wait=True)
+    with running(None):  # a commit inside a command's step runs these: they are not that command's
+        for handler_name, ids in _group(here).items():
+            # A failure is recorded and retried by the workers as usual (step 4); a crash right here
+            # leaves the deliveries to the relay.
+            run_deliveries(handler_name, ids, wait=True)
 
 
 def _send_or_leave_for_relay(deliveries: list[tuple[str, int]]) -> None:
