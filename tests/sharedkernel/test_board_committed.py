@@ -110,3 +110,23 @@ def test_a_failed_delivery_retried_from_the_timeline_is_handled_by_the_worker(fl
     html = client.get(url).content.decode()
     assert f'data-delivery="{opening.pk}" data-status="done">billing.open_billing_account: done at' in html
     assert 'data-event="billing.BillingAccountOpened"' in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stuck_pending_delivery_is_made_due_now_from_the_timeline_and_a_done_one_is_left_alone(client, drain):
+    customer, _ = subs.register_customer(name="Bo", email="bo@example.com", currency="USD", country="GB")
+    welcome = EventDelivery.objects.get(handler="notifications.welcome")
+    later = welcome.dispatch_after
+    assert later > timezone.now()  # the relay would pick it up only then
+    client.force_login(staff_user("boss"))
+    url = f"/staff/timeline/?customer={customer.pk}"
+    page = client.post("/staff/timeline/retry/", {"delivery": welcome.pk, "next": url}, follow=True)
+    assert "Delivery to notifications.welcome of" in page.content.decode()
+    welcome.refresh_from_db()
+    assert welcome.status == DeliveryStatus.PENDING and welcome.dispatch_after < later
+    drain()
+    page = client.post("/staff/timeline/retry/", {"delivery": welcome.pk, "next": url}, follow=True)
+    assert "was already handled; nothing to retry" in page.content.decode()
+    # an outside address in "next" is not followed
+    response = client.post("/staff/timeline/retry/", {"delivery": welcome.pk, "next": "https://evil.example/"})
+    assert response["Location"] == "/staff/timeline/"
