@@ -34,10 +34,13 @@ def _record_export(*, view: str, rows: int, by: str, at: datetime) -> None:
     )
 
 
-_committed_export = command(_record_export)  #: the same record, as a transaction of its own
+#: the same record, as a transaction of its own (the impact export's replay runs before it, outside)
+_committed_export = command(
+    aggregate="Export", records=("analytics.DataExported",), name="analytics.record_price_impact_export"
+)(_record_export)
 
 
-@command
+@command(aggregate="Export", records=("analytics.DataExported",))
 def export_view(*, view: str, by: str, clock: Clock | None = None) -> str:
     """ExportData: the CSV of one dashboard view (``reports.VIEWS``), recorded as DataExported
     (who, which view, how many rows). An unknown view is a KeyError: the edge answers 404."""
@@ -59,7 +62,7 @@ def export_price_impact(*, migration_id: str, months: int, by: str, clock: Clock
     return text
 
 
-@command
+@command(aggregate="Report", records=("analytics.ReportGenerated",))
 def generate_monthly_report(*, month: date, at: datetime) -> Report:
     """GenerateReport: MRR movements, revenue and churn of ``month`` stored as one CSV for the admin,
     recorded as ReportGenerated. Generating a month again replaces its stored CSV."""

@@ -174,7 +174,7 @@ def _single(id_: str, clock: Clock | None, test_clock_id) -> list[Work]:
 # -- accounts ---------------------------------------------------------------------------
 
 
-@command
+@command(aggregate="BillingAccount", records=("billing.BillingAccountOpened",))
 def open_account(
     *,
     customer_id: str,
@@ -225,7 +225,7 @@ def update_payment_method(*, customer_id: str, token: str, clock: Clock | None =
     return _set_payment_method(customer_id=customer_id, method=method, clock=clock)
 
 
-@command
+@command(aggregate="BillingAccount", records=("billing.PaymentMethodUpdated",), name="billing.set_payment_method")
 def _set_payment_method(*, customer_id: str, method: PaymentMethodInfo, clock: Clock | None) -> BillingAccount:
     account = _account(customer_id, lock=True)
     account.set_payment_method(method, at=(clock or clock_for(account.test_clock_id)).now())
@@ -267,7 +267,7 @@ def _credit(
     )
 
 
-@command
+@command(aggregate="BillingAccount", records=("billing.CreditApplied",))
 def grant_credit(*, customer_id: str, amount: Money, reason: str, clock: Clock | None = None) -> Money:
     """ApplyCredit (staff): returns the new balance in that currency. Refused with
     ``currency_mismatch`` in a currency the customer is not billed in (BillingAccount.add_credit)."""
@@ -322,6 +322,12 @@ def plan_line(plan_name: str, price: Money, period: InvoicePeriod, version: int 
     return LineDraft(LineKind.PLAN, f"{name} ({period.label()})", price)
 
 
+@command(
+    aggregate="Invoice",
+    records=("billing.InvoiceGenerated", "billing.InvoiceLineItemAdded"),
+    name="billing.generate_invoices",
+    own_transaction=False,
+)
 def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
     """Draft invoices (a bill run's worth at once). A (subscription, period) already
     invoiced is skipped; the unique constraint backs this up against a concurrent run."""
@@ -413,6 +419,12 @@ class MissingInvoice(Exception):
     """The renewal invoice the usage belongs to is not there yet (retried)."""
 
 
+@command(
+    aggregate="Invoice",
+    records=("billing.InvoiceGenerated", "billing.InvoiceLineItemAdded"),
+    name="billing.bill_usage",
+    own_transaction=False,
+)
 def bill_usage_many(facts: list[tuple[UsageFacts, Work]]) -> list[Work]:
     """Usage of closed periods: overage onto the waiting renewal invoice, or a final invoice.
     Returns the renewal drafts now ready for tax (the caller quotes them after its commit)."""
@@ -486,6 +498,12 @@ def await_tax(work: list[Work]) -> list[Work]:
     return work
 
 
+@command(
+    aggregate="Invoice",
+    records=("billing.TaxCalculated", "billing.TaxCalculationFailed"),
+    name="billing.calculate_tax",
+    own_transaction=False,
+)
 def calculate_tax_many(work: list[Work]) -> int:
     """CalculateTax for drafts not taxed yet. A calculator failure leaves the draft
     waiting with TaxCalculationFailed and a retry time; it never invents a rate.
@@ -542,6 +560,9 @@ def _invoice_numbers(invoices: list[Invoice], at_of: dict[str, datetime]) -> dic
     return numbers
 
 
+@command(
+    aggregate="Invoice", records=("billing.InvoiceFinalized",), name="billing.finalize_invoices", own_transaction=False
+)
 def finalize_many(work: list[Work]) -> int:
     """FinalizeInvoice for taxed drafts: number, credit from the balance, frozen."""
     items = {w.id: w for w in work}
@@ -648,6 +669,12 @@ def _ask_gateway(payment: Payment) -> PaymentResult:
         raise GatewayNoAnswer(str(exc)) from exc
 
 
+@command(
+    aggregate="Payment",
+    records=("billing.PaymentSucceeded", "billing.PaymentFailed", "billing.DunningStarted"),
+    name="billing.charge",
+    own_transaction=False,
+)
 def charge_in_flight(payment_ids: Iterable[str]) -> int:
     """Call the gateway for the given payments' attempts in flight and record the answers.
 
@@ -714,6 +741,12 @@ def update_payment_method_url() -> str:
     return f"{settings.SITE_URL.rstrip('/')}/billing/payment-method/"
 
 
+@command(
+    aggregate="Payment",
+    records=("billing.PaymentAttempted", "billing.PaymentSucceeded"),
+    name="billing.collect_payments",
+    own_transaction=False,
+)
 def collect_many(work: list[Work]) -> list[str]:
     """ProcessPayment for finalized invoices that have no payment yet: opens the payment and records its
     first attempt. The invoices are locked first, so a concurrent "pay now" and this policy never both
@@ -754,6 +787,17 @@ def collect_many(work: list[Work]) -> list[str]:
     return charging
 
 
+@command(
+    aggregate="Payment",
+    records=(
+        "billing.PaymentAttempted",
+        "billing.PaymentSucceeded",
+        "billing.DunningEscalated",
+        "billing.DunningExhausted",
+    ),
+    name="billing.retry_payments",
+    own_transaction=False,
+)
 def retry_many(work: list[Work], *, trigger: AttemptTrigger) -> list[str]:
     """RetryPayment: scheduled retries, dunning steps, a new card or "pay now". The payments are locked,
     and one already in flight is left alone. Returns the payments now in flight."""
@@ -784,6 +828,9 @@ def retry_many(work: list[Work], *, trigger: AttemptTrigger) -> list[str]:
     return charging
 
 
+@command(
+    aggregate="Invoice", records=("billing.InvoicePaid",), name="billing.mark_invoices_paid", own_transaction=False
+)
 def mark_paid_many(work: list[tuple[Work, Money]]) -> int:
     items = {w.id: (w, amount) for w, amount in work}
     invoices = list(Invoice.objects.select_for_update().filter(pk__in=items.keys(), status=InvoiceStatus.FINALIZED))
@@ -796,7 +843,9 @@ def mark_paid_many(work: list[tuple[Work, Money]]) -> int:
     return len(invoices)
 
 
-@command
+@command(
+    aggregate="Payment", records=("billing.PaymentAttempted", "billing.PaymentSucceeded"), name="billing.begin_paying"
+)
 def _begin_paying(*, invoice_id: str, clock: Clock | None) -> list[str]:
     invoice = Invoice.objects.select_for_update().filter(pk=invoice_id).first()
     if invoice is None:
@@ -836,6 +885,12 @@ def retry_after_new_payment_method(customer_id: str, *, at: datetime, cause: Cau
 # -- void, refund ----------------------------------------------------------------------
 
 
+@command(
+    aggregate="Invoice",
+    records=("billing.InvoiceVoided", "billing.CreditApplied"),
+    name="billing.void_invoices",
+    own_transaction=False,
+)
 def void_many(work: list[Work], *, reason: str) -> int:
     """VoidInvoice: collection stops; credit the invoice used goes back to the balance."""
     items = {w.id: w for w in work}
@@ -873,7 +928,7 @@ def void_many(work: list[Work], *, reason: str) -> int:
     return len(invoices)
 
 
-@command
+@command(aggregate="Invoice", records=("billing.InvoiceVoided",))
 def void_invoice(*, invoice_id: str, reason: str, clock: Clock | None = None) -> Invoice:
     invoice = Invoice.objects.filter(pk=invoice_id).first()
     if invoice is None:
@@ -905,7 +960,7 @@ def refund_payment(*, payment_id: str, amount: Money, reason: str, clock: Clock 
     return refund
 
 
-@command
+@command(aggregate="Payment", records=(), name="billing.request_refund")
 def _request_refund(*, payment_id: str, amount: Money, reason: str, clock: Clock | None) -> int:
     payment = Payment.objects.select_for_update().filter(pk=payment_id).first()
     if payment is None:
@@ -920,6 +975,7 @@ def _request_refund(*, payment_id: str, amount: Money, reason: str, clock: Clock
     return payment.refund_requests
 
 
+@command(aggregate="Payment", records=("billing.RefundIssued",), name="billing.refund", own_transaction=False)
 def _refund_in_flight(payment_id: str, request: int | None = None) -> tuple[Refund | None, RefundResult | None]:
     """Ask the gateway for the payment's refund in flight and record the answer (no transaction open)."""
     payment = Payment.objects.filter(pk=payment_id, refund_in_flight_minor__isnull=False).first()
@@ -949,6 +1005,12 @@ def _refund_in_flight(payment_id: str, request: int | None = None) -> tuple[Refu
 # -- plan changes ----------------------------------------------------------------------
 
 
+@command(
+    aggregate="Invoice",
+    records=("billing.InvoiceGenerated", "billing.InvoiceLineItemAdded", "billing.CreditApplied"),
+    name="billing.prorate_change",
+    own_transaction=False,
+)
 def prorate_change(change: PlanChangeFacts, *, cause: Cause) -> Proration | None:
     """GenerateProratedInvoice (net > 0) or ApplyCredit (net < 0) for a PlanChanged."""
     if change.in_trial:
@@ -1115,7 +1177,7 @@ def upcoming_invoice(*, subscription_id: str) -> UpcomingInvoice:
 # -- coupons ---------------------------------------------------------------------------
 
 
-@command
+@command(aggregate="BillingAccount", records=("billing.CouponRedeemed",))
 def apply_coupon(*, subscription_id: str, code: str, clock: Clock | None = None) -> Discount:
     """RedeemCoupon: one coupon per subscription, within the coupon's limits."""
     code = (code or "").strip().upper()

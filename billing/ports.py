@@ -21,6 +21,7 @@ from billing.values import (
     TaxCalculation,
     TaxUnavailable,
 )
+from sharedkernel.declarations import external_system
 from sharedkernel.values import Money
 
 
@@ -80,3 +81,17 @@ def use_plan_change_rules(rules: PlanChangeRules) -> None:
 
 def plan_change_rules() -> PlanChangeRules | None:
     return _plan_change_rules[0] if _plan_change_rules else None
+
+
+external_system(
+    "Payment gateway",
+    context="billing",
+    port=PaymentGateway,
+    description="Charges and refunds cards (the sandbox gateway offline, Stripe by settings).",
+)
+external_system(
+    "Tax API",
+    context="billing",
+    port=TaxCalculator,
+    description="Tax per jurisdiction (the rate table staff edit, or an HTTP tax service by settings).",
+)

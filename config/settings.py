@@ -212,6 +212,9 @@ TEST_CLOCK_MAX_ADVANCE = timedelta(days=env_int("TEST_CLOCK_MAX_ADVANCE_DAYS", 3
 # A gateway, tax, SMTP or webhook call while a database transaction is open (sharedkernel.outside):
 # "raise" under tests and DEBUG, "log" (an error line) in production.
 OUTSIDE_TRANSACTION_CHECK = os.environ.get("OUTSIDE_TRANSACTION_CHECK", "raise" if DEBUG or TESTING else "log")
+# An event a command records without declaring it in @command(records=...) (sharedkernel.declarations):
+# "raise" under tests and DEBUG, "log" (an error line) in production.
+COMMAND_RECORDS_CHECK = os.environ.get("COMMAND_RECORDS_CHECK", "raise" if DEBUG or TESTING else "log")
 BEAT_HEARTBEAT_MAX_AGE = timedelta(seconds=env_int("BEAT_HEARTBEAT_MAX_AGE_SECONDS", 180))
 
 # --- Domain settings -------------------------------------------------------

@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from config import staff, views
 from notifications.views import demo_webhook_receiver
 from sharedkernel.health import healthz
-from sharedkernel.views import board
+from sharedkernel.views import board, board_retry
 
 api_v1 = [
     path("", include("sharedkernel.api.urls")),
@@ -30,7 +30,9 @@ urlpatterns = [
     path("staff/analytics/", include("analytics.urls")),
     path("demo/webhook-receiver/", demo_webhook_receiver, name="demo-webhook-receiver"),
     path("staff/board/", board, name="staff-board"),
+    path("staff/board/retry/", board_retry, name="staff-board-retry"),
     path("staff/timeline/", staff.timeline, name="staff-timeline"),
+    path("staff/timeline/retry/", staff.timeline_retry, name="staff-timeline-retry"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

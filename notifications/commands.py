@@ -29,7 +29,7 @@ from sharedkernel.events import EVENT_CLASSES
 from sharedkernel.eventstore import append_batch
 
 
-@command
+@command(aggregate="WebhookEndpoint", records=())
 def register_endpoint(*, url: str, events: list[str], customer_id=None) -> WebhookEndpoint:
     """RegisterWebhookEndpoint: the URL must be public, the event types known and public."""
     try:
@@ -50,7 +50,7 @@ def register_endpoint(*, url: str, events: list[str], customer_id=None) -> Webho
     return WebhookEndpoint.objects.create(url=url, events=events, customer_id=customer_id, created_at=timezone.now())
 
 
-@command
+@command(aggregate="WebhookDelivery", records=())
 def redeliver(*, delivery_id) -> WebhookDelivery:
     """Send a delivery again now (staff, the API, or the endpoint's owner): right after commit, or by
     the retry job PICKUP_AFTER later should that process die first. Refused for a disabled endpoint."""
@@ -73,7 +73,7 @@ def _endpoint(endpoint_id) -> WebhookEndpoint:
     return endpoint
 
 
-@command
+@command(aggregate="WebhookEndpoint", records=())
 def enable_endpoint(*, endpoint_id) -> WebhookEndpoint:
     """Turn a disabled endpoint back on with a fresh failure clock (else its next failure would
     disable it again at once). Deliveries that failed meanwhile are not resent: redeliver them."""
@@ -85,7 +85,7 @@ def enable_endpoint(*, endpoint_id) -> WebhookEndpoint:
     return endpoint
 
 
-@command
+@command(aggregate="WebhookEndpoint", records=())
 def disable_endpoint(*, endpoint_id, reason: str = "Disabled by its owner.") -> WebhookEndpoint:
     """Stop sending to an endpoint (nothing is queued for it while it is off)."""
     endpoint = _endpoint(endpoint_id)
@@ -96,13 +96,13 @@ def disable_endpoint(*, endpoint_id, reason: str = "Disabled by its owner.") -> 
     return endpoint
 
 
-@command
+@command(aggregate="WebhookEndpoint", records=())
 def remove_endpoint(*, endpoint_id) -> None:
     """Delete an endpoint with its deliveries and their attempts."""
     _endpoint(endpoint_id).delete()
 
 
-@command
+@command(aggregate="Recipient", records=())
 def set_preferences(*, customer_id, essential_only: bool) -> Recipient:
     recipient = Recipient.objects.filter(pk=customer_id).first()
     if recipient is None:
@@ -112,7 +112,7 @@ def set_preferences(*, customer_id, essential_only: bool) -> Recipient:
     return recipient
 
 
-@command
+@command(aggregate="Notification", records=("notifications.EmailBounced",))
 def record_bounce(*, email: str, reason: str, message_id: str = "") -> Notification | None:
     """The e-mail provider says a message bounced: mark it, and send only essential mail there from now."""
     email = (email or "").strip()

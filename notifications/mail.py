@@ -50,6 +50,7 @@ from notifications.models import Notification, NotificationStatus, Suppression
 from sharedkernel.aggregates import RecordedEvent
 from sharedkernel.bulk import bound_cursor, bulk_update_rows, insert_rows
 from sharedkernel.correlation import Cause, new_correlation_id
+from sharedkernel.declarations import external_system
 from sharedkernel.eventstore import append_batch
 from sharedkernel.outside import CallInsideTransaction, ensure_outside_transaction
 
@@ -212,6 +213,9 @@ def queue_many(items: list[dict]) -> list[Notification]:
     return notes
 
 
+@external_system(
+    "Mail server (SMTP)", context="notifications", description="Takes the logged e-mails (Django's e-mail backend)."
+)
 def send_many(ids, *, now: datetime | None = None) -> int:
     """Hand logged e-mails to the mail server over one connection; returns how many it took. Called with
     no transaction open (after the handler's commit, or by the drain job); see the module docstring."""

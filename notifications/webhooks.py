@@ -41,6 +41,7 @@ from notifications.models import (
 from sharedkernel.aggregates import RecordedEvent
 from sharedkernel.clock import clock_for
 from sharedkernel.correlation import Cause, new_correlation_id
+from sharedkernel.declarations import external_system
 from sharedkernel.eventstore import append_batch
 from sharedkernel.outside import ensure_outside_transaction
 
@@ -168,6 +169,9 @@ class _GuardedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
 
+@external_system(
+    "Webhook receivers", context="notifications", description="Customers' endpoints; every public event, signed."
+)
 def post(url: str, body: bytes, headers: dict) -> int:
     """POST ``body`` to a webhook URL; returns the status code.
 

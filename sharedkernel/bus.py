@@ -54,6 +54,7 @@ from django.utils import timezone
 
 from sharedkernel.bulk import bound_cursor
 from sharedkernel.correlation import caused_by
+from sharedkernel.declarations import running
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of, events_at
 from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery, Heartbeat
@@ -207,16 +208,18 @@ def handler_transaction() -> Iterator[None]:
     pending: list[Callable[[], None]] = []
     later = _after_commit.set(pending)
     try:
-        with transaction.atomic(durable=True):
+        # No command runs until the handler calls one — nor in its on-commit callbacks (hence outside).
+        with running(None), transaction.atomic(durable=True):
             yield
     finally:
         _in_handler.reset(token)
         _after_commit.reset(later)
-    for fn in pending:  # reached only after a commit
-        try:
-            fn()
-        except Exception:
-            logger.exception("Work after a handler's commit failed; its intent stays recorded for the resolver.")
+    with running(None):  # the handler's own work, not that of a command whose commit ran the handler
+        for fn in pending:  # reached only after a commit
+            try:
+                fn()
+            except Exception:
+                logger.exception("Work after a handler's commit failed; its intent stays recorded for the resolver.")
 
 
 def _claim(ids: Sequence[int], *, wait: bool = False) -> list[DomainEvent]:
@@ -446,10 +449,11 @@ def dispatch_committed(sender, deliveries: list[tuple[str, int]], **kwargs) -> N
     here = _read_your_writes(deliveries)
     mine = {pk for _, pk in here}
     _send_or_leave_for_relay([(name, pk) for name, pk in deliveries if pk not in mine])
-    for handler_name, ids in _group(here).items():
-        # A failure is recorded and retried by the workers as usual (step 4); a crash right here
-        # leaves the deliveries to the relay.
-        run_deliveries(handler_name, ids, wait=True)
+    with running(None):  # a commit inside a command's step runs these: they are not that command's
+        for handler_name, ids in _group(here).items():
+            # A failure is recorded and retried by the workers as usual (step 4); a crash right here
+            # leaves the deliveries to the relay.
+            run_deliveries(handler_name, ids, wait=True)
 
 
 def _send_or_leave_for_relay(deliveries: list[tuple[str, int]]) -> None:
@@ -593,3 +597,13 @@ def retry_failed(delivery_ids: Iterable[int]) -> int:
     )
     transaction.on_commit(lambda: send_grouped(EventDelivery.objects.filter(pk__in=ids).values_list("handler", "pk")))
     return updated
+
+
+def retry_now(delivery_ids: Iterable[int]) -> tuple[int, int]:
+    """Staff, from the board or a timeline: failed deliveries get a fresh set of attempts and open ones
+    are due at once; both are sent to the workers after commit (the relay picks them up otherwise).
+    Returns (failed retried, open made due). Done rows are left alone."""
+    ids = list(delivery_ids)
+    failed = retry_failed(ids)  # sends every given id after commit; a done one claims nothing
+    waiting = EventDelivery.objects.filter(pk__in=ids, status__in=OPEN_STATUSES).update(dispatch_after=timezone.now())
+    return failed, waiting - failed

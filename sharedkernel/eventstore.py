@@ -26,6 +26,7 @@ from django.utils import timezone
 from sharedkernel.aggregates import AggregateRoot, RecordedEvent, save_aggregate
 from sharedkernel.bulk import bound_cursor, insert_columns
 from sharedkernel.correlation import Cause, current_cause
+from sharedkernel.declarations import check_recorded
 from sharedkernel.events import DomainEvent, upcast
 from sharedkernel.models import DeliveryStatus, EventDelivery, StoredEvent
 from sharedkernel.outside import open_transaction
@@ -68,6 +69,7 @@ def append_batch(groups: Iterable[tuple[Cause, Sequence[RecordedEvent]]]) -> lis
             )
     if not events:
         return []
+    check_recorded({e.event_type for e in events})  # what the running command declared it records
     conn = transaction.get_connection()
     # A test's own wrapping transaction (pytest-django's ``db``) does not count: an edge that appends
     # without opening one (a view outside ``@command``) fails in every test, not only committed ones.

@@ -1,62 +1,44 @@
-"""Staff pages of the kernel: the living event-storming board (built from :mod:`sharedkernel.catalog`)."""
+"""Staff pages of the kernel: the living event-storming board (laid out by :mod:`sharedkernel.board`
+from :mod:`sharedkernel.catalog`) and the retry of a handler's failed deliveries from it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
 
-from django.conf import settings
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db.models import Count
-from django.shortcuts import render
-from django.utils import timezone
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
+from sharedkernel import board as wall
 from sharedkernel import bus
-from sharedkernel.catalog import catalog
-from sharedkernel.models import DeliveryStatus, EventDelivery, StoredEvent
+from sharedkernel.models import DeliveryStatus, EventDelivery
+
+logger = logging.getLogger(__name__)
+
+ARROW_COLOURS = (("records", "#8aa4c8"), ("reacts", "#d07a16"), ("issues", "#7a4fc2"))
 
 
 @staff_member_required
 def board(request):
-    entries = catalog()
-    since = timezone.now() - timedelta(hours=24)
-    counts = dict(
-        StoredEvent.objects.filter(recorded_at__gte=since)
-        .values_list("event_type")
-        .annotate(n=Count("position"))
-        .values_list("event_type", "n")
-    )
-    open_rows = (
-        EventDelivery.objects.exclude(status=DeliveryStatus.DONE)
-        .values_list("handler", "status")
-        .annotate(n=Count("id"))
-        .values_list("handler", "status", "n")
-    )
-    hot: dict[str, dict[str, int]] = {}
-    for handler, status, n in open_rows:
-        hot.setdefault(handler, {}).setdefault("failed" if status == DeliveryStatus.FAILED else "pending", 0)
-        hot[handler]["failed" if status == DeliveryStatus.FAILED else "pending"] += n
-    lanes = []
-    found = dict.fromkeys([e.context for e in entries] + [h.context for h in bus.HANDLERS.values()])
-    # lanes left to right in the order the main flows run (BOARD_LANE_ORDER); any other context after
-    order = [c for c in getattr(settings, "BOARD_LANE_ORDER", []) if c in found]
-    for context in [*order, *(c for c in found if c not in order)]:
-        lanes.append(
-            {
-                "context": context,
-                "events": [
-                    {"entry": e, "last_24h": counts.get(e.event_type, 0)} for e in entries if e.context == context
-                ],
-                "policies": [
-                    {
-                        "name": h.name,
-                        "patterns": h.patterns,
-                        "read_model": h.replay_safe,
-                        "pending": hot.get(h.name, {}).get("pending", 0),
-                        "failed": hot.get(h.name, {}).get("failed", 0),
-                    }
-                    for h in sorted(bus.HANDLERS.values(), key=lambda h: h.name)
-                    if h.context == context
-                ],
-            }
-        )
-    return render(request, "sharedkernel/board.html", {"lanes": lanes})
+    return render(request, "sharedkernel/board.html", {**wall.build(), "arrow_kinds": ARROW_COLOURS})
+
+
+@require_POST
+@staff_member_required
+def board_retry(request):
+    """Retry a handler's failed deliveries (of one event type, when named): a fresh set of attempts, now."""
+    handler = request.POST.get("handler", "")
+    if handler not in bus.HANDLERS:
+        messages.error(request, f"No handler named {handler!r}.")
+        return redirect("staff-board")
+    failed = EventDelivery.objects.filter(handler=handler, status=DeliveryStatus.FAILED)
+    if event_type := request.POST.get("event_type", ""):
+        failed = failed.filter(event__event_type=event_type)
+    with transaction.atomic():
+        count = bus.retry_failed(list(failed.values_list("pk", flat=True)))
+    what = f"{handler} ({event_type})" if event_type else handler
+    logger.info("%s retried %d failed delivery(ies) of %s from the board.", request.user, count, what)
+    messages.success(request, f"{count} failed delivery(ies) of {what} queued for retry.")
+    return redirect("staff-board")

@@ -49,7 +49,7 @@ class EmailTaken(DomainError):
     code = "email_taken"
 
 
-@command
+@command(aggregate="Customer", records=("subscriptions.CustomerRegistered",))
 def register_customer(
     *,
     name: str,
@@ -112,7 +112,7 @@ def register_customer(
     return customer, api_key
 
 
-@command
+@command(aggregate="Customer", records=())
 def record_payment_method(*, customer_id: str, present: bool) -> Customer | None:
     customer = Customer.objects.filter(pk=customer_id).first()
     if customer is None:
@@ -122,7 +122,7 @@ def record_payment_method(*, customer_id: str, present: bool) -> Customer | None
     return customer
 
 
-@command
+@command(aggregate="Subscription", records=())
 def record_dunning(*, subscription_ids: list[str], since: datetime | None) -> int:
     """Billing's dunning of these subscriptions began (``since``) or a payment ended it (None).
     Only rows whose note changes are written, locked, their versions advanced (a writer holding an
@@ -162,7 +162,7 @@ def _save_plan(plan: Plan) -> None:
     )
 
 
-@command
+@command(aggregate="Plan", records=("subscriptions.PlanCreated",))
 def define_plan(
     *,
     code: str,
@@ -194,7 +194,7 @@ def define_plan(
     return plan
 
 
-@command
+@command(aggregate="Plan", records=("subscriptions.PlanUpdated",))
 def revise_plan(
     *,
     plan_id: str,
@@ -220,7 +220,7 @@ def revise_plan(
     return plan
 
 
-@command
+@command(aggregate="Plan", records=("subscriptions.PlanArchived",))
 def archive_plan(*, plan_id: str, clock: Clock | None = None) -> Plan:
     plan = _plan(plan_id)
     plan.archive(at=(clock or clock_for(None)).now())
@@ -228,7 +228,7 @@ def archive_plan(*, plan_id: str, clock: Clock | None = None) -> Plan:
     return plan
 
 
-@command
+@command(aggregate="Plan", records=("subscriptions.PlanRestored",))
 def restore_plan(*, plan_id: str, clock: Clock | None = None) -> Plan:
     plan = _plan(plan_id)
     plan.restore(at=(clock or clock_for(None)).now())
@@ -264,7 +264,10 @@ def _clock(sub: Subscription, clock: Clock | None) -> Clock:
     return clock or clock_for(sub.test_clock_id)
 
 
-@command
+@command(
+    aggregate="Subscription",
+    records=("subscriptions.SubscriptionCreated", "subscriptions.PlanSelected", "subscriptions.TrialStarted"),
+)
 def subscribe(
     *, customer_id: str, plan_id: str, currency: str | None = None, trial: bool = False, clock: Clock | None = None
 ) -> Subscription:
@@ -291,7 +294,10 @@ def subscribe(
     return sub
 
 
-@command
+@command(
+    aggregate="Subscription",
+    records=("subscriptions.PlanChangeRequested", "subscriptions.PriceChangeCancelled", "subscriptions.PlanChanged"),
+)
 def change_plan(
     *,
     subscription_id: str,
@@ -311,7 +317,7 @@ def change_plan(
     return sub, changed
 
 
-@command
+@command(aggregate="Subscription", records=("subscriptions.PriceChangeCancelled", "subscriptions.PlanChanged"))
 def approve_plan_change(*, subscription_id: str, clock: Clock | None = None) -> Subscription:
     sub = _subscription(subscription_id)
     sub.approve_plan_change(at=_clock(sub, clock).now(), policy=plan_change_policy)
@@ -319,7 +325,7 @@ def approve_plan_change(*, subscription_id: str, clock: Clock | None = None) -> 
     return sub
 
 
-@command
+@command(aggregate="Subscription", records=("subscriptions.PlanChangeDeclined",))
 def decline_plan_change(*, subscription_id: str, clock: Clock | None = None) -> Subscription:
     sub = _subscription(subscription_id)
     sub.decline_plan_change(at=_clock(sub, clock).now())
@@ -327,7 +333,14 @@ def decline_plan_change(*, subscription_id: str, clock: Clock | None = None) -> 
     return sub
 
 
-@command
+@command(
+    aggregate="Subscription",
+    records=(
+        "subscriptions.PriceChangeCancelled",
+        "subscriptions.SubscriptionCancellationScheduled",
+        "subscriptions.SubscriptionCancelled",
+    ),
+)
 def cancel_subscription(
     *,
     subscription_id: str,
@@ -345,7 +358,7 @@ def cancel_subscription(
     return sub
 
 
-@command
+@command(aggregate="Subscription", records=("subscriptions.SubscriptionResumed",))
 def resume_subscription(
     *,
     subscription_id: str,
@@ -359,7 +372,7 @@ def resume_subscription(
     return sub
 
 
-@command
+@command(aggregate="Subscription", records=("subscriptions.SubscriptionSuspended",))
 def suspend_subscription(
     *,
     subscription_id: str,
@@ -373,7 +386,7 @@ def suspend_subscription(
     return sub
 
 
-@command
+@command(aggregate="Subscription", records=("subscriptions.SubscriptionActivated",))
 def activate_subscription(*, subscription_id: str, clock: Clock | None = None) -> Subscription:
     sub = _subscription(subscription_id)
     sub.activate(at=_clock(sub, clock).now())
@@ -381,7 +394,17 @@ def activate_subscription(*, subscription_id: str, clock: Clock | None = None) -
     return sub
 
 
-@command
+@command(
+    aggregate="Subscription",
+    records=(
+        "subscriptions.TrialExpired",
+        "subscriptions.PriceChanged",
+        "subscriptions.SubscriptionActivated",
+        "subscriptions.SubscriptionSuspended",
+        "subscriptions.PriceChangeCancelled",
+        "subscriptions.SubscriptionCancelled",
+    ),
+)
 def expire_trial(*, subscription_id: str, clock: Clock | None = None) -> Subscription:
     sub = _subscription(subscription_id)
     sub.expire_trial(at=_clock(sub, clock).now(), has_payment_method=sub.customer.has_payment_method)
@@ -389,7 +412,7 @@ def expire_trial(*, subscription_id: str, clock: Clock | None = None) -> Subscri
     return sub
 
 
-@command
+@command(aggregate="Subscription", records=("subscriptions.TrialEndingSoon",))
 def remind_trial_ending(*, subscription_id: str, days_before: int, clock: Clock | None = None) -> Subscription:
     sub = _subscription(subscription_id)
     sub.remind_trial_ending(
@@ -418,7 +441,15 @@ RENEWAL_FIELDS = [
 ]
 
 
-@command
+@command(
+    aggregate="Subscription",
+    records=(
+        "subscriptions.PriceChanged",
+        "subscriptions.SubscriptionRenewed",
+        "subscriptions.PriceChangeCancelled",
+        "subscriptions.SubscriptionCancelled",
+    ),
+)
 def renew_due_subscriptions(*, due: QuerySet, now, limit: int = LARGE_BATCH) -> int:
     """RenewSubscription for up to ``limit`` subscriptions whose period ended, in one transaction.
 

@@ -52,7 +52,7 @@ def _migration(migration_id, *, lock: bool = False) -> PriceMigration:
     return migration
 
 
-@command
+@command(aggregate="PriceMigration", records=("subscriptions.PriceMigrationDrafted",))
 def draft_price_migration(
     *,
     plan_id: str,
@@ -94,22 +94,22 @@ def _transition(migration_id, verb: str, clock: Clock | None) -> PriceMigration:
     return migration
 
 
-@command
+@command(aggregate="PriceMigration", records=("subscriptions.PriceMigrationStarted",))
 def start_price_migration(*, migration_id, clock: Clock | None = None) -> PriceMigration:
     return _transition(migration_id, "start", clock)
 
 
-@command
+@command(aggregate="PriceMigration", records=("subscriptions.PriceMigrationPaused",))
 def pause_price_migration(*, migration_id, clock: Clock | None = None) -> PriceMigration:
     return _transition(migration_id, "pause", clock)
 
 
-@command
+@command(aggregate="PriceMigration", records=("subscriptions.PriceMigrationResumed",))
 def resume_price_migration(*, migration_id, clock: Clock | None = None) -> PriceMigration:
     return _transition(migration_id, "resume", clock)
 
 
-@command
+@command(aggregate="PriceMigration", records=("subscriptions.PriceMigrationCancelled",))
 def cancel_price_migration(*, migration_id, clock: Clock | None = None) -> PriceMigration:
     """PriceMigrationCancelled; the beat job then cancels the changes it scheduled, batch by batch."""
     return _transition(migration_id, "cancel", clock)
@@ -152,7 +152,9 @@ def decisions(
 # -- the batches the beat job runs -----------------------------------------------------
 
 
-@command
+@command(
+    aggregate="Subscription", records=("subscriptions.PriceChangeScheduled", "subscriptions.PriceMigrationCompleted")
+)
 def schedule_price_change_batch(*, migration_id, now: datetime, limit: int | None = None) -> int:
     """Up to ``limit`` subscriptions after the cursor: PriceChangeScheduled, or left out; then the cursor
     moves past them (and the migration completes when none is left). Returns how many were handled."""
@@ -219,7 +221,7 @@ def schedule_price_change_batch(*, migration_id, now: datetime, limit: int | Non
     return len(subs)
 
 
-@command
+@command(aggregate="Subscription", records=("subscriptions.PriceChangeCancelled",))
 def cancel_scheduled_changes_batch(*, migration_id, now: datetime, limit: int | None = None) -> int:
     """A cancelled migration's scheduled changes that have not happened: PriceChangeCancelled."""
     limit = limit or settings.PRICE_MIGRATION_BATCH

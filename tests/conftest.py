@@ -269,3 +269,30 @@ def flow(celery_worker, transactional_db, settings):
         wait_until_handled()  # never truncate tables under a busy worker...
     finally:
         wait_until_worker_idle()  # ...nor under one still inside a transaction
+
+
+# -- command declarations against what ran ------------------------------------------------
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Every (command, event) pair this session saw appended inside a running command must be
+    declared by that command's ``@command(records=...)``. The event store already refuses an
+    undeclared one where it happens (COMMAND_RECORDS_CHECK=raise); this is the net for a refusal some
+    caller swallowed. The pairs are written to the artefacts for whoever updates a declaration."""
+    try:
+        from sharedkernel.declarations import COMMANDS, OBSERVED
+    except Exception:  # Django never set up (collection failed)
+        return
+    if not OBSERVED:
+        return
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "command-records.txt").write_text("".join(f"{c} {e}\n" for c, e in sorted(OBSERVED)))
+    wrong = sorted(
+        (name, event)
+        for name, event in OBSERVED
+        if (spec := COMMANDS.get(name)) is not None and spec.records is not None and event not in spec.records
+    )
+    if wrong:
+        lines = "\n".join(f"  {name} recorded {event}" for name, event in wrong)
+        print(f"\nCommands recorded events they do not declare in @command(records=...):\n{lines}", file=sys.stderr)
+        session.exitstatus = 1
