@@ -18,6 +18,7 @@ import multiprocessing as mp
 import os
 import random
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -31,11 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 BASE_DB = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-DB_NAME = "bench_usage"
+DB_NAME = os.environ.get("BENCH_DB_NAME", "bench_usage")
 DB_URL = BASE_DB.rsplit("/", 1)[0] + "/" + DB_NAME
 SUBSCRIPTIONS = 2000
 API_WORKERS = int(os.environ.get("API_WORKERS", "4"))
 SINGLE_SECONDS = float(os.environ.get("SINGLE_SECONDS", "20"))
+PROFILE = os.environ.get("BENCH_PROFILE")  # a file name: py-spy records the API workers in the batch phase
+PROFILE_FORMAT = os.environ.get("BENCH_PROFILE_FORMAT", "raw")  # raw (collapsed stacks), speedscope, flamegraph
 ENV = dict(
     os.environ,
     DATABASE_URL=DB_URL,
@@ -239,7 +242,30 @@ def main() -> None:
                 break
             except requests.RequestException:
                 time.sleep(0.2)
+        profiler = None
+        if PROFILE:  # py-spy on every gunicorn worker, during the batch phase only
+            profiler = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(server.pid),
+                    "--subprocesses",
+                    "--rate",
+                    "100",
+                    "--format",
+                    PROFILE_FORMAT,
+                    "--output",
+                    PROFILE,
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            time.sleep(1)
         batch = run(base, token, sub_ids, records=total, clients=clients, batch=1000)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
         single = run(base, token, sub_ids, records=0, clients=clients, batch=1, seconds=SINGLE_SECONDS)
     finally:
         server.terminate()

@@ -16,6 +16,7 @@ the final totals and overage.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ def _subscriptions(ids: set[str]) -> dict[str, _Open]:
         return {}
     if connection.vendor == "postgresql":
         text, micros = "{}::text".format, "(extract(epoch FROM {}) * 1000000)::int8".format
-        cursor_of, where, params = bound_cursor, "id = ANY(%b::uuid[])", [[uuid.UUID(i) for i in ids]]
+        cursor_of, where, params = bound_cursor, "id = ANY(%b::text[]::uuid[])", [list(ids)]
     else:
         text = micros = "{}".format
         cursor_of = lambda c: c.cursor()  # noqa: E731
@@ -99,7 +100,7 @@ def _subscriptions(ids: set[str]) -> dict[str, _Open]:
     with cursor_of(connection) as cursor:
         cursor.execute(
             f"SELECT {text('id')}, {text('customer_id')}, status, {micros('current_period_start')}, "
-            f"{micros('current_period_end')}, {micros('billing_anchor')}, period_index, interval, plan_id, "
+            f"{micros('current_period_end')}, {micros('billing_anchor')}, period_index, interval, {text('plan_id')}, "
             f"{text('test_clock_id')} FROM {table} WHERE {where}",
             params,
         )
@@ -108,20 +109,25 @@ def _subscriptions(ids: set[str]) -> dict[str, _Open]:
         str(pk): usage
         for pk, usage in Plan.objects.filter(pk__in={r[8] for r in rows}).values_list("pk", "included_usage")
     }
-    return {
-        str(_as_uuid(pk)): _Open(
-            str(_as_uuid(customer)),
+    times: dict = {}  # a batch's subscriptions share few distinct period bounds: convert each once
+    as_text = str if connection.vendor == "postgresql" else (lambda v: str(_as_uuid(v)))
+    opened = {}
+    for pk, customer, status, start, end, anchor, index, interval, plan, clock in rows:
+        for value in (start, end, anchor):
+            if value not in times:
+                times[value] = _time(value)
+        opened[as_text(pk)] = _Open(
+            as_text(customer),
             status,
-            _time(start),
-            _time(end),
-            _time(anchor),
+            times[start],
+            times[end],
+            times[anchor],
             index,
             interval,
-            plans.get(str(_as_uuid(plan))) or {},
-            str(_as_uuid(clock)) if clock else None,
+            plans.get(as_text(plan)) or {},
+            as_text(clock) if clock else None,
         )
-        for pk, customer, status, start, end, anchor, index, interval, plan, clock in rows
-    }
+    return opened
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -139,15 +145,23 @@ def _time(value) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+#: A subscription id as PostgreSQL prints it; any other spelling goes through ``uuid.UUID``.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
+
+
 def _parse(index: int, raw, result: IngestResult):
+    """One record checked field by field, in a fixed order (the first failing field is the one
+    reported). A thousand of these run per call, so the common case takes the shortest path."""
     if not isinstance(raw, dict):
         result.refuse(index, "", "invalid", "Each record is an object.")
         return None
-    try:
-        sub_id = str(uuid.UUID(str(raw.get("subscription"))))
-    except ValueError:
-        result.refuse(index, "subscription", "invalid", "subscription must be a subscription id.")
-        return None
+    sub_id = raw.get("subscription")
+    if type(sub_id) is not str or _CANONICAL_UUID(sub_id) is None:
+        try:
+            sub_id = str(uuid.UUID(str(sub_id)))
+        except ValueError:
+            result.refuse(index, "subscription", "invalid", "subscription must be a subscription id.")
+            return None
     metric, key, quantity, stamp = (
         raw.get("metric"),
         raw.get("idempotency_key"),
@@ -170,7 +184,7 @@ def _parse(index: int, raw, result: IngestResult):
         result.refuse(index, "quantity", "too_large", f"quantity is at most {MAX_QUANTITY:,} per record.")
         return None
     try:
-        at = datetime.fromisoformat(str(stamp))
+        at = datetime.fromisoformat(stamp if type(stamp) is str else str(stamp))
     except ValueError:
         result.refuse(index, "timestamp", "invalid", "timestamp is an ISO 8601 time with offset.")
         return None
@@ -246,21 +260,18 @@ def _insert(rows) -> list[tuple]:
             first.setdefault((row[0], row[5]), row)
         rows = sorted(first.values(), key=lambda r: (r[0], r[5]))  # one lock order for every request
         columns = [list(c) for c in zip(*rows, strict=True)]  # arrays: 7 parameters whatever the batch
-        columns[0] = [uuid.UUID(s) for s in columns[0]]
         with bound_cursor(connection) as cursor:
-            cursor.execute(  # returns the ordinal of each inserted row: cheaper than the rows themselves
-                "WITH src AS (SELECT * FROM unnest(%b::uuid[], %b::varchar[], %b::bigint[], %b::timestamptz[], "
-                "%b::timestamptz[], %b::varchar[], %b::timestamptz[]) WITH ORDINALITY AS x(s, m, q, t, p, k, r, n)), "
-                f"ins AS (INSERT INTO {UsageRecord._meta.db_table} "
+            cursor.execute(  # ids travel as text (PostgreSQL parses them faster than Python builds UUIDs)
+                f"INSERT INTO {UsageRecord._meta.db_table} "
                 "(subscription_id, metric, quantity, timestamp, period_start, idempotency_key, recorded_at) "
-                "SELECT s, m, q, t, p, k, r FROM src ORDER BY n "
+                "SELECT * FROM unnest(%b::text[]::uuid[], %b::varchar[], %b::bigint[], %b::timestamptz[], "
+                "%b::timestamptz[], %b::varchar[], %b::timestamptz[]) "
                 "ON CONFLICT (subscription_id, idempotency_key) DO NOTHING "
-                "RETURNING subscription_id, idempotency_key) "
-                "SELECT src.n FROM ins JOIN src ON src.s = ins.subscription_id AND src.k = ins.idempotency_key",
+                "RETURNING subscription_id::text, idempotency_key",
                 columns,
             )
-            picked = [rows[n - 1] for (n,) in cursor.fetchall()]
-        return [(sub_id, metric, quantity, start) for sub_id, metric, quantity, _, start, _, _ in picked]
+            fresh = set(cursor.fetchall())  # (subscription, key) of each row inserted: the rest were known
+        return [(r[0], r[1], r[2], r[4]) for r in rows if (r[0], r[5]) in fresh]
     inserted = []
     for sub_id, metric, quantity, at, start, key, now in rows:  # SQLite (embedded default): row by row
         _, created = UsageRecord.objects.get_or_create(
@@ -358,7 +369,7 @@ def _add_to_counters(sums: dict[tuple, int]) -> dict[tuple, tuple[int, int]]:
         table = UsageCounter._meta.db_table
         with bound_cursor(connection) as cursor:
             cursor.execute(
-                "WITH src AS (SELECT * FROM unnest(%b::uuid[], %b::varchar[], %b::timestamptz[], %b::bigint[]) "
+                "WITH src AS (SELECT * FROM unnest(%b::text[]::uuid[], %b::varchar[], %b::timestamptz[], %b::bigint[]) "
                 "WITH ORDINALITY AS x(s, m, p, u, n)), "
                 f"up AS (INSERT INTO {table} AS c (subscription_id, metric, period_start, used) "
                 "SELECT s, m, p, u FROM src ORDER BY n "
@@ -366,7 +377,7 @@ def _add_to_counters(sums: dict[tuple, int]) -> dict[tuple, tuple[int, int]]:
                 "RETURNING id, subscription_id, metric, period_start, used) "
                 "SELECT src.n, up.id, up.used FROM up "
                 "JOIN src ON src.s = up.subscription_id AND src.m = up.metric AND src.p = up.period_start",
-                [[uuid.UUID(k[0]) for k in keys], [k[1] for k in keys], [k[2] for k in keys], [sums[k] for k in keys]],
+                [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [sums[k] for k in keys]],
             )
             return {keys[n - 1]: (pk, used) for n, pk, used in cursor.fetchall()}
     result = {}
