@@ -156,7 +156,7 @@ def client(args) -> dict:
             )
         bodies.append((records, json.dumps(records if batch > 1 else records[0])))
     time.sleep(max(0.0, start_at - time.time()))
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     for n, (records, body) in enumerate(bodies):
         t0 = time.perf_counter()
         response = session.post(f"{base}/api/v1/usage/", data=body)
@@ -183,6 +183,7 @@ def client(args) -> dict:
         "duplicates": duplicates,
         "started": started,
         "ended": time.time(),
+        "cpu": time.process_time() - cpu_started,
     }
 
 
@@ -208,7 +209,35 @@ def run(base, token, sub_ids, *, records: int, clients: int, batch: int, seconds
         "lag50": statistics.median(lags) if lags else float("nan"),
         "lag99": lags[int(0.99 * (len(lags) - 1))] if lags else float("nan"),
         "wall": wall,
+        "client_cpu": sum(r["cpu"] for r in results),
     }
+
+
+def cpu_seconds(pids) -> float:
+    """user + system CPU of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()]
+
+
+def backend_pids() -> list[int]:
+    """The PostgreSQL backends serving the bench's database (the API workers' connections)."""
+    import psycopg
+
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [DB_NAME]
+        ).fetchall()
+    return [pid for (pid,) in rows]
 
 
 def main() -> None:
@@ -262,7 +291,14 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
             )
             time.sleep(1)
+        requests.get(f"{base}/api/v1/subscriptions/{sub_ids[0]}/usage/", headers={"Authorization": f"Token {token}"})
+        workers = worker_pids(server.pid)
+        backends = backend_pids()  # persistent connections (CONN_MAX_AGE): the ones the batch phase uses
+        cpu_before = cpu_seconds(workers), cpu_seconds(backends)
         batch = run(base, token, sub_ids, records=total, clients=clients, batch=1000)
+        backends = sorted(set(backends) | set(backend_pids()))
+        cpu_after = cpu_seconds(workers), cpu_seconds(backends)
+        batch["worker_cpu"], batch["backend_cpu"] = (a - b for a, b in zip(cpu_after, cpu_before, strict=True))
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=60)
@@ -277,6 +313,12 @@ def main() -> None:
     print(
         f"{'mode':<16} {'records':>9} {'accepted':>9} {'dupes':>7} {'records/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'fresh p50 ms':>12} {'fresh p99 ms':>12}"
+    )
+    per_batch = 1000 * 1000 / batch["sent"]  # ms of CPU per 1,000 records
+    print(
+        f"CPU per 1,000 records in the batch phase: API workers {batch['worker_cpu'] * per_batch:.1f} ms, "
+        f"their PostgreSQL backends {batch['backend_cpu'] * per_batch:.1f} ms, "
+        f"clients {batch['client_cpu'] * per_batch:.1f} ms (wall {batch['wall']:.1f} s on {os.cpu_count()} cores)"
     )
     for name, r in (("batch of 1000", batch), ("single record", single)):
         print(
