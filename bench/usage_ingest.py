@@ -1,14 +1,19 @@
 """Usage ingestion benchmark through the real API process.
 
-    python bench/usage_ingest.py [RECORDS=1000000] [CLIENTS=4]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/usage_ingest.py \
+        [RECORDS=1000000] [CLIENTS=4]
 
-From an empty PostgreSQL database (``bench_usage`` on DATABASE_URL's server):
-2,000 active subscriptions on metered plans, then gunicorn serving the app
-(``API_WORKERS`` processes) and CLIENTS client processes POSTing batches of
-1,000 records to /api/v1/usage/ (1 % of them repeats of keys already sent, so
-deduplication is exercised). Prints records/s, p50/p99 request latency, and the
-freshness lag: how long after a POST returns the GET usage endpoint shows it
-(p50/p99 over sampled calls). Then the same records one per POST, side by side.
+From an empty PostgreSQL database (``bench_usage``, or BENCH_DB_NAME, dropped and
+re-created on DATABASE_URL's server): 2,000 active subscriptions on metered plans,
+then gunicorn serving the app (``API_WORKERS`` processes, default 4; Redis at
+BENCH_REDIS_URL for the throttle's cache) and CLIENTS client processes POSTing
+batches of 1,000 records to /api/v1/usage/ (1 % of them repeats of keys already
+sent, so deduplication is exercised). Prints records/s, p50/p99 request latency,
+the freshness lag: how long after a POST returns the GET usage endpoint shows it
+(p50/p99 over sampled calls), and the CPU spent per 1,000 records by the API
+workers, their PostgreSQL backends and the clients (what the rate is made of on a
+shared machine). Then the same records one per POST (SINGLE_SECONDS), side by side.
+BENCH_PROFILE=<file> attaches py-spy to the API workers for the batch phase.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ ENV = dict(
     API_THROTTLE_ANON="100000000/hour",
     LOG_LEVEL="WARNING",
     DJANGO_SETTINGS_MODULE="config.settings",
+    DB_CONN_MAX_AGE="3600",  # one backend per worker for the whole run, so its CPU can be read
 )
 
 
