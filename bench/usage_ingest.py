@@ -1,14 +1,19 @@
 """Usage ingestion benchmark through the real API process.
 
-    python bench/usage_ingest.py [RECORDS=1000000] [CLIENTS=4]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/usage_ingest.py \
+        [RECORDS=1000000] [CLIENTS=4]
 
-From an empty PostgreSQL database (``bench_usage`` on DATABASE_URL's server):
-2,000 active subscriptions on metered plans, then gunicorn serving the app
-(``API_WORKERS`` processes) and CLIENTS client processes POSTing batches of
-1,000 records to /api/v1/usage/ (1 % of them repeats of keys already sent, so
-deduplication is exercised). Prints records/s, p50/p99 request latency, and the
-freshness lag: how long after a POST returns the GET usage endpoint shows it
-(p50/p99 over sampled calls). Then the same records one per POST, side by side.
+From an empty PostgreSQL database (``bench_usage``, or BENCH_DB_NAME, dropped and
+re-created on DATABASE_URL's server): 2,000 active subscriptions on metered plans,
+then gunicorn serving the app (``API_WORKERS`` processes, default 4; Redis at
+BENCH_REDIS_URL for the throttle's cache) and CLIENTS client processes POSTing
+batches of 1,000 records to /api/v1/usage/ (1 % of them repeats of keys already
+sent, so deduplication is exercised). Prints records/s, p50/p99 request latency,
+the freshness lag: how long after a POST returns the GET usage endpoint shows it
+(p50/p99 over sampled calls), and the CPU spent per 1,000 records by the API
+workers, their PostgreSQL backends and the clients (what the rate is made of on a
+shared machine). Then the same records one per POST (SINGLE_SECONDS), side by side.
+BENCH_PROFILE=<file> attaches py-spy to the API workers for the batch phase.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import multiprocessing as mp
 import os
 import random
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -31,11 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 BASE_DB = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-DB_NAME = "bench_usage"
+DB_NAME = os.environ.get("BENCH_DB_NAME", "bench_usage")
 DB_URL = BASE_DB.rsplit("/", 1)[0] + "/" + DB_NAME
 SUBSCRIPTIONS = 2000
 API_WORKERS = int(os.environ.get("API_WORKERS", "4"))
 SINGLE_SECONDS = float(os.environ.get("SINGLE_SECONDS", "20"))
+PROFILE = os.environ.get("BENCH_PROFILE")  # a file name: py-spy records the API workers in the batch phase
+PROFILE_FORMAT = os.environ.get("BENCH_PROFILE_FORMAT", "raw")  # raw (collapsed stacks), speedscope, flamegraph
 ENV = dict(
     os.environ,
     DATABASE_URL=DB_URL,
@@ -48,6 +56,7 @@ ENV = dict(
     API_THROTTLE_ANON="100000000/hour",
     LOG_LEVEL="WARNING",
     DJANGO_SETTINGS_MODULE="config.settings",
+    DB_CONN_MAX_AGE="3600",  # one backend per worker for the whole run, so its CPU can be read
 )
 
 
@@ -153,7 +162,7 @@ def client(args) -> dict:
             )
         bodies.append((records, json.dumps(records if batch > 1 else records[0])))
     time.sleep(max(0.0, start_at - time.time()))
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     for n, (records, body) in enumerate(bodies):
         t0 = time.perf_counter()
         response = session.post(f"{base}/api/v1/usage/", data=body)
@@ -180,6 +189,7 @@ def client(args) -> dict:
         "duplicates": duplicates,
         "started": started,
         "ended": time.time(),
+        "cpu": time.process_time() - cpu_started,
     }
 
 
@@ -205,7 +215,35 @@ def run(base, token, sub_ids, *, records: int, clients: int, batch: int, seconds
         "lag50": statistics.median(lags) if lags else float("nan"),
         "lag99": lags[int(0.99 * (len(lags) - 1))] if lags else float("nan"),
         "wall": wall,
+        "client_cpu": sum(r["cpu"] for r in results),
     }
+
+
+def cpu_seconds(pids) -> float:
+    """user + system CPU of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()]
+
+
+def backend_pids() -> list[int]:
+    """The PostgreSQL backends serving the bench's database (the API workers' connections)."""
+    import psycopg
+
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [DB_NAME]
+        ).fetchall()
+    return [pid for (pid,) in rows]
 
 
 def main() -> None:
@@ -239,7 +277,37 @@ def main() -> None:
                 break
             except requests.RequestException:
                 time.sleep(0.2)
+        profiler = None
+        if PROFILE:  # py-spy on every gunicorn worker, during the batch phase only
+            profiler = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(server.pid),
+                    "--subprocesses",
+                    "--rate",
+                    "100",
+                    "--format",
+                    PROFILE_FORMAT,
+                    "--output",
+                    PROFILE,
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            time.sleep(1)
+        requests.get(f"{base}/api/v1/subscriptions/{sub_ids[0]}/usage/", headers={"Authorization": f"Token {token}"})
+        workers = worker_pids(server.pid)
+        backends = backend_pids()  # persistent connections (CONN_MAX_AGE): the ones the batch phase uses
+        cpu_before = cpu_seconds(workers), cpu_seconds(backends)
         batch = run(base, token, sub_ids, records=total, clients=clients, batch=1000)
+        backends = sorted(set(backends) | set(backend_pids()))
+        cpu_after = cpu_seconds(workers), cpu_seconds(backends)
+        batch["worker_cpu"], batch["backend_cpu"] = (a - b for a, b in zip(cpu_after, cpu_before, strict=True))
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
         single = run(base, token, sub_ids, records=0, clients=clients, batch=1, seconds=SINGLE_SECONDS)
     finally:
         server.terminate()
@@ -251,6 +319,12 @@ def main() -> None:
     print(
         f"{'mode':<16} {'records':>9} {'accepted':>9} {'dupes':>7} {'records/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'fresh p50 ms':>12} {'fresh p99 ms':>12}"
+    )
+    per_batch = 1000 * 1000 / batch["sent"]  # ms of CPU per 1,000 records
+    print(
+        f"CPU per 1,000 records in the batch phase: API workers {batch['worker_cpu'] * per_batch:.1f} ms, "
+        f"their PostgreSQL backends {batch['backend_cpu'] * per_batch:.1f} ms, "
+        f"clients {batch['client_cpu'] * per_batch:.1f} ms (wall {batch['wall']:.1f} s on {os.cpu_count()} cores)"
     )
     for name, r in (("batch of 1000", batch), ("single record", single)):
         print(

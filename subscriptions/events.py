@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sharedkernel.events import Event
+from sharedkernel.events import Event, encode
 from sharedkernel.values import EmailAddress, Money, UnitRate
 
 
@@ -435,6 +435,29 @@ class UsageRecorded(Event):
     accepted: int
     duplicates: int
     totals: list[UsageTotal]
+
+    def payload(self) -> dict:
+        """What the generic encoder gives (a test holds the two equal), written out: a batch carries
+        up to a thousand totals and walking each through ``encode`` was a tenth of an ingestion call."""
+        iso: dict[datetime, str] = {}  # a batch's totals share a few period starts
+        for t in self.totals:
+            if t.period_start not in iso:
+                iso[t.period_start] = encode(t.period_start)
+        return {
+            "batch_id": self.batch_id,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "totals": [
+                {
+                    "subscription_id": t.subscription_id,
+                    "customer_id": t.customer_id,
+                    "metric": t.metric,
+                    "quantity": t.quantity,
+                    "period_start": iso[t.period_start],
+                }
+                for t in self.totals
+            ],
+        }
 
 
 @dataclass(frozen=True)

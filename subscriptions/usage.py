@@ -1,13 +1,14 @@
 """Usage: RecordUsage at ingestion speed, running totals, thresholds, and the close of a period.
 
 Ingestion takes up to 1,000 records per call and costs a handful of SQL
-statements whatever the size: one read of the subscriptions involved, one
-``INSERT … ON CONFLICT DO NOTHING`` of the records (a repeated idempotency key is
-a duplicate, never counted twice), one upsert of the per-period counters, and
-one event append. Counters are updated in the same transaction, so the usage
-endpoint is fresh as soon as the call returns. Crossing 80 % / 100 % of a
-metric's included quantity is detected from the counter before and after the
-upsert, so each threshold fires once per period even under concurrent calls.
+statements whatever the size: one read of the subscriptions involved (and one of
+their plans), one statement that inserts the records with ``ON CONFLICT DO
+NOTHING`` (a repeated idempotency key is a duplicate, never counted twice) and
+hands what it inserted to the upsert of the per-period counters, and one event
+append. Counters are updated in the same transaction, so the usage endpoint is
+fresh as soon as the call returns. Crossing 80 % / 100 % of a metric's included
+quantity is detected from the counter before and after the upsert, so each
+threshold fires once per period even under concurrent calls.
 
 When a period ends (renewal or cancellation at period end) a UsagePeriod waits
 ``USAGE_GRACE_SECONDS`` for late records, then ``UsageCalculated`` gives Billing
@@ -16,6 +17,7 @@ the final totals and overage.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -135,7 +137,7 @@ def _subscriptions(ids: set[str]) -> dict[str, _Open]:
         return {}
     if connection.vendor == "postgresql":
         text, micros = "{}::text".format, "(extract(epoch FROM {}) * 1000000)::int8".format
-        cursor_of, where, params = bound_cursor, "id = ANY(%b::uuid[])", [[uuid.UUID(i) for i in ids]]
+        cursor_of, where, params = bound_cursor, "id = ANY(%b::text[]::uuid[])", [list(ids)]
     else:
         text = micros = "{}".format
         cursor_of = lambda c: c.cursor()  # noqa: E731
@@ -143,26 +145,31 @@ def _subscriptions(ids: set[str]) -> dict[str, _Open]:
     with cursor_of(connection) as cursor:
         cursor.execute(
             f"SELECT {text('id')}, {text('customer_id')}, status, {micros('current_period_start')}, "
-            f"{micros('current_period_end')}, {micros('billing_anchor')}, period_index, interval, plan_id, "
+            f"{micros('current_period_end')}, {micros('billing_anchor')}, period_index, interval, {text('plan_id')}, "
             f"{text('test_clock_id')}, plan_version FROM {table} WHERE {where}",
             params,
         )
         rows = cursor.fetchall()
-    terms = usage_terms({(str(_as_uuid(r[8])), r[10]) for r in rows})
-    return {
-        str(_as_uuid(pk)): _Open(
-            str(_as_uuid(customer)),
+    as_text = str if connection.vendor == "postgresql" else (lambda v: str(_as_uuid(v)))
+    terms = usage_terms({(as_text(r[8]), r[10]) for r in rows})
+    times: dict = {}  # a batch's subscriptions share few distinct period bounds: convert each once
+    opened = {}
+    for pk, customer, status, start, end, anchor, index, interval, plan, clock, version in rows:
+        for value in (start, end, anchor):
+            if value not in times:
+                times[value] = _time(value)
+        opened[as_text(pk)] = _Open(
+            as_text(customer),
             status,
-            _time(start),
-            _time(end),
-            _time(anchor),
+            times[start],
+            times[end],
+            times[anchor],
             index,
             interval,
-            terms[(str(_as_uuid(plan)), version)].included,
-            str(_as_uuid(clock)) if clock else None,
+            terms[(as_text(plan), version)].included,
+            as_text(clock) if clock else None,
         )
-        for pk, customer, status, start, end, anchor, index, interval, plan, clock, version in rows
-    }
+    return opened
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -180,15 +187,23 @@ def _time(value) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+#: A subscription id as PostgreSQL prints it; any other spelling goes through ``uuid.UUID``.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
+
+
 def _parse(index: int, raw, result: IngestResult):
+    """One record checked field by field, in a fixed order (the first failing field is the one
+    reported). A thousand of these run per call, so the common case takes the shortest path."""
     if not isinstance(raw, dict):
         result.refuse(index, "", "invalid", "Each record is an object.")
         return None
-    try:
-        sub_id = str(uuid.UUID(str(raw.get("subscription"))))
-    except ValueError:
-        result.refuse(index, "subscription", "invalid", "subscription must be a subscription id.")
-        return None
+    sub_id = raw.get("subscription")
+    if type(sub_id) is not str or _CANONICAL_UUID(sub_id) is None:
+        try:
+            sub_id = str(uuid.UUID(str(sub_id)))
+        except ValueError:
+            result.refuse(index, "subscription", "invalid", "subscription must be a subscription id.")
+            return None
     metric, key, quantity, stamp = (
         raw.get("metric"),
         raw.get("idempotency_key"),
@@ -211,7 +226,7 @@ def _parse(index: int, raw, result: IngestResult):
         result.refuse(index, "quantity", "too_large", f"quantity is at most {MAX_QUANTITY:,} per record.")
         return None
     try:
-        at = datetime.fromisoformat(str(stamp))
+        at = datetime.fromisoformat(stamp if type(stamp) is str else str(stamp))
     except ValueError:
         result.refuse(index, "timestamp", "invalid", "timestamp is an ISO 8601 time with offset.")
         return None
@@ -271,39 +286,60 @@ def record_usage(records: list, *, customer_id: str | None = None) -> IngestResu
         rows.append((sub_id, metric, quantity, at, period_start, key, now))
     if rows:
         with transaction.atomic():
-            inserted = _insert(rows)
-            result.accepted = len(inserted)
-            result.duplicates = len(rows) - len(inserted)
-            _count(inserted, subs, result, now_of)
+            result.accepted, sums, after = _record(rows)
+            result.duplicates = len(rows) - result.accepted
+            _publish(sums, after, subs, result, now_of)
     result.errors.sort(key=lambda e: e["index"])
     return result
 
 
-def _insert(rows) -> list[tuple]:
-    """Insert the records, skipping known keys; returns the rows actually inserted."""
-    if connection.vendor == "postgresql":
-        first = {}
-        for row in rows:  # a key repeated within the batch is a duplicate of its first use
-            first.setdefault((row[0], row[5]), row)
-        rows = sorted(first.values(), key=lambda r: (r[0], r[5]))  # one lock order for every request
-        columns = [list(c) for c in zip(*rows, strict=True)]  # arrays: 7 parameters whatever the batch
-        columns[0] = [uuid.UUID(s) for s in columns[0]]
-        with bound_cursor(connection) as cursor:
-            cursor.execute(  # returns the ordinal of each inserted row: cheaper than the rows themselves
-                "WITH src AS (SELECT * FROM unnest(%b::uuid[], %b::varchar[], %b::bigint[], %b::timestamptz[], "
-                "%b::timestamptz[], %b::varchar[], %b::timestamptz[]) WITH ORDINALITY AS x(s, m, q, t, p, k, r, n)), "
-                f"ins AS (INSERT INTO {UsageRecord._meta.db_table} "
-                "(subscription_id, metric, quantity, timestamp, period_start, idempotency_key, recorded_at) "
-                "SELECT s, m, q, t, p, k, r FROM src ORDER BY n "
-                "ON CONFLICT (subscription_id, idempotency_key) DO NOTHING "
-                "RETURNING subscription_id, idempotency_key) "
-                "SELECT src.n FROM ins JOIN src ON src.s = ins.subscription_id AND src.k = ins.idempotency_key",
-                columns,
-            )
-            picked = [rows[n - 1] for (n,) in cursor.fetchall()]
-        return [(sub_id, metric, quantity, start) for sub_id, metric, quantity, _, start, _, _ in picked]
-    inserted = []
-    for sub_id, metric, quantity, at, start, key, now in rows:  # SQLite (embedded default): row by row
+def _record(rows) -> tuple[int, dict[tuple, int], dict[tuple, tuple[int, int]]]:
+    """Insert the records, skipping known keys, and add what was inserted to the counters. Returns
+    how many were inserted, the sum added per (subscription, metric, period start), and per key the
+    counter's id and total after the addition."""
+    first = {}
+    for row in rows:  # a key repeated within the batch is a duplicate of its first use
+        first.setdefault((row[0], row[5]), row)
+    rows = sorted(first.values(), key=lambda r: (r[0], r[5]))  # one lock order for every request
+    if connection.vendor != "postgresql":
+        return _record_row_by_row(rows)
+    with bound_cursor(connection) as cursor:
+        # One statement, one round trip: the insert hands its rows to the counters' upsert. Ids travel as
+        # text (PostgreSQL parses them faster than Python builds UUIDs); counters are upserted in key
+        # order, so concurrent batches take their row locks in one order and never deadlock.
+        cursor.execute(
+            f"WITH ins AS (INSERT INTO {UsageRecord._meta.db_table} "
+            "(subscription_id, metric, quantity, timestamp, period_start, idempotency_key, recorded_at) "
+            "SELECT * FROM unnest(%b::text[]::uuid[], %b::varchar[], %b::bigint[], %b::timestamptz[], "
+            "%b::timestamptz[], %b::varchar[], %b::timestamptz[]) "
+            "ON CONFLICT (subscription_id, idempotency_key) DO NOTHING "
+            "RETURNING subscription_id, metric, period_start, quantity), "
+            "added AS (SELECT subscription_id AS s, metric AS m, period_start AS p, sum(quantity)::int8 AS u, "
+            "count(*) AS n FROM ins GROUP BY 1, 2, 3), "
+            f"up AS (INSERT INTO {UsageCounter._meta.db_table} AS c (subscription_id, metric, period_start, used) "
+            "SELECT s, m, p, u FROM added ORDER BY s, m, p "
+            "ON CONFLICT (subscription_id, metric, period_start) DO UPDATE SET used = c.used + EXCLUDED.used "
+            "RETURNING id, subscription_id, metric, period_start, used) "
+            "SELECT up.subscription_id::text, up.metric, (extract(epoch FROM up.period_start) * 1000000)::int8, "
+            "added.u, added.n, up.id, up.used "
+            "FROM up JOIN added ON added.s = up.subscription_id AND added.m = up.metric AND added.p = up.period_start",
+            [list(c) for c in zip(*rows, strict=True)],  # arrays: 7 parameters whatever the batch
+        )
+        counted = cursor.fetchall()
+    starts = {}  # period starts come back as epoch microseconds: a few distinct values, converted once
+    for row in counted:
+        if row[2] not in starts:
+            starts[row[2]] = _time(row[2])
+    sums = {(s, m, starts[p]): u for s, m, p, u, _, _, _ in counted}
+    after = {(s, m, starts[p]): (pk, used) for s, m, p, _, _, pk, used in counted}
+    return sum(n for *_, n, _, _ in counted), sums, after
+
+
+def _record_row_by_row(rows) -> tuple[int, dict[tuple, int], dict[tuple, tuple[int, int]]]:
+    """SQLite (the embedded default): the same outcome, row by row."""
+    sums: dict[tuple, int] = defaultdict(int)
+    accepted = 0
+    for sub_id, metric, quantity, at, start, key, now in rows:
         _, created = UsageRecord.objects.get_or_create(
             subscription_id=sub_id,
             idempotency_key=key,
@@ -316,23 +352,21 @@ def _insert(rows) -> list[tuple]:
             },
         )
         if created:
-            inserted.append((sub_id, metric, quantity, start))
-    return inserted
+            accepted += 1
+            sums[(sub_id, metric, start)] += quantity
+    return accepted, dict(sums), _add_to_counters(sums)
 
 
-def _count(inserted, subs: dict[str, _Open], result: IngestResult, now_of: dict) -> None:
-    sums: dict[tuple, int] = defaultdict(int)
-    for sub_id, metric, quantity, start in inserted:
-        sums[(sub_id, metric, start)] += quantity
+def _publish(sums: dict[tuple, int], after: dict[tuple, tuple[int, int]], subs, result, now_of) -> None:
+    """UsageRecorded for the batch, and a threshold event for each counter that crossed one."""
     if not sums:
         return
-    after = _add_to_counters(sums)
     recorded = []
     now = max(now_of.values())
     batch_id = str(uuid.uuid4())
     totals = [
         ev.UsageTotal(subscription_id=s, customer_id=subs[s].customer_id, metric=m, quantity=q, period_start=p)
-        for (s, m, p), q in sums.items()
+        for (s, m, p), q in sorted(sums.items())
     ]
     recorded.append(
         RecordedEvent(
@@ -393,23 +427,7 @@ def _count(inserted, subs: dict[str, _Open], result: IngestResult, now_of: dict)
 
 
 def _add_to_counters(sums: dict[tuple, int]) -> dict[tuple, tuple[int, int]]:
-    """Add the batch's sums to the counters; returns (counter id, total after) per key."""
-    if connection.vendor == "postgresql":
-        keys = sorted(sums)  # one lock order for every request: concurrent batches never deadlock
-        table = UsageCounter._meta.db_table
-        with bound_cursor(connection) as cursor:
-            cursor.execute(
-                "WITH src AS (SELECT * FROM unnest(%b::uuid[], %b::varchar[], %b::timestamptz[], %b::bigint[]) "
-                "WITH ORDINALITY AS x(s, m, p, u, n)), "
-                f"up AS (INSERT INTO {table} AS c (subscription_id, metric, period_start, used) "
-                "SELECT s, m, p, u FROM src ORDER BY n "
-                "ON CONFLICT (subscription_id, metric, period_start) DO UPDATE SET used = c.used + EXCLUDED.used "
-                "RETURNING id, subscription_id, metric, period_start, used) "
-                "SELECT src.n, up.id, up.used FROM up "
-                "JOIN src ON src.s = up.subscription_id AND src.m = up.metric AND src.p = up.period_start",
-                [[uuid.UUID(k[0]) for k in keys], [k[1] for k in keys], [k[2] for k in keys], [sums[k] for k in keys]],
-            )
-            return {keys[n - 1]: (pk, used) for n, pk, used in cursor.fetchall()}
+    """Add the batch's sums to the counters, row by row (SQLite); returns (counter id, total after) per key."""
     result = {}
     for (sub_id, metric, start), quantity in sums.items():
         counter, _ = UsageCounter.objects.select_for_update().get_or_create(
