@@ -12,12 +12,12 @@ from notifications import events as ev
 from notifications import mail, webhooks
 from notifications.models import (
     PICKUP_AFTER,
-    DeliveryStatus,
     Notification,
     NotificationStatus,
     Recipient,
     Suppression,
     WebhookDelivery,
+    WebhookDeliveryStatus,
     WebhookEndpoint,
 )
 from sharedkernel.aggregates import RecordedEvent
@@ -59,7 +59,7 @@ def redeliver(*, delivery_id) -> WebhookDelivery:
         raise NotFound("No such webhook delivery.")
     if not delivery.endpoint.active:
         raise InvalidTransition("The endpoint is disabled; enable it before redelivering.")
-    delivery.status = DeliveryStatus.RETRYING
+    delivery.status = WebhookDeliveryStatus.RETRYING
     delivery.next_attempt_at = clock_for(delivery.test_clock_id).now() + PICKUP_AFTER
     delivery.save(update_fields=["status", "next_attempt_at"])
     transaction.on_commit(partial(webhooks.attempt, delivery.pk, after_attempts=delivery.attempts))

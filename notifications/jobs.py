@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db.models import Min, Q, QuerySet
 
 from notifications import mail, webhooks
-from notifications.models import DeliveryStatus, Notification, Recipient, Reminder, WebhookDelivery
+from notifications.models import Notification, Recipient, Reminder, WebhookDelivery, WebhookDeliveryStatus
 from sharedkernel.bus import LARGE_BATCH
 from sharedkernel.scheduling import in_scope, scheduled_job
 
@@ -59,7 +59,7 @@ def _webhooks(scope):
     """Deliveries waiting for a retry, and new ones whose first attempt never happened."""
     return in_scope(
         WebhookDelivery.objects.filter(
-            status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING], next_attempt_at__isnull=False
+            status__in=[WebhookDeliveryStatus.PENDING, WebhookDeliveryStatus.RETRYING], next_attempt_at__isnull=False
         ),
         scope,
     )

@@ -147,7 +147,10 @@ class WebhookEndpoint(models.Model):
         return "*" in self.events or event_type in self.events
 
 
-class DeliveryStatus(models.TextChoices):
+class WebhookDeliveryStatus(models.TextChoices):
+    """Where one webhook delivery to one endpoint stands (the outbox's own states are
+    ``sharedkernel.models.DeliveryStatus``)."""
+
     PENDING = "pending", "Pending"
     SUCCEEDED = "succeeded", "Succeeded"
     RETRYING = "retrying", "Retrying"
@@ -161,7 +164,7 @@ class WebhookDelivery(models.Model):
     event_type = models.CharField(max_length=100)
     body = models.TextField(help_text="The JSON sent: the event envelope with its payload.")
     status = models.CharField(
-        max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, db_index=True
+        max_length=20, choices=WebhookDeliveryStatus.choices, default=WebhookDeliveryStatus.PENDING, db_index=True
     )
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)

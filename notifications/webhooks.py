@@ -33,9 +33,9 @@ from notifications.models import (
     DISABLE_AFTER,
     PICKUP_AFTER,
     WEBHOOK_BACKOFF,
-    DeliveryStatus,
     WebhookAttempt,
     WebhookDelivery,
+    WebhookDeliveryStatus,
     WebhookEndpoint,
 )
 from sharedkernel.aggregates import RecordedEvent
@@ -286,7 +286,7 @@ def _begin(delivery_id, *, now, due_only: bool, after_attempts: int | None) -> t
         query = (
             WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("endpoint")
-            .filter(pk=delivery_id, status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING])
+            .filter(pk=delivery_id, status__in=[WebhookDeliveryStatus.PENDING, WebhookDeliveryStatus.RETRYING])
         )
         if due_only:
             query = query.filter(next_attempt_at__lte=now)
@@ -330,7 +330,10 @@ def _finish(delivery_id, number: int, *, now: datetime, status_code: int | None,
             latency_ms=latency,
             error=error[:500],
         )
-        if delivery.attempts != number or delivery.status not in (DeliveryStatus.PENDING, DeliveryStatus.RETRYING):
+        if delivery.attempts != number or delivery.status not in (
+            WebhookDeliveryStatus.PENDING,
+            WebhookDeliveryStatus.RETRYING,
+        ):
             return not error  # another process took over once this answer was overdue: its attempt decides
         endpoint = delivery.endpoint
         delivery.last_status_code, delivery.last_latency_ms, delivery.last_error = status_code, latency, error[:500]
@@ -342,13 +345,19 @@ def _finish(delivery_id, number: int, *, now: datetime, status_code: int | None,
             attempt=delivery.attempts,
         )
         if not error:
-            delivery.status, delivery.delivered_at, delivery.next_attempt_at = DeliveryStatus.SUCCEEDED, now, None
+            delivery.status, delivery.delivered_at, delivery.next_attempt_at = (
+                WebhookDeliveryStatus.SUCCEEDED,
+                now,
+                None,
+            )
             endpoint.failing_since = None
             recorded = ev.WebhookDispatched(**common, status_code=status_code, latency_ms=latency)
         else:
             index = delivery.attempts - 1
             delivery.next_attempt_at = now + WEBHOOK_BACKOFF[index] if index < len(WEBHOOK_BACKOFF) else None
-            delivery.status = DeliveryStatus.RETRYING if delivery.next_attempt_at else DeliveryStatus.FAILED
+            delivery.status = (
+                WebhookDeliveryStatus.RETRYING if delivery.next_attempt_at else WebhookDeliveryStatus.FAILED
+            )
             endpoint.failing_since = endpoint.failing_since or now
             recorded = ev.WebhookFailed(
                 **common,

@@ -9,7 +9,6 @@ in the aggregate methods (models.py) and PlanChangePolicy (rules.py).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
@@ -35,6 +34,7 @@ from subscriptions.models import (
     PlanPrice,
     ResumeInitiator,
     Subscription,
+    SubscriptionStatus,
     SuspensionReason,
 )
 from subscriptions.rules import PlanChangePolicy
@@ -353,7 +353,7 @@ def cancel_subscription(
     period_start, now = sub.current_period_start, _clock(sub, clock).now()
     sub.cancel(at=now, reason=reason, at_period_end=at_period_end)
     save_and_publish(sub)
-    if sub.status == "cancelled" and period_start < now:
+    if sub.status == SubscriptionStatus.CANCELLED and period_start < now:
         usage.open_usage_periods([sub], {sub.pk: (period_start, now)})  # the partial period's usage is billed
     return sub
 
@@ -482,12 +482,3 @@ def renew_due_subscriptions(*, due: QuerySet, now, limit: int = LARGE_BATCH) -> 
         for sub in subs
     )
     return len(subs)
-
-
-def subscriptions_of(customer_id: str, statuses: Iterable[str]) -> list[str]:
-    return [
-        str(pk)
-        for pk in Subscription.objects.filter(customer_id=customer_id, status__in=list(statuses)).values_list(
-            "pk", flat=True
-        )
-    ]

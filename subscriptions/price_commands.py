@@ -31,6 +31,7 @@ from subscriptions.price_migrations import (
     PriceMigration,
     PriceMigrationItem,
 )
+from subscriptions.values import BillingInterval
 
 SCHEDULE_FIELDS = [
     "scheduled_migration_id",
@@ -267,7 +268,7 @@ def preview(migration: PriceMigration, *, now: datetime | None = None) -> dict:
             continue
         moved.append(decision.effective_at)
         change = decision.monthly_change
-        if sub.interval == "year":
+        if sub.interval == BillingInterval.YEAR:
             change = Money((change.amount / 12).quantize(change.amount), change.currency)
         mrr[sub.currency] = mrr.get(sub.currency, Money.zero(sub.currency)) + change
     return {

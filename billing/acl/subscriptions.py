@@ -122,10 +122,6 @@ class SubscriptionFacts:
             raw=p,
         )
 
-    @property
-    def short_type(self) -> str:
-        return self.event_type.rsplit(".", 1)[-1]
-
 
 @dataclass(frozen=True)
 class PlanChangeFacts:
