@@ -176,3 +176,43 @@ def test_the_marks_commit_asynchronously_and_the_connection_is_synchronous_again
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone()[0] == "on"  # ...and nothing after the batch inherits that
     assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_lost_mid_batch_surfaces_its_own_error_and_the_next_batch_runs_on_a_new_one(settings, monkeypatch):
+    import psycopg
+    from django.db import OperationalError, connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("terminates a PostgreSQL backend")
+    notes = logged_invoice_mails(2)
+    sink = SmtpSink().start()
+    smtp_to(settings, sink)
+    original = mail._mark_sent
+    killed = []
+
+    def mark_after_losing_the_connection(note):
+        if not killed:
+            pid = connection.connection.info.backend_pid
+            dsn = connection.connection.info.dsn  # a second session terminates this one's backend
+            with psycopg.connect(dsn, autocommit=True, password=connection.settings_dict.get("PASSWORD")) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", [pid])
+            killed.append(pid)
+        original(note)
+
+    monkeypatch.setattr(mail, "_mark_sent", mark_after_losing_the_connection)
+    try:
+        with pytest.raises(OperationalError):  # the mark's own failure, not the setting's reset after it
+            mail.send_many([n.pk for n in notes])
+        monkeypatch.setattr(mail, "_mark_sent", original)
+        # nothing was marked; the rows stay held by the failed sender until its hold runs out, and then
+        # go out again (the one the server took, twice — the documented cost — and the other once)
+        assert not Notification.objects.filter(status="sent").exists()
+        assert mail.send_many([n.pk for n in notes]) == 0
+        later = timezone.now() + mail.HOLD + timedelta(seconds=1)
+        assert mail.send_backlog([n.pk for n in notes], now=later).sent == 2
+    finally:
+        sink.stop()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
