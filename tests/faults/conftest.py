@@ -366,6 +366,31 @@ def wait_until_no_send_in_flight(deadline: float) -> None:
         time.sleep(0.1)
 
 
+#: Work a handler hands to an outside system after its commit (sharedkernel.scheduling.work_in_flight).
+OUTSIDE_CALLS = {"billing.tax_quotes", "billing.charges"}
+
+
+def recover_lost_outside_calls(deadline: float) -> None:
+    """A worker killed after a handler's commit and before the outside call's answer was recorded leaves
+    a tax quote or a charge in flight that nobody will answer. Beat recovers them once their lease has
+    run out (``billing.retry_tax`` re-quotes a draft at its ``tax_retry_at``; ``billing.resolve_charges``
+    asks the gateway again, same idempotency key, after BILLING_CHARGE_RESOLVE_AFTER_SECONDS): when
+    nothing but such work has been open for 15 s, act as those jobs for work older than LIVE_MARGIN.
+    Both record an answer only once (a live quote or charge answered meanwhile is left as it is)."""
+    from billing import commands
+    from billing.commands import TAX_RETRY_BACKOFF
+    from sharedkernel.bus import relay
+    from sharedkernel.scheduling import run_job, still_running
+
+    settle_by = min(deadline, time.monotonic() + 15)
+    while (stuck := still_running()) and time.monotonic() < settle_by:
+        relay()
+        time.sleep(0.05)
+    if stuck and set(stuck) <= OUTSIDE_CALLS:
+        run_job("billing.retry_tax", now=timezone.now() + TAX_RETRY_BACKOFF[0] - LIVE_MARGIN)
+        commands.resolve_stale_charges(older_than=LIVE_MARGIN)
+
+
 def settle_everything(*, timeout: float = 120) -> None:
     """Every delivery handled; then, acting as beat, what handlers left for after their commit and a
     crash lost (an e-mail or a webhook's first attempt) is picked up by the retry jobs."""
@@ -374,6 +399,7 @@ def settle_everything(*, timeout: float = 120) -> None:
 
     deadline = time.monotonic() + timeout
     while True:
+        recover_lost_outside_calls(deadline)
         wait_until_handled(timeout=max(1, deadline - time.monotonic()))
         wait_until_worker_idle()
         unsent = (
