@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BASE_DB = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-DB_NAME = os.environ.get("BENCH_DB_NAME", "bench_price_impact")
-DB_URL = BASE_DB.rsplit("/", 1)[0] + "/" + DB_NAME
+from bench import _fresh  # noqa: E402
+
+BASE_DB, DB_NAME, DB_URL = _fresh.database("bench_price_impact")  # BENCH_DB_NAME when several people bench at once
 os.environ.update(
     DATABASE_URL=DB_URL,
     DEBUG="0",
@@ -47,12 +47,7 @@ RATES = {1: {"USD": "0.010", "EUR": "0.009"}, 2: {"USD": "0.012", "EUR": "0.011"
 
 
 def recreate_database() -> None:
-    import psycopg
-
-    admin = BASE_DB.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    _fresh.recreate(BASE_DB, DB_NAME)
 
 
 def money(amount, currency: str) -> dict:

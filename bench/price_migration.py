@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BASE_DB = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-DB_NAME = os.environ.get("BENCH_DB_NAME", "bench_price_migration")
-DB_URL = BASE_DB.rsplit("/", 1)[0] + "/" + DB_NAME
+from bench import _fresh  # noqa: E402
+
+BASE_DB, DB_NAME, DB_URL = _fresh.database("bench_price_migration")  # BENCH_DB_NAME when several people bench at once
 os.environ.update(
     DATABASE_URL=DB_URL,
     DEBUG="0",
@@ -37,12 +37,7 @@ os.environ.update(
 
 
 def recreate_database() -> None:
-    import psycopg
-
-    admin = BASE_DB.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    _fresh.recreate(BASE_DB, DB_NAME)
 
 
 def main(n: int) -> None:

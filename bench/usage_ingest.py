@@ -36,9 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BASE_DB = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-DB_NAME = os.environ.get("BENCH_DB_NAME", "bench_usage")
-DB_URL = BASE_DB.rsplit("/", 1)[0] + "/" + DB_NAME
+from bench import _fresh  # noqa: E402
+
+BASE_DB, DB_NAME, DB_URL = _fresh.database("bench_usage")
 SUBSCRIPTIONS = 2000
 API_WORKERS = int(os.environ.get("API_WORKERS", "4"))
 SINGLE_SECONDS = float(os.environ.get("SINGLE_SECONDS", "20"))
@@ -61,11 +61,7 @@ ENV = dict(
 
 
 def prepare() -> tuple[str, list[str]]:
-    import psycopg
-
-    with psycopg.connect(BASE_DB.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    _fresh.recreate(BASE_DB, DB_NAME)
     os.environ.update(ENV)
     import django
 
