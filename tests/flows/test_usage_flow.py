@@ -11,32 +11,54 @@ from tests.helpers import api_client, staff_user
 pytestmark = pytest.mark.flow
 
 
-def test_overage_is_added_to_the_renewal_invoice_after_the_grace_window_including_late_usage(flow, settings):
-    settings.USAGE_GRACE_SECONDS = 3600
-    staff = api_client(staff_user())
-    plan = staff.post(
+def metered_plan(staff, code: str, rate: str) -> dict:
+    """A 50.00 USD monthly plan with 1,000 API calls included and ``rate`` per call over."""
+    response = staff.post(
         "/api/v1/plans/",
         {
-            "code": "api-m",
+            "code": code,
             "name": "API",
             "tier": "professional",
             "interval": "month",
             "trial_days": 0,
             "prices": [{"amount": "50.00", "currency": "USD"}],
             "included_usage": {"api_calls": 1000},
-            # a unit rate finer than a cent (API.md: up to 6 decimals)
-            "overage_rates": {"api_calls": {"amount": "0.01001", "currency": "USD"}},
+            "overage_rates": {"api_calls": {"amount": rate, "currency": "USD"}},
         },
         format="json",
-    ).json()
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def customers_with_cards(staff, *names: str) -> tuple[dict, list[dict]]:
+    """A test clock at 2025-05-01 and a USD customer with a working card on it per name."""
     clock = staff.post("/api/v1/test-clocks/", {"frozen_time": "2025-05-01T00:00:00Z"}, format="json").json()
-    customer = staff.post(
-        "/api/v1/customers/",
-        {"name": "Ada", "email": "ada@example.com", "currency": "USD", "country": "GB", "test_clock": clock["id"]},
-        format="json",
-    ).json()
+    people = [
+        staff.post(
+            "/api/v1/customers/",
+            {
+                "name": name,
+                "email": f"{name}@example.com",
+                "currency": "USD",
+                "country": "GB",
+                "test_clock": clock["id"],
+            },
+            format="json",
+        ).json()
+        for name in names
+    ]
     wait_until_handled()
-    staff.put(f"/api/v1/customers/{customer['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
+    for person in people:
+        staff.put(f"/api/v1/customers/{person['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
+    return clock, people
+
+
+def test_overage_is_added_to_the_renewal_invoice_after_the_grace_window_including_late_usage(flow, settings):
+    settings.USAGE_GRACE_SECONDS = 3600
+    staff = api_client(staff_user())
+    plan = metered_plan(staff, "api-m", "0.01001")  # a unit rate finer than a cent (API.md: up to 6 decimals)
+    clock, [customer] = customers_with_cards(staff, "Ada")
     sub = staff.post("/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan["id"]}, format="json").json()
     wait_until_handled()
 
@@ -86,39 +108,8 @@ def test_a_grandfathered_subscription_keeps_its_versions_included_usage_and_over
     settings.USAGE_GRACE_SECONDS = 60
     staff = api_client(staff_user())
     # given a metered plan (v1: 1,000 calls included, 0.01 over) and Ada subscribed on it
-    plan = staff.post(
-        "/api/v1/plans/",
-        {
-            "code": "api-v",
-            "name": "API",
-            "tier": "professional",
-            "interval": "month",
-            "trial_days": 0,
-            "prices": [{"amount": "50.00", "currency": "USD"}],
-            "included_usage": {"api_calls": 1000},
-            "overage_rates": {"api_calls": {"amount": "0.01", "currency": "USD"}},
-        },
-        format="json",
-    ).json()
-    clock = staff.post("/api/v1/test-clocks/", {"frozen_time": "2025-05-01T00:00:00Z"}, format="json").json()
-    people = []
-    for name in ("Ada", "Bob"):
-        people.append(
-            staff.post(
-                "/api/v1/customers/",
-                {
-                    "name": name,
-                    "email": f"{name}@example.com",
-                    "currency": "USD",
-                    "country": "GB",
-                    "test_clock": clock["id"],
-                },
-                format="json",
-            ).json()
-        )
-    wait_until_handled()
-    for person in people:
-        staff.put(f"/api/v1/customers/{person['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
+    plan = metered_plan(staff, "api-v", "0.01")
+    clock, people = customers_with_cards(staff, "Ada", "Bob")
     ada = staff.post("/api/v1/subscriptions/", {"customer": people[0]["id"], "plan": plan["id"]}, format="json").json()
     wait_until_handled()
 
@@ -183,28 +174,8 @@ def test_a_grandfathered_subscription_is_still_billed_its_overage_when_the_new_v
     settings.USAGE_GRACE_SECONDS = 60
     staff = api_client(staff_user())
     # given Ada on a metered v1 (1,000 calls included, 0.01 over)
-    plan = staff.post(
-        "/api/v1/plans/",
-        {
-            "code": "api-g",
-            "name": "API",
-            "tier": "professional",
-            "interval": "month",
-            "trial_days": 0,
-            "prices": [{"amount": "50.00", "currency": "USD"}],
-            "included_usage": {"api_calls": 1000},
-            "overage_rates": {"api_calls": {"amount": "0.01", "currency": "USD"}},
-        },
-        format="json",
-    ).json()
-    clock = staff.post("/api/v1/test-clocks/", {"frozen_time": "2025-05-01T00:00:00Z"}, format="json").json()
-    ada = staff.post(
-        "/api/v1/customers/",
-        {"name": "Ada", "email": "ada@example.com", "currency": "USD", "country": "GB", "test_clock": clock["id"]},
-        format="json",
-    ).json()
-    wait_until_handled()
-    staff.put(f"/api/v1/customers/{ada['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
+    plan = metered_plan(staff, "api-g", "0.01")
+    clock, [ada] = customers_with_cards(staff, "Ada")
     sub = staff.post("/api/v1/subscriptions/", {"customer": ada["id"], "plan": plan["id"]}, format="json").json()
     wait_until_handled()
 
