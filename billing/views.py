@@ -55,7 +55,7 @@ def invoices(request):
     upcoming = []
     for sub in subscriptions:
         try:
-            preview = commands.upcoming_invoice(subscription_id=str(sub.subscription_id))
+            preview = queries.upcoming_invoice(subscription_id=str(sub.subscription_id))
         except DomainError:
             preview = None
         upcoming.append({"sub": sub, "preview": preview, "discount": discounts.get(sub.subscription_id)})

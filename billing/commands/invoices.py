@@ -1,0 +1,193 @@
+"""Commands on the Invoice aggregate: GenerateInvoice (one or a bill run's worth) and VoidInvoice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from billing.commands.accounts import credit_account, load_accounts
+from billing.commands.unit_of_work import UnitOfWork, Work, single_work
+from billing.models import (
+    CreditEntry,
+    Discount,
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    PaymentStatus,
+)
+from billing.values import (
+    BillingReason,
+    InvoicePeriod,
+    LineDraft,
+    LineKind,
+)
+from sharedkernel.bulk import bulk_update_rows
+from sharedkernel.clock import Clock
+from sharedkernel.commands import command
+from sharedkernel.correlation import Cause
+from sharedkernel.errors import InvalidInput, InvalidTransition, NotFound
+from sharedkernel.values import Money
+
+
+class MissingAccount(Exception):
+    """An event names a customer Billing has not heard of yet (its CustomerRegistered
+    is still on its way): the delivery fails and is retried."""
+
+
+# -- invoices: generate -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvoiceRequest:
+    """GenerateInvoice for a subscription."""
+
+    customer_id: str
+    subscription_id: str | None
+    plan_name: str
+    currency: str
+    reason: BillingReason
+    lines: tuple[LineDraft, ...]
+    at: datetime
+    cause: Cause
+    period: InvoicePeriod | None = None
+    awaiting_usage: bool = False
+
+
+def plan_line(plan_name: str, price: Money, period: InvoicePeriod, version: int = 1) -> LineDraft:
+    """The plan line; a plan revised since its first version names the version billed."""
+    name = f"{plan_name}, version {version}" if version > 1 else plan_name
+    return LineDraft(LineKind.PLAN, f"{name} ({period.label()})", price)
+
+
+@command(
+    aggregate="Invoice",
+    records=("billing.InvoiceGenerated", "billing.InvoiceLineItemAdded"),
+    name="billing.generate_invoices",
+    own_transaction=False,
+)
+def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
+    """Draft invoices (a bill run's worth at once). A (subscription, period) already
+    invoiced is skipped; the unique constraint backs this up against a concurrent run."""
+    if not requests:
+        return []
+    accounts = load_accounts(r.customer_id for r in requests)
+    missing = {r.customer_id for r in requests} - accounts.keys()
+    if missing:
+        raise MissingAccount(f"No billing account yet for {sorted(missing)[:3]}")
+    recurring = [r for r in requests if r.reason.recurring and r.subscription_id and r.period]
+    done = set(
+        Invoice.objects.filter(
+            subscription_id__in={r.subscription_id for r in recurring},
+            billing_reason__in=[b.value for b in BillingReason if b.recurring],
+        ).values_list("subscription_id", "period_start")
+    )
+    done = {(str(s), p) for s, p in done}
+    discounts = {
+        str(d.subscription_id): d
+        for d in Discount.objects.select_related("coupon").filter(
+            subscription_id__in={r.subscription_id for r in recurring}
+        )
+    }
+    uow = UnitOfWork()
+    invoices = []
+    for request in requests:
+        key = (str(request.subscription_id), request.period.start if request.period else None)
+        if request.reason.recurring and key in done:
+            continue
+        done.add(key)
+        lines = list(request.lines)
+        discount = discounts.get(str(request.subscription_id)) if request.reason.recurring else None
+        if discount is not None and not discount.exhausted:
+            plan_total = Money.total((line.amount for line in lines if line.kind == LineKind.PLAN), request.currency)
+            off = discount.coupon.discount_on(plan_total)
+            if off.is_negative():
+                lines.append(
+                    LineDraft(LineKind.DISCOUNT, f"{discount.coupon.name} ({discount.coupon.describe()})", off)
+                )
+                if discount.periods_remaining is not None:
+                    discount.periods_remaining -= 1
+                    uow.rows.append(discount)  # saved below
+        account = accounts[request.customer_id]
+        invoice = Invoice.draft(
+            customer_id=request.customer_id,
+            customer_name=account.name,
+            customer_email=account.email,
+            currency=request.currency,
+            billing_reason=request.reason,
+            lines=lines,
+            at=request.at,
+            subscription_id=request.subscription_id,
+            plan_name=request.plan_name,
+            period=request.period,
+            test_clock_id=account.test_clock_id,
+            awaiting_usage=request.awaiting_usage,
+        )
+        uow.add(invoice, request.cause)
+        invoices.append(invoice)
+    changed_discounts = [row for row in uow.rows if isinstance(row, Discount)]
+    uow.rows = [row for row in uow.rows if not isinstance(row, Discount)]
+    uow.commit()
+    if changed_discounts:
+        bulk_update_rows(changed_discounts, ["periods_remaining"])
+    return invoices
+
+
+# -- void, refund ----------------------------------------------------------------------
+
+
+@command(
+    aggregate="Invoice",
+    records=("billing.InvoiceVoided", "billing.CreditApplied"),
+    name="billing.void_invoices",
+    own_transaction=False,
+)
+def void_many(work: list[Work], *, reason: str) -> int:
+    """VoidInvoice: collection stops; credit the invoice used goes back to the balance."""
+    items = {w.id: w for w in work}
+    invoices = list(
+        Invoice.objects.select_for_update().filter(
+            pk__in=items.keys(), status__in=[InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED]
+        )
+    )
+    payments = {
+        str(p.invoice_id): p
+        for p in Payment.objects.select_for_update().filter(invoice_id__in=[i.id for i in invoices])
+    }
+    accounts = load_accounts((i.customer_id for i in invoices if i.credit_applied.is_positive()), lock=True)
+    uow = UnitOfWork()
+    for invoice in invoices:
+        item = items[str(invoice.id)]
+        invoice.void(reason=reason, at=item.at)
+        uow.touch(invoice, item.cause)
+        payment = payments.get(str(invoice.id))
+        if payment is not None and payment.status != PaymentStatus.SUCCEEDED:
+            payment.cancel(at=item.at)
+            uow.touch(payment, item.cause)
+        if invoice.credit_applied.is_positive():
+            credit_account(
+                uow,
+                accounts[str(invoice.customer_id)],
+                invoice.credit_applied,
+                reason=f"Credit returned from voided invoice {invoice}",
+                source=CreditEntry.Source.GRANT,
+                at=item.at,
+                cause=item.cause,
+                invoice_id=invoice.id,
+            )
+    uow.commit()
+    return len(invoices)
+
+
+@command(aggregate="Invoice", records=("billing.InvoiceVoided",))
+def void_invoice(*, invoice_id: str, reason: str, clock: Clock | None = None) -> Invoice:
+    invoice = Invoice.objects.filter(pk=invoice_id).first()
+    if invoice is None:
+        raise NotFound("No such invoice.")
+    if not (reason or "").strip():
+        raise InvalidInput("Say why the invoice is voided.", details={"reason": "required"})
+    if invoice.status not in (InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED):
+        raise InvalidTransition(
+            f"Invoice {invoice} is {invoice.status}; only a draft or an unpaid invoice can be voided."
+        )
+    void_many(single_work(invoice.id, clock, invoice.test_clock_id), reason=reason)
+    return Invoice.objects.get(pk=invoice_id)
