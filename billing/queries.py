@@ -137,10 +137,9 @@ def upcoming_invoice(*, subscription_id: str) -> UpcomingInvoice:
     price, version = sub.price_from(period.start)  # a scheduled price change shows from its renewal on
     lines = [plan_line(sub.plan_name, price, period, version)]
     discount = Discount.objects.select_related("coupon").filter(pk=sub.subscription_id).first()
-    if discount is not None and not discount.exhausted:
-        off = discount.coupon.discount_on(price)
-        if off.is_negative():
-            lines.append(LineDraft(LineKind.DISCOUNT, f"{discount.coupon.name} ({discount.coupon.describe()})", off))
+    line = discount.line_on(price) if discount is not None else None
+    if line is not None:
+        lines.append(line)
     subtotal = Money.total((line.amount for line in lines), sub.currency)
     try:
         tax = tax_calculator().calculate(

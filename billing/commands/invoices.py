@@ -89,7 +89,7 @@ def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
         )
     }
     uow = UnitOfWork()
-    invoices = []
+    invoices, consumed = [], []
     for request in requests:
         key = (str(request.subscription_id), request.period.start if request.period else None)
         if request.reason.recurring and key in done:
@@ -97,16 +97,13 @@ def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
         done.add(key)
         lines = list(request.lines)
         discount = discounts.get(str(request.subscription_id)) if request.reason.recurring else None
-        if discount is not None and not discount.exhausted:
+        if discount is not None:
             plan_total = Money.total((line.amount for line in lines if line.kind == LineKind.PLAN), request.currency)
-            off = discount.coupon.discount_on(plan_total)
-            if off.is_negative():
-                lines.append(
-                    LineDraft(LineKind.DISCOUNT, f"{discount.coupon.name} ({discount.coupon.describe()})", off)
-                )
-                if discount.periods_remaining is not None:
-                    discount.periods_remaining -= 1
-                    uow.rows.append(discount)  # saved below
+            line = discount.consume(plan_total)
+            if line is not None:
+                lines.append(line)
+                if discount.limited:
+                    consumed.append(discount)
         account = accounts[request.customer_id]
         invoice = Invoice.draft(
             customer_id=request.customer_id,
@@ -124,11 +121,9 @@ def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
         )
         uow.add(invoice, request.cause)
         invoices.append(invoice)
-    changed_discounts = [row for row in uow.rows if isinstance(row, Discount)]
-    uow.rows = [row for row in uow.rows if not isinstance(row, Discount)]
     uow.commit()
-    if changed_discounts:
-        bulk_update_rows(changed_discounts, ["periods_remaining"])
+    if consumed:
+        bulk_update_rows(consumed, ["periods_remaining"])
     return invoices
 
 

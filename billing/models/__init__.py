@@ -2,12 +2,11 @@ from billing.models.accounts import (
     BilledSubscription,
     BillingAccount,
     BillingPlan,
-    Coupon,
     CreditEntry,
     CurrencyMismatch,
-    Discount,
 )
 from billing.models.config import DunningSchedule, Sequence, TaxRate
+from billing.models.coupons import Coupon, CouponNotApplicable, Discount
 from billing.models.invoices import Invoice, InvoiceLine, InvoiceStatus, NothingToInvoice
 from billing.models.payments import (
     AttemptTrigger,
@@ -27,6 +26,7 @@ __all__ = [
     "BillingAccount",
     "BillingPlan",
     "Coupon",
+    "CouponNotApplicable",
     "CreditEntry",
     "CurrencyMismatch",
     "Discount",
