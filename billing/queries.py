@@ -22,6 +22,7 @@ from billing.values import (
     InvoicePeriod,
     LineDraft,
     LineKind,
+    SubscriptionState,
     TaxUnavailable,
 )
 from sharedkernel.clock import clock_for
@@ -91,7 +92,7 @@ def preview_plan_change(*, subscription_id: str, plan_id: str, at: datetime | No
         raise _PreviewRefused("currency_not_offered", f"{plan.name} is not sold in {sub.currency}.")
     at = at or clock_for(sub.test_clock_id).now()
     period = InvoicePeriod(sub.period_start, sub.period_end)
-    if sub.status == "trialing":
+    if sub.status == SubscriptionState.TRIALING:
         return Proration(lines=(), net=Money.zero(sub.currency))
     if not period.start <= at < period.end:
         raise InvalidTransition("The subscription's current period is not running.")

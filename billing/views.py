@@ -14,6 +14,7 @@ from billing import commands, queries
 from billing.acl.payments import SandboxGateway
 from billing.documents import invoice_pdf
 from billing.models import BilledSubscription, BillingAccount, BillingPlan, Discount, Invoice, Payment
+from billing.values import SubscriptionState
 from sharedkernel.api.permissions import customer_id_of
 from sharedkernel.errors import DomainError
 
@@ -45,7 +46,9 @@ def invoices(request):
     account = _account(request)
     if account is None:
         return render(request, "subscriptions/no_customer.html")
-    subscriptions = list(BilledSubscription.objects.filter(customer_id=account.customer_id).exclude(status="cancelled"))
+    subscriptions = list(
+        BilledSubscription.objects.filter(customer_id=account.customer_id).exclude(status=SubscriptionState.CANCELLED)
+    )
     discounts = {
         d.subscription_id: d
         for d in Discount.objects.select_related("coupon").filter(

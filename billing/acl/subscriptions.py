@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from billing.values import InvoicePeriod
+from billing.values import InvoicePeriod, SubscriptionState
 from sharedkernel.values import Money, UnitRate
 
 
@@ -177,11 +177,11 @@ class SubscriptionFacts:
             plan_version=int(plan.get("version") or 1),
             period=_period(period),
             anchor=_time((period or {}).get("anchor")),
-            awaits_first_payment=name == "SubscriptionCreated" and p["status"] == "pending_payment",
+            awaits_first_payment=name == "SubscriptionCreated" and p["status"] == SubscriptionState.PENDING_PAYMENT,
             trial_converted=name == "SubscriptionActivated" and p.get("reason") == "trial_converted",
             period_restarted=name == "SubscriptionResumed" and bool(p.get("period_restarted")),
             cancelled_before_first_payment=name == "SubscriptionCancelled"
-            and p.get("previous_status") == "pending_payment",
+            and p.get("previous_status") == SubscriptionState.PENDING_PAYMENT,
             price_news=news,
             coming_price=ComingPrice(Money.from_json(p["new_price"]), int(p["to_version"]), _time(p["effective_at"]))
             if news == PriceNews.SCHEDULED

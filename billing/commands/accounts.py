@@ -15,6 +15,7 @@ from billing.ports import payment_gateway
 from billing.values import (
     InvalidPaymentMethod,
     PaymentMethodInfo,
+    SubscriptionState,
 )
 from sharedkernel.clock import Clock, clock_for
 from sharedkernel.commands import command
@@ -54,7 +55,9 @@ def open_account(
     test_clock_id: str | None,
     at: datetime,
 ) -> BillingAccount | None:
-    """OpenBillingAccount (from CustomerRegistered). Opening twice has one effect."""
+    """OpenBillingAccount (from CustomerRegistered). Opening twice has one effect.
+
+    Records billing.BillingAccountOpened."""
     if BillingAccount.objects.filter(pk=customer_id).exists():
         return None
     account = BillingAccount.open(
@@ -93,6 +96,7 @@ def update_payment_method(*, customer_id: str, token: str, clock: Clock | None =
 
 @command(aggregate="BillingAccount", records=("billing.PaymentMethodUpdated",), name="billing.set_payment_method")
 def _set_payment_method(*, customer_id: str, method: PaymentMethodInfo, clock: Clock | None) -> BillingAccount:
+    """The account takes the payment method the gateway described. Records billing.PaymentMethodUpdated."""
     account = load_account(customer_id, lock=True)
     account.set_payment_method(method, at=(clock or clock_for(account.test_clock_id)).now())
     uow = UnitOfWork()
@@ -136,7 +140,9 @@ def credit_account(
 @command(aggregate="BillingAccount", records=("billing.CreditApplied",))
 def grant_credit(*, customer_id: str, amount: Money, reason: str, clock: Clock | None = None) -> Money:
     """ApplyCredit (staff): returns the new balance in that currency. Refused with
-    ``currency_mismatch`` in a currency the customer is not billed in (BillingAccount.add_credit)."""
+    ``currency_mismatch`` in a currency the customer is not billed in (BillingAccount.add_credit).
+
+    Records billing.CreditApplied."""
     if not amount.is_positive():
         raise InvalidInput("A credit is a positive amount.", details={"amount": "must be positive"})
     if not (reason or "").strip():
@@ -146,7 +152,7 @@ def grant_credit(*, customer_id: str, amount: Money, reason: str, clock: Clock |
     at = (clock or clock_for(account.test_clock_id)).now()
     billed_in = set(
         BilledSubscription.objects.filter(customer_id=account.customer_id)
-        .exclude(status="cancelled")
+        .exclude(status=SubscriptionState.CANCELLED)
         .values_list("currency", flat=True)
     )
     credit_account(

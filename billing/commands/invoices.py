@@ -67,7 +67,9 @@ def plan_line(plan_name: str, price: Money, period: InvoicePeriod, version: int 
 )
 def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
     """Draft invoices (a bill run's worth at once). A (subscription, period) already
-    invoiced is skipped; the unique constraint backs this up against a concurrent run."""
+    invoiced is skipped; the unique constraint backs this up against a concurrent run.
+
+    Records billing.InvoiceGenerated, billing.InvoiceLineItemAdded."""
     if not requests:
         return []
     accounts = load_accounts(r.customer_id for r in requests)
@@ -137,7 +139,9 @@ def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
     own_transaction=False,
 )
 def void_many(work: list[Work], *, reason: str) -> int:
-    """VoidInvoice: collection stops; credit the invoice used goes back to the balance."""
+    """VoidInvoice: collection stops; credit the invoice used goes back to the balance.
+
+    Records billing.InvoiceVoided, billing.CreditApplied."""
     items = {w.id: w for w in work}
     invoices = list(
         Invoice.objects.select_for_update().filter(
@@ -175,6 +179,9 @@ def void_many(work: list[Work], *, reason: str) -> int:
 
 @command(aggregate="Invoice", records=("billing.InvoiceVoided",))
 def void_invoice(*, invoice_id: str, reason: str, clock: Clock | None = None) -> Invoice:
+    """VoidInvoice (staff, API): a draft or an unpaid invoice, with a reason (see :func:`void_many`).
+
+    Records billing.InvoiceVoided (and billing.CreditApplied through void_many when credit goes back)."""
     invoice = Invoice.objects.filter(pk=invoice_id).first()
     if invoice is None:
         raise NotFound("No such invoice.")

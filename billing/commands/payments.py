@@ -117,7 +117,8 @@ def charge_in_flight(payment_ids: Iterable[str]) -> int:
     Runs with no transaction open. The answers are recorded in one transaction that locks the
     payments and keeps only answers to the attempt still in flight (the resolver may have recorded
     it meanwhile). Returns how many answers were recorded.
-    """
+
+    Records billing.PaymentSucceeded, billing.PaymentFailed, billing.DunningStarted."""
     ensure_outside_transaction("billing.charge_in_flight")
     ids = list(dict.fromkeys(str(pk) for pk in payment_ids))
     if not ids:
@@ -186,7 +187,9 @@ def update_payment_method_url() -> str:
 def collect_many(work: list[Work]) -> list[str]:
     """ProcessPayment for finalized invoices that have no payment yet: opens the payment and records its
     first attempt. The invoices are locked first, so a concurrent "pay now" and this policy never both
-    open one. Returns the payments now in flight (for :func:`charge_in_flight`)."""
+    open one. Returns the payments now in flight (for :func:`charge_in_flight`).
+
+    Records billing.PaymentAttempted, billing.PaymentSucceeded."""
     items = {w.id: w for w in work}
     invoices = list(
         Invoice.objects.select_for_update().filter(pk__in=items.keys(), status=InvoiceStatus.FINALIZED).order_by("pk")
@@ -236,7 +239,9 @@ def collect_many(work: list[Work]) -> list[str]:
 )
 def retry_many(work: list[Work], *, trigger: AttemptTrigger) -> list[str]:
     """RetryPayment: scheduled retries, dunning steps, a new card or "pay now". The payments are locked,
-    and one already in flight is left alone. Returns the payments now in flight."""
+    and one already in flight is left alone. Returns the payments now in flight.
+
+    Records billing.PaymentAttempted, billing.PaymentSucceeded, billing.DunningEscalated, billing.DunningExhausted."""
     items = {w.id: w for w in work}
     payments = list(
         Payment.objects.select_for_update()
@@ -268,6 +273,8 @@ def retry_many(work: list[Work], *, trigger: AttemptTrigger) -> list[str]:
     aggregate="Payment", records=("billing.PaymentAttempted", "billing.PaymentSucceeded"), name="billing.begin_paying"
 )
 def _begin_paying(*, invoice_id: str, clock: Clock | None) -> list[str]:
+    """Pay now, the recorded half: opens the payment or retries it, refused while an attempt is at the
+    gateway or once paid. Records billing.PaymentAttempted, billing.PaymentSucceeded."""
     invoice = Invoice.objects.select_for_update().filter(pk=invoice_id).first()
     if invoice is None:
         raise NotFound("No such invoice.")

@@ -66,7 +66,9 @@ class MissingInvoice(Exception):
 )
 def bill_usage_many(facts: list[tuple[UsageFacts, Work]]) -> list[Work]:
     """Usage of closed periods: overage onto the waiting renewal invoice, or a final invoice.
-    Returns the renewal drafts now ready for tax (the caller quotes them after its commit)."""
+    Returns the renewal drafts now ready for tax (the caller quotes them after its commit).
+
+    Records billing.InvoiceGenerated, billing.InvoiceLineItemAdded."""
     waiting = {
         (str(i.subscription_id), i.period_start): i
         for i in Invoice.objects.select_for_update(of=("self",))
@@ -203,7 +205,9 @@ def _invoice_numbers(invoices: list[Invoice], at_of: dict[str, datetime]) -> dic
     aggregate="Invoice", records=("billing.InvoiceFinalized",), name="billing.finalize_invoices", own_transaction=False
 )
 def finalize_many(work: list[Work]) -> int:
-    """FinalizeInvoice for taxed drafts: number, credit from the balance, frozen."""
+    """FinalizeInvoice for taxed drafts: number, credit from the balance, frozen.
+
+    Records billing.InvoiceFinalized."""
     items = {w.id: w for w in work}
     invoices = list(
         Invoice.objects.select_for_update(of=("self",))
@@ -246,6 +250,7 @@ def finalize_many(work: list[Work]) -> int:
     aggregate="Invoice", records=("billing.InvoicePaid",), name="billing.mark_invoices_paid", own_transaction=False
 )
 def mark_paid_many(work: list[tuple[Work, Money]]) -> int:
+    """A succeeded payment marks its finalized invoice paid. Records billing.InvoicePaid."""
     items = {w.id: (w, amount) for w, amount in work}
     invoices = list(Invoice.objects.select_for_update().filter(pk__in=items.keys(), status=InvoiceStatus.FINALIZED))
     uow = UnitOfWork()

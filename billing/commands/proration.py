@@ -31,7 +31,9 @@ from sharedkernel.correlation import Cause
     own_transaction=False,
 )
 def prorate_change(change: PlanChangeFacts, *, cause: Cause) -> Proration | None:
-    """GenerateProratedInvoice (net > 0) or ApplyCredit (net < 0) for a PlanChanged."""
+    """GenerateProratedInvoice (net > 0) or ApplyCredit (net < 0) for a PlanChanged.
+
+    Records billing.InvoiceGenerated, billing.InvoiceLineItemAdded, billing.CreditApplied."""
     if change.in_trial:
         return None
     if not (change.period.start <= change.changed_at < change.period.end) or not (

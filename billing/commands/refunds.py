@@ -45,6 +45,8 @@ def refund_payment(*, payment_id: str, amount: Money, reason: str, clock: Clock 
 
 @command(aggregate="Payment", records=(), name="billing.request_refund")
 def _request_refund(*, payment_id: str, amount: Money, reason: str, clock: Clock | None) -> int:
+    """The refund's intent on the locked payment (committed before the gateway is asked).
+    Records no event (RefundIssued is recorded with the answer)."""
     payment = Payment.objects.select_for_update().filter(pk=payment_id).first()
     if payment is None:
         raise NotFound("No such payment.")
@@ -60,7 +62,9 @@ def _request_refund(*, payment_id: str, amount: Money, reason: str, clock: Clock
 
 @command(aggregate="Payment", records=("billing.RefundIssued",), name="billing.refund", own_transaction=False)
 def refund_in_flight(payment_id: str, request: int | None = None) -> tuple[Refund | None, RefundResult | None]:
-    """Ask the gateway for the payment's refund in flight and record the answer (no transaction open)."""
+    """Ask the gateway for the payment's refund in flight and record the answer (no transaction open).
+
+    Records billing.RefundIssued."""
     payment = Payment.objects.filter(pk=payment_id, refund_in_flight_minor__isnull=False).first()
     if payment is None or (request is not None and payment.refund_requests != request):
         return None, None

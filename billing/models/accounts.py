@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import models
 
 from billing import events as ev
-from billing.values import Jurisdiction, PaymentMethodInfo
+from billing.values import Jurisdiction, PaymentMethodInfo, SubscriptionState
 from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import DomainError, InvalidTransition
 from sharedkernel.periods import period_after
@@ -282,7 +282,7 @@ class BilledSubscription(models.Model):
 
     @property
     def live(self) -> bool:
-        return self.status != "cancelled"
+        return self.status != SubscriptionState.CANCELLED
 
     def next_period(self) -> tuple[datetime, datetime]:
         """The period after the current one, by the subscription's own rule (a Jan 31 anchor: Feb 28, Mar 31)."""
