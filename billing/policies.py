@@ -29,6 +29,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from functools import partial
+from typing import TypeVar
 
 from billing import commands
 from billing.acl.subscriptions import (
@@ -41,15 +42,19 @@ from billing.acl.subscriptions import (
     plan_facts,
 )
 from billing.commands import InvoiceRequest, Work, plan_line
-from billing.commands.pipeline import MissingInvoice
+from billing.commands.accounts import account_needed
+from billing.commands.invoices import first_invoice_needed
 from billing.models import BilledSubscription, BillingAccount, BillingPlan, Invoice, InvoiceStatus
+from billing.queries import accounts_opened
 from billing.values import BillingReason
 from sharedkernel.bulk import bulk_update_rows, insert_rows
-from sharedkernel.bus import LARGE_BATCH, after_commit, reacts_to
+from sharedkernel.bus import LARGE_BATCH, after_commit, reacts_to, wait_for
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of
 from sharedkernel.projection import AppliedPosition, in_stored_order
 from sharedkernel.values import Money
+
+T = TypeVar("T")
 
 
 @reacts_to("subscriptions.CustomerRegistered", read_your_writes=True)
@@ -212,8 +217,26 @@ def _invoice_for(
     )
 
 
+def _with_account(read: list[tuple[DomainEvent, T]], customer_of: Callable[[T], str]) -> list[tuple[DomainEvent, T]]:
+    """The events whose customer Billing has an account for; the others wait for it (their
+    CustomerRegistered is still on its way: ``open_account`` says when it arrived)."""
+    known = accounts_opened({customer_of(facts) for _, facts in read})
+    ready = []
+    for event, facts in read:
+        if customer_of(facts) in known:
+            ready.append((event, facts))
+        else:
+            wait_for(event, account_needed(customer_of(facts)))
+    return ready
+
+
+def _of_customer(facts: SubscriptionFacts) -> str:
+    return facts.customer_id
+
+
 def _invoice_each(events: list[DomainEvent], reason: BillingReason, due: Callable[[SubscriptionFacts], bool]) -> None:
-    commands.generate_invoices([_invoice_for(event, facts, reason) for event, facts in _read(events) if due(facts)])
+    read = _with_account([(event, facts) for event, facts in _read(events) if due(facts)], _of_customer)
+    commands.generate_invoices([_invoice_for(event, facts, reason) for event, facts in read])
 
 
 @reacts_to("subscriptions.SubscriptionCreated", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
@@ -232,7 +255,7 @@ def invoice_converted_trial(events: list[DomainEvent]) -> None:
 def invoice_renewal(events: list[DomainEvent]) -> None:
     """SubscriptionRenewed → GenerateInvoice for the new period (the bill run, in batches). A metered
     plan's invoice waits for the closed period's usage (UsageCalculated, :func:`bill_usage`)."""
-    read = _read(events)
+    read = _with_account(_read(events), _of_customer)
     metered = {
         str(pk)
         for pk, rates in BillingPlan.objects.filter(pk__in={f.plan_id for _, f in read}).values_list(
@@ -257,8 +280,9 @@ def invoice_resumed_period(events: list[DomainEvent]) -> None:
 @reacts_to("subscriptions.PlanChanged", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
 def prorate_plan_change(events: list[DomainEvent]) -> None:
     """PlanChanged → GenerateProratedInvoice (net > 0) or ApplyCredit (net < 0), in stored order."""
-    for event in in_stored_order(events):
-        commands.prorate_change(PlanChangeFacts.from_payload(event.payload), cause=cause_of(event))
+    read = [(event, PlanChangeFacts.from_payload(event.payload)) for event in in_stored_order(events)]
+    for event, change in _with_account(read, lambda change: change.customer_id):
+        commands.prorate_change(change, cause=cause_of(event))
 
 
 @reacts_to("subscriptions.SubscriptionCancelled", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
@@ -272,7 +296,8 @@ def void_unpaid_first_invoice(events: list[DomainEvent]) -> None:
             continue
         invoices = Invoice.objects.filter(subscription_id=facts.subscription_id)
         if not invoices.filter(billing_reason=BillingReason.SUBSCRIPTION_CREATE.value).exists():
-            raise MissingInvoice(f"No first invoice yet for {facts.subscription_id}")
+            wait_for(event, first_invoice_needed(facts.subscription_id))
+            continue
         unpaid = invoices.filter(status__in=[InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED]).values_list("pk", flat=True)
         commands.void_many(
             [Work(str(pk), event.occurred_on, cause_of(event)) for pk in unpaid],
@@ -287,16 +312,16 @@ def _work(events: list[DomainEvent], key: str = "invoice_id") -> list[Work]:
 @reacts_to("subscriptions.UsageCalculated", batch=True, batch_size=LARGE_BATCH)
 def bill_usage(events: list[DomainEvent]) -> None:
     """UsageCalculated → overage onto the renewal invoice waiting for it (then CalculateTax), or an
-    invoice of its own when the renewal was billed already or the subscription ended."""
-    ready = commands.bill_usage_many(
-        [
-            (facts, Work(facts.subscription_id, e.occurred_on, cause_of(e)))
-            for e, facts in ((e, UsageFacts.from_payload(e.payload)) for e in events)
-        ]
+    invoice of its own when the renewal was billed already or the subscription ended. Usage that
+    comes before its renewal invoice waits for it (``generate_invoices`` says when it arrived)."""
+    read = _with_account([(e, UsageFacts.from_payload(e.payload)) for e in events], lambda usage: usage.customer_id)
+    billed = commands.bill_usage_many(
+        [(usage, Work(usage.subscription_id, event.occurred_on, cause_of(event))) for event, usage in read]
     )
-
-    if ready:
-        after_commit(partial(commands.calculate_tax_many, ready))
+    for work, needs in billed.early:
+        wait_for(work.cause.causation_id, needs)
+    if billed.ready:
+        after_commit(partial(commands.calculate_tax_many, billed.ready))
 
 
 @reacts_to("billing.InvoiceGenerated", batch=True, batch_size=LARGE_BATCH)

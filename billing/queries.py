@@ -13,6 +13,7 @@ from billing.commands.accounts import load_account
 from billing.commands.invoices import plan_line
 from billing.models import (
     BilledSubscription,
+    BillingAccount,
     BillingPlan,
     Discount,
 )
@@ -154,3 +155,8 @@ def upcoming_invoice(*, subscription_id: str) -> UpcomingInvoice:
     if credit.is_positive():
         lines.append(LineDraft(LineKind.CREDIT, "Account credit applied", -credit))
     return UpcomingInvoice(tuple(lines), subtotal, tax.tax, total, credit, total - credit, period)
+
+
+def accounts_opened(customer_ids: set[str]) -> set[str]:
+    """Which of these customers Billing has an account for (one query)."""
+    return {str(pk) for pk in BillingAccount.objects.filter(pk__in=customer_ids).values_list("pk", flat=True)}

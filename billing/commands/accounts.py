@@ -17,6 +17,7 @@ from billing.values import (
     PaymentMethodInfo,
     SubscriptionState,
 )
+from sharedkernel.bus import arrived
 from sharedkernel.clock import Clock, clock_for
 from sharedkernel.commands import command
 from sharedkernel.correlation import Cause, current_cause
@@ -41,6 +42,12 @@ def load_account(customer_id, *, lock: bool = False) -> BillingAccount:
 # -- accounts ---------------------------------------------------------------------------
 
 
+def account_needed(customer_id) -> str:
+    """What an event naming a customer waits for until Billing has the customer's account
+    (its CustomerRegistered is still on its way); :func:`open_account` says it arrived."""
+    return f"billing account of customer {customer_id}"
+
+
 @command(aggregate="BillingAccount", records=("billing.BillingAccountOpened",))
 def open_account(
     *,
@@ -55,7 +62,8 @@ def open_account(
     test_clock_id: str | None,
     at: datetime,
 ) -> BillingAccount | None:
-    """OpenBillingAccount (from CustomerRegistered). Opening twice has one effect.
+    """OpenBillingAccount (from CustomerRegistered). Opening twice has one effect. Events that waited
+    for the account (:func:`account_needed`) are handled once it commits.
 
     Records billing.BillingAccountOpened."""
     if BillingAccount.objects.filter(pk=customer_id).exists():
@@ -75,6 +83,7 @@ def open_account(
     uow = UnitOfWork()
     uow.add(account, current_cause())
     uow.commit()
+    arrived(account_needed(customer_id))
     return account
 
 

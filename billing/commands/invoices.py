@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from billing.commands.accounts import credit_account, load_accounts
 from billing.commands.unit_of_work import UnitOfWork, Work, single_work
@@ -22,6 +22,7 @@ from billing.values import (
     LineKind,
 )
 from sharedkernel.bulk import bulk_update_rows
+from sharedkernel.bus import arrived
 from sharedkernel.clock import Clock
 from sharedkernel.commands import command
 from sharedkernel.correlation import Cause
@@ -29,9 +30,16 @@ from sharedkernel.errors import InvalidInput, InvalidTransition, NotFound
 from sharedkernel.values import Money
 
 
-class MissingAccount(Exception):
-    """An event names a customer Billing has not heard of yet (its CustomerRegistered
-    is still on its way): the delivery fails and is retried."""
+def first_invoice_needed(subscription_id) -> str:
+    """What a cancellation before the first payment waits for until the subscription's first invoice
+    exists (:func:`generate_invoices` says it arrived)."""
+    return f"first invoice of subscription {subscription_id}"
+
+
+def renewal_invoice_needed(subscription_id, period_start: datetime) -> str:
+    """What a closed period's usage waits for until the renewal invoice of the period after it exists
+    (:func:`generate_invoices` says it arrived)."""
+    return f"renewal invoice of subscription {subscription_id} from {period_start.astimezone(UTC).isoformat()}"
 
 
 # -- invoices: generate -----------------------------------------------------------------
@@ -67,15 +75,17 @@ def plan_line(plan_name: str, price: Money, period: InvoicePeriod, version: int 
 )
 def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
     """Draft invoices (a bill run's worth at once). A (subscription, period) already
-    invoiced is skipped; the unique constraint backs this up against a concurrent run.
+    invoiced is skipped; the unique constraint backs this up against a concurrent run. What waited
+    for a first or a renewal invoice (:func:`first_invoice_needed`, :func:`renewal_invoice_needed`)
+    is handled once these commit.
 
     Records billing.InvoiceGenerated, billing.InvoiceLineItemAdded."""
     if not requests:
         return []
     accounts = load_accounts(r.customer_id for r in requests)
     missing = {r.customer_id for r in requests} - accounts.keys()
-    if missing:
-        raise MissingAccount(f"No billing account yet for {sorted(missing)[:3]}")
+    if missing:  # a policy waits for the account first (account_needed)
+        raise NotFound(f"No billing account yet for {sorted(missing)[:3]}")
     recurring = [r for r in requests if r.reason.recurring and r.subscription_id and r.period]
     done = set(
         Invoice.objects.filter(
@@ -126,6 +136,14 @@ def generate_invoices(requests: list[InvoiceRequest]) -> list[Invoice]:
     uow.commit()
     if consumed:
         bulk_update_rows(consumed, ["periods_remaining"])
+    arrived(
+        [
+            first_invoice_needed(i.subscription_id)
+            for i in invoices
+            if i.subscription_id and i.billing_reason == BillingReason.SUBSCRIPTION_CREATE
+        ]
+        + [renewal_invoice_needed(i.subscription_id, i.period_start) for i in invoices if i.awaiting_usage]
+    )
     return invoices
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
 
 from billing.acl.subscriptions import UsageFacts
 from billing.commands.accounts import load_accounts
-from billing.commands.invoices import InvoiceRequest, generate_invoices
+from billing.commands.invoices import InvoiceRequest, generate_invoices, renewal_invoice_needed
 from billing.commands.unit_of_work import UnitOfWork, Work
 from billing.models import (
     CreditEntry,
@@ -54,8 +55,13 @@ def usage_lines(usage: UsageFacts) -> list[LineDraft]:
     ]
 
 
-class MissingInvoice(Exception):
-    """The renewal invoice the usage belongs to is not there yet (retried)."""
+@dataclass(frozen=True)
+class UsageBilled:
+    """What :func:`bill_usage_many` did: the renewal drafts now ready for tax, and the usage that came
+    before its renewal invoice (each with what it waits for; it was left without effect)."""
+
+    ready: list[Work]
+    early: list[tuple[Work, str]]
 
 
 @command(
@@ -64,9 +70,10 @@ class MissingInvoice(Exception):
     name="billing.bill_usage",
     own_transaction=False,
 )
-def bill_usage_many(facts: list[tuple[UsageFacts, Work]]) -> list[Work]:
+def bill_usage_many(facts: list[tuple[UsageFacts, Work]]) -> UsageBilled:
     """Usage of closed periods: overage onto the waiting renewal invoice, or a final invoice.
-    Returns the renewal drafts now ready for tax (the caller quotes them after its commit).
+    Returns the renewal drafts now ready for tax (the caller quotes them after its commit), and the
+    usage whose renewal invoice is not there yet (the caller's event waits for it).
 
     Records billing.InvoiceGenerated, billing.InvoiceLineItemAdded."""
     waiting = {
@@ -78,7 +85,7 @@ def bill_usage_many(facts: list[tuple[UsageFacts, Work]]) -> list[Work]:
         .prefetch_related("lines")
     }
     uow = UnitOfWork()
-    finals, ready = [], []
+    finals, ready, early = [], [], []
     for usage, work in facts:
         lines = usage_lines(usage)
         invoice = waiting.get((usage.subscription_id, usage.period.end))
@@ -92,7 +99,7 @@ def bill_usage_many(facts: list[tuple[UsageFacts, Work]]) -> list[Work]:
                 subscription_id=usage.subscription_id, period_start=usage.period.end
             ).exists()
         ):
-            raise MissingInvoice(f"No renewal invoice yet for {usage.subscription_id} from {usage.period.end}")
+            early.append((work, renewal_invoice_needed(usage.subscription_id, usage.period.end)))
         elif lines:  # the renewal was billed already, or the subscription ended: an invoice of its own
             finals.append(
                 InvoiceRequest(
@@ -109,7 +116,7 @@ def bill_usage_many(facts: list[tuple[UsageFacts, Work]]) -> list[Work]:
             )
     uow.commit()
     generate_invoices(finals)
-    return await_tax(ready)
+    return UsageBilled(await_tax(ready), early)
 
 
 # -- invoices: tax, finalize -----------------------------------------------------------
