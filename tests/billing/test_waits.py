@@ -4,15 +4,26 @@ the fact arrives — no error, no attempt counted."""
 
 from __future__ import annotations
 
-import pytest
+import uuid
+from dataclasses import dataclass
 
+import pytest
+from django.db import transaction
+
+from billing import commands as billing
 from billing.commands.accounts import account_needed
-from billing.commands.invoices import first_invoice_needed
+from billing.commands.invoices import first_invoice_needed, renewal_invoice_needed
 from billing.models import Invoice, InvoiceStatus
+from billing.values import BillingReason, InvoicePeriod
 from sharedkernel import bus
+from sharedkernel.aggregates import RecordedEvent
+from sharedkernel.correlation import Cause, new_correlation_id
+from sharedkernel.eventstore import append
 from sharedkernel.models import DeliveryStatus, EventDelivery
+from sharedkernel.values import Money
 from subscriptions import commands as subs
 from tests.billing.helpers import customer, plan
+from tests.conftest import at
 
 pytestmark = pytest.mark.django_db
 
@@ -58,3 +69,62 @@ def test_a_cancellation_handled_before_the_first_invoice_waits_for_it_and_voids_
     drain()
     assert EventDelivery.objects.get(pk=waiting.pk).status == DeliveryStatus.DONE
     assert Invoice.objects.get(subscription_id=sub.id).status == InvoiceStatus.VOIDED
+
+
+@dataclass(frozen=True)
+class UsageCalculated:
+    """A stand-in for Subscriptions' event: the closed period's usage, published before its renewal."""
+
+    body: dict
+    event_type: str = "subscriptions.UsageCalculated"
+    event_version: int = 1
+
+    def payload(self) -> dict:
+        return self.body
+
+
+def test_usage_that_comes_before_its_renewal_invoice_waits_for_it_and_lands_on_it(drain):
+    # given a customer's closed period whose usage is calculated before the renewal is invoiced
+    c = customer(drain, country="GB", region="")
+    sub_id, start, end = str(uuid.uuid4()), at("2030-05-01 00:00"), at("2030-06-01 00:00")
+    rate = {"amount": "0.01", "currency": "USD"}
+    usage = {
+        "subscription_id": sub_id,
+        "customer_id": str(c.id),
+        "plan_name": "API",
+        "currency": "USD",
+        "period": {"start": start.isoformat(), "end": end.isoformat()},
+        "metrics": [{"metric": "api_calls", "used": 1500, "included": 1000, "overage": 500, "rate": rate}],
+        "final": False,
+    }
+    with transaction.atomic():
+        append([RecordedEvent(UsageCalculated(usage), end, "Subscription", sub_id, 7, None)])
+    # when Billing handles it
+    waiting = run_only("billing.bill_usage")
+    # then it waits for the renewal invoice of the period after it
+    assert waiting.status == DeliveryStatus.WAITING and waiting.last_error == ""
+    assert waiting.waiting_for == renewal_invoice_needed(sub_id, end)
+    # and once that invoice is drafted (waiting for usage), the overage lands on it
+    with transaction.atomic():
+        [renewal] = billing.generate_invoices(
+            [
+                billing.InvoiceRequest(
+                    customer_id=str(c.id),
+                    subscription_id=sub_id,
+                    plan_name="API",
+                    currency="USD",
+                    reason=BillingReason.SUBSCRIPTION_CYCLE,
+                    lines=(
+                        billing.plan_line("API", Money("30.00", "USD"), InvoicePeriod(end, at("2030-07-01 00:00"))),
+                    ),
+                    at=end,
+                    cause=Cause(new_correlation_id()),
+                    period=InvoicePeriod(end, at("2030-07-01 00:00")),
+                    awaiting_usage=True,
+                )
+            ]
+        )
+    drain()
+    assert EventDelivery.objects.get(pk=waiting.pk).status == DeliveryStatus.DONE
+    usage_line = Invoice.objects.get(pk=renewal.pk).lines.get(kind="usage")
+    assert (usage_line.quantity, usage_line.amount) == (500, Money("5.00", "USD"))
