@@ -16,6 +16,8 @@ from billing.models import (
     BillingAccount,
     BillingPlan,
     Discount,
+    Invoice,
+    InvoiceStatus,
 )
 from billing.ports import tax_calculator
 from billing.proration import Proration, prorate
@@ -160,3 +162,43 @@ def upcoming_invoice(*, subscription_id: str) -> UpcomingInvoice:
 def accounts_opened(customer_ids: set[str]) -> set[str]:
     """Which of these customers Billing has an account for (one query)."""
     return {str(pk) for pk in BillingAccount.objects.filter(pk__in=customer_ids).values_list("pk", flat=True)}
+
+
+@dataclass(frozen=True)
+class UpcomingBill:
+    """A live subscription on the customer's billing page: its next invoice (None when it cannot be
+    previewed now, e.g. tax is unavailable) and its discount."""
+
+    sub: BilledSubscription
+    preview: UpcomingInvoice | None
+    discount: Discount | None
+
+
+def upcoming_bills(*, customer_id) -> list[UpcomingBill]:
+    """Each live subscription of the customer with the invoice its next renewal will produce."""
+    subscriptions = list(
+        BilledSubscription.objects.filter(customer_id=customer_id).exclude(status=SubscriptionState.CANCELLED)
+    )
+    discounts = {
+        d.subscription_id: d
+        for d in Discount.objects.select_related("coupon").filter(
+            subscription_id__in=[s.subscription_id for s in subscriptions]
+        )
+    }
+    bills = []
+    for sub in subscriptions:
+        try:
+            preview = upcoming_invoice(subscription_id=str(sub.subscription_id))
+        except DomainError:
+            preview = None
+        bills.append(UpcomingBill(sub, preview, discounts.get(sub.subscription_id)))
+    return bills
+
+
+def invoice_history(*, customer_id, limit: int = 100) -> list[Invoice]:
+    """The customer's issued invoices (not drafts), newest first."""
+    return list(
+        Invoice.objects.filter(customer_id=customer_id)
+        .exclude(status=InvoiceStatus.DRAFT)
+        .order_by("-created_at")[:limit]
+    )
