@@ -72,6 +72,15 @@ SCHEDULE = dict(
             },
         ),
         (
+            "sharedkernel.resume_test_clocks",
+            {
+                "task": "sharedkernel.resume_test_clocks",
+                "schedule": 30.0,
+                "why": "every 30 s: test-clock advances whose lease (TEST_CLOCK_LEASE_SECONDS) ran out — a worker or "
+                "web process died mid-way — continue from where the clock got to, so none stays ADVANCING",
+            },
+        ),
+        (
             "sharedkernel.beat_heartbeat",
             {
                 "task": "sharedkernel.beat_heartbeat",
