@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sharedkernel', '0003_project_event_causation_index'),
+        ('sharedkernel', '0004_defer14_waiting_deliveries'),
     ]
 
     operations = [
