@@ -260,7 +260,7 @@ def carry_on(test_clock_id: str, run, *, waiting_since: float | None = None, ste
 
 
 def take_turn_in_worker(test_clock_id: str, run: str, waiting_since: float | None, steps: int) -> str:
-    """A worker's turn: at most TEST_CLOCK_TURN_SECONDS, then the next turn goes to the queue's tail."""
+    """A worker's turn: a step at least, about TEST_CLOCK_TURN_SECONDS, then the next turn goes to the queue's tail."""
     turn = take_turn(
         test_clock_id, run, seconds=settings.TEST_CLOCK_TURN_SECONDS, waiting_since=waiting_since, steps=steps
     )
