@@ -1,37 +1,24 @@
-"""Application services of the Subscriptions context: one function per command.
-
-Each loads the aggregate, calls its method, saves it (version-checked) and
-publishes its events, in one transaction (``@command``). Time comes from the
-customer's clock unless the caller passes one. The invariants themselves live
-in the aggregate methods (models.py) and PlanChangePolicy (rules.py).
-"""
+"""Commands on the Subscription aggregate: subscribe, change plan, cancel, resume, suspend, activate,
+the trial's end and reminder, the renewal batch, and the notes Billing sends (dunning)."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 
-from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import QuerySet
-from rest_framework.authtoken.models import Token
 
 from sharedkernel.aggregates import bulk_save_locked
 from sharedkernel.bus import LARGE_BATCH
 from sharedkernel.clock import Clock, clock_for
 from sharedkernel.commands import command
 from sharedkernel.correlation import Cause, current_cause, new_correlation_id
-from sharedkernel.errors import ConcurrentUpdate, DomainError, InvalidInput, NotFound
+from sharedkernel.errors import ConcurrentUpdate, NotFound
 from sharedkernel.eventstore import append_batch, save_and_publish
-from sharedkernel.models import CustomerLogin, TestClock
-from sharedkernel.values import EmailAddress, Money, UnitRate, UnknownCurrency
-from subscriptions import usage
+from subscriptions.commands.plans import load_plan
+from subscriptions.commands.usage import open_usage_periods
 from subscriptions.models import (
     LIVE_STATUSES,
     Customer,
-    Plan,
-    PlanOverageRate,
-    PlanPrice,
     ResumeInitiator,
     Subscription,
     SubscriptionStatus,
@@ -40,86 +27,6 @@ from subscriptions.models import (
 from subscriptions.rules import PlanChangePolicy
 
 plan_change_policy = PlanChangePolicy()
-
-
-# -- customers ---------------------------------------------------------------------
-
-
-class EmailTaken(DomainError):
-    code = "email_taken"
-
-
-@command(aggregate="Customer", records=("subscriptions.CustomerRegistered",))
-def register_customer(
-    *,
-    name: str,
-    email: str,
-    currency: str,
-    country: str,
-    region: str = "",
-    tax_exempt: bool = False,
-    user=None,
-    with_api_key: bool = False,
-    test_clock_id: str | None = None,
-    clock: Clock | None = None,
-) -> tuple[Customer, str | None]:
-    """RegisterCustomer → CustomerRegistered. With ``with_api_key`` a login is made
-    for the customer and its API key returned (shown once).
-
-    One customer per e-mail address, compared case-insensitively (sign-up promises it):
-    a second registration is refused with ``email_taken`` before anything is written.
-    """
-    try:
-        address = EmailAddress(email).value
-    except ValueError as exc:
-        raise InvalidInput(str(exc), details={"email": "invalid"}) from None
-    if connection.vendor == "postgresql":  # two registrations of one address: the second waits, then sees the first
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(lower(%s)))", [address])
-    if Customer.objects.filter(email__iexact=address).exists():
-        raise EmailTaken(
-            "A customer with this e-mail address is already registered.", details={"email": "already registered"}
-        )
-    test_clock = None
-    if test_clock_id:
-        test_clock = TestClock.objects.filter(pk=test_clock_id).first()
-        if test_clock is None:
-            raise InvalidInput("No such test clock.", details={"test_clock": "does not exist"})
-    clock = clock or clock_for(test_clock_id)
-    api_key = None
-    if with_api_key and user is None:
-        user = get_user_model().objects.create_user(
-            username=f"customer-{secrets.token_hex(8)}", email=address, password=None
-        )
-        api_key = Token.objects.create(user=user).key
-    try:
-        customer = Customer.register(
-            name=name,
-            email=email,
-            currency=currency,
-            country=country,
-            region=region,
-            tax_exempt=tax_exempt,
-            user=user,
-            test_clock=test_clock,
-            at=clock.now(),
-        )
-    except UnknownCurrency as exc:
-        raise InvalidInput(str(exc), details={"currency": "not a billable ISO 4217 code"}) from None
-    save_and_publish(customer)
-    if user is not None:
-        CustomerLogin.objects.create(user=user, customer_id=customer.id)
-    return customer, api_key
-
-
-@command(aggregate="Customer", records=())
-def record_payment_method(*, customer_id: str, present: bool) -> Customer | None:
-    customer = Customer.objects.filter(pk=customer_id).first()
-    if customer is None:
-        return None
-    customer.note_payment_method(present=present)
-    customer.save(update_fields=["has_payment_method"])
-    return customer
 
 
 @command(aggregate="Subscription", records=())
@@ -138,112 +45,6 @@ def record_dunning(*, subscription_ids: list[str], since: datetime | None) -> in
         sub.note_dunning(since=since)
     bulk_save_locked(subs, ["dunning_since"])
     return len(subs)
-
-
-# -- plans -------------------------------------------------------------------------
-
-
-def _save_plan(plan: Plan) -> None:
-    version = plan.staged_version()  # reads the staged terms, so before they are taken
-    staged = plan.staged_children()
-    save_and_publish(plan)
-    if version is not None:
-        version.save()
-    if staged is None:
-        return
-    prices, rates = staged
-    PlanPrice.objects.filter(plan=plan).delete()
-    PlanOverageRate.objects.filter(plan=plan).delete()
-    PlanPrice.objects.bulk_create(PlanPrice(plan=plan, currency=p.currency, amount_minor=p.minor_units) for p in prices)
-    PlanOverageRate.objects.bulk_create(
-        PlanOverageRate(plan=plan, metric=metric, currency=r.currency, amount=r.amount)
-        for metric, metric_rates in rates.items()
-        for r in metric_rates
-    )
-
-
-@command(aggregate="Plan", records=("subscriptions.PlanCreated",))
-def define_plan(
-    *,
-    code: str,
-    name: str,
-    tier: str,
-    interval: str,
-    trial_days: int,
-    prices: list[Money],
-    features: list[str] | None = None,
-    included_usage: dict[str, int] | None = None,
-    overage_rates: dict[str, list[UnitRate | Money]] | None = None,
-    clock: Clock | None = None,
-) -> Plan:
-    if Plan.objects.filter(code=code).exists():
-        raise InvalidInput("A plan with this code exists already.", details={"code": "already used"})
-    plan = Plan.define(
-        code=code,
-        name=name,
-        tier=tier,
-        interval=interval,
-        trial_days=trial_days,
-        prices=prices,
-        features=features,
-        included_usage=included_usage,
-        overage_rates=overage_rates,
-        at=(clock or clock_for(None)).now(),
-    )
-    _save_plan(plan)
-    return plan
-
-
-@command(aggregate="Plan", records=("subscriptions.PlanUpdated",))
-def revise_plan(
-    *,
-    plan_id: str,
-    name: str,
-    trial_days: int,
-    prices: list[Money],
-    features: list[str],
-    included_usage: dict[str, int],
-    overage_rates: dict[str, list[UnitRate | Money]],
-    clock: Clock | None = None,
-) -> Plan:
-    plan = _plan(plan_id)
-    plan.revise(
-        name=name,
-        trial_days=trial_days,
-        prices=prices,
-        features=features,
-        included_usage=included_usage,
-        overage_rates=overage_rates,
-        at=(clock or clock_for(None)).now(),
-    )
-    _save_plan(plan)
-    return plan
-
-
-@command(aggregate="Plan", records=("subscriptions.PlanArchived",))
-def archive_plan(*, plan_id: str, clock: Clock | None = None) -> Plan:
-    plan = _plan(plan_id)
-    plan.archive(at=(clock or clock_for(None)).now())
-    _save_plan(plan)
-    return plan
-
-
-@command(aggregate="Plan", records=("subscriptions.PlanRestored",))
-def restore_plan(*, plan_id: str, clock: Clock | None = None) -> Plan:
-    plan = _plan(plan_id)
-    plan.restore(at=(clock or clock_for(None)).now())
-    _save_plan(plan)
-    return plan
-
-
-def _plan(plan_id) -> Plan:
-    plan = Plan.objects.prefetch_related("price_rows", "overage_rows").filter(pk=plan_id).first()
-    if plan is None:
-        raise NotFound("No such plan.")
-    return plan
-
-
-# -- subscriptions -----------------------------------------------------------------
 
 
 def _subscription(subscription_id, expected_version: int | None = None) -> Subscription:
@@ -277,7 +78,7 @@ def subscribe(
     customer = Customer.objects.select_for_update().filter(pk=customer_id).first()
     if customer is None:
         raise NotFound("No such customer.")
-    plan = _plan(plan_id)
+    plan = load_plan(plan_id)
     existing = customer.subscriptions.all()
     sub = Subscription.start(
         customer=customer,
@@ -309,7 +110,7 @@ def change_plan(
     """ChangePlan. Returns (subscription, changed); ``changed`` is False when an
     enterprise change waits for staff approval."""
     sub = _subscription(subscription_id, expected_version)
-    target = _plan(plan_id)
+    target = load_plan(plan_id)
     changed = sub.change_plan(
         target=target, at=_clock(sub, clock).now(), policy=plan_change_policy, approved_by_staff=by_staff
     )
@@ -354,7 +155,7 @@ def cancel_subscription(
     sub.cancel(at=now, reason=reason, at_period_end=at_period_end)
     save_and_publish(sub)
     if sub.status == SubscriptionStatus.CANCELLED and period_start < now:
-        usage.open_usage_periods([sub], {sub.pk: (period_start, now)})  # the partial period's usage is billed
+        open_usage_periods([sub], {sub.pk: (period_start, now)})  # the partial period's usage is billed
     return sub
 
 
@@ -469,7 +270,7 @@ def renew_due_subscriptions(*, due: QuerySet, now, limit: int = LARGE_BATCH) -> 
     for sub in subs:
         sub.renew(at=now)
     bulk_save_locked(subs, RENEWAL_FIELDS)
-    usage.open_usage_periods(subs, closing)
+    open_usage_periods(subs, closing)
     append_batch(
         (
             Cause(

@@ -24,7 +24,9 @@ from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import InvalidInput, InvalidTransition
 from sharedkernel.values import Money
 from subscriptions import events as ev
-from subscriptions.models import Plan, PlanVersion, Subscription, SubscriptionStatus, SuspensionReason
+from subscriptions.models.plans import Plan, PlanVersion
+from subscriptions.models.statuses import SubscriptionStatus, SuspensionReason
+from subscriptions.models.subscriptions import Subscription
 from subscriptions.values import PlanTier
 
 
