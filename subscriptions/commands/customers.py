@@ -86,6 +86,8 @@ def register_customer(
 
 @command(aggregate="Customer", records=())
 def record_payment_method(*, customer_id: str, present: bool) -> Customer | None:
+    """Billing told us whether a payment method is on file (billing.PaymentMethodUpdated). Records no event:
+    it is Billing's fact, kept for the trial's end. Returns None for a customer we do not know."""
     customer = Customer.objects.filter(pk=customer_id).first()
     if customer is None:
         return None

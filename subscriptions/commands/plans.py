@@ -43,6 +43,7 @@ def define_plan(
     overage_rates: dict[str, list[UnitRate | Money]] | None = None,
     clock: Clock | None = None,
 ) -> Plan:
+    """DefinePlan → PlanCreated (version 1 of its terms). The code is unique."""
     if Plan.objects.filter(code=code).exists():
         raise InvalidInput("A plan with this code exists already.", details={"code": "already used"})
     plan = Plan.define(
@@ -73,6 +74,7 @@ def revise_plan(
     overage_rates: dict[str, list[UnitRate | Money]],
     clock: Clock | None = None,
 ) -> Plan:
+    """RevisePlan → PlanUpdated: a new version with complete terms; existing subscriptions keep theirs."""
     plan = load_plan(plan_id)
     plan.revise(
         name=name,
@@ -89,6 +91,7 @@ def revise_plan(
 
 @command(aggregate="Plan", records=("subscriptions.PlanArchived",))
 def archive_plan(*, plan_id: str, clock: Clock | None = None) -> Plan:
+    """ArchivePlan → PlanArchived: no longer offered to new subscriptions."""
     plan = load_plan(plan_id)
     plan.archive(at=(clock or clock_for(None)).now())
     _save_plan(plan)
@@ -97,6 +100,7 @@ def archive_plan(*, plan_id: str, clock: Clock | None = None) -> Plan:
 
 @command(aggregate="Plan", records=("subscriptions.PlanRestored",))
 def restore_plan(*, plan_id: str, clock: Clock | None = None) -> Plan:
+    """RestorePlan → PlanRestored: offered again."""
     plan = load_plan(plan_id)
     plan.restore(at=(clock or clock_for(None)).now())
     _save_plan(plan)

@@ -95,16 +95,19 @@ def _transition(migration_id, verb: str, clock: Clock | None) -> PriceMigration:
 
 @command(aggregate="PriceMigration", records=("subscriptions.PriceMigrationStarted",))
 def start_price_migration(*, migration_id, clock: Clock | None = None) -> PriceMigration:
+    """StartPriceMigration → PriceMigrationStarted; the beat job then schedules its changes in batches."""
     return _transition(migration_id, "start", clock)
 
 
 @command(aggregate="PriceMigration", records=("subscriptions.PriceMigrationPaused",))
 def pause_price_migration(*, migration_id, clock: Clock | None = None) -> PriceMigration:
+    """PausePriceMigration → PriceMigrationPaused; no batch runs until it is resumed."""
     return _transition(migration_id, "pause", clock)
 
 
 @command(aggregate="PriceMigration", records=("subscriptions.PriceMigrationResumed",))
 def resume_price_migration(*, migration_id, clock: Clock | None = None) -> PriceMigration:
+    """ResumePriceMigration → PriceMigrationResumed."""
     return _transition(migration_id, "resume", clock)
 
 
@@ -122,7 +125,7 @@ def cancel_price_migration(*, migration_id, clock: Clock | None = None) -> Price
 )
 def schedule_price_change_batch(*, migration_id, now: datetime, limit: int | None = None) -> int:
     """Up to ``limit`` subscriptions after the cursor: PriceChangeScheduled, or left out; then the cursor
-    moves past them (and the migration completes when none is left). Returns how many were handled."""
+    moves past them (PriceMigrationCompleted when none is left). Returns how many were handled."""
     limit = limit or settings.PRICE_MIGRATION_BATCH
     migration = (
         PriceMigration.objects.select_for_update(skip_locked=True)

@@ -31,7 +31,7 @@ plan_change_policy = PlanChangePolicy()
 
 @command(aggregate="Subscription", records=())
 def record_dunning(*, subscription_ids: list[str], since: datetime | None) -> int:
-    """Billing's dunning of these subscriptions began (``since``) or a payment ended it (None).
+    """Billing's dunning of these subscriptions began (``since``) or a payment ended it (None); no event.
     Only rows whose note changes are written, locked, their versions advanced (a writer holding an
     older copy gets a conflict instead of writing the note back); returns how many."""
     if not subscription_ids:
@@ -72,7 +72,7 @@ def _clock(sub: Subscription, clock: Clock | None) -> Clock:
 def subscribe(
     *, customer_id: str, plan_id: str, currency: str | None = None, trial: bool = False, clock: Clock | None = None
 ) -> Subscription:
-    """CreateSubscription + SelectPlan (+ StartTrial)."""
+    """CreateSubscription + SelectPlan (+ StartTrial) → SubscriptionCreated, PlanSelected (+ TrialStarted)."""
     # Locking the customer serialises two subscribe calls for the same person,
     # so "one live subscription per plan" and "one trial" cannot be raced.
     customer = Customer.objects.select_for_update().filter(pk=customer_id).first()
@@ -107,7 +107,8 @@ def change_plan(
     expected_version: int | None = None,
     clock: Clock | None = None,
 ) -> tuple[Subscription, bool]:
-    """ChangePlan. Returns (subscription, changed); ``changed`` is False when an
+    """ChangePlan → PlanChanged (PriceChangeCancelled first if a price change was scheduled), or
+    PlanChangeRequested when it waits for staff approval. Returns (subscription, changed); ``changed`` is False when an
     enterprise change waits for staff approval."""
     sub = _subscription(subscription_id, expected_version)
     target = load_plan(plan_id)
@@ -120,6 +121,8 @@ def change_plan(
 
 @command(aggregate="Subscription", records=("subscriptions.PriceChangeCancelled", "subscriptions.PlanChanged"))
 def approve_plan_change(*, subscription_id: str, clock: Clock | None = None) -> Subscription:
+    """ApprovePlanChange (staff) → PlanChanged to the plan that waited, and PriceChangeCancelled if a
+    price change was scheduled."""
     sub = _subscription(subscription_id)
     sub.approve_plan_change(at=_clock(sub, clock).now(), policy=plan_change_policy)
     save_and_publish(sub)
@@ -128,6 +131,7 @@ def approve_plan_change(*, subscription_id: str, clock: Clock | None = None) -> 
 
 @command(aggregate="Subscription", records=("subscriptions.PlanChangeDeclined",))
 def decline_plan_change(*, subscription_id: str, clock: Clock | None = None) -> Subscription:
+    """DeclinePlanChange (staff) → PlanChangeDeclined."""
     sub = _subscription(subscription_id)
     sub.decline_plan_change(at=_clock(sub, clock).now())
     save_and_publish(sub)
@@ -150,6 +154,9 @@ def cancel_subscription(
     expected_version: int | None = None,
     clock: Clock | None = None,
 ) -> Subscription:
+    """CancelSubscription → SubscriptionCancelled now, or SubscriptionCancellationScheduled at the end
+    of the period (or trial); PriceChangeCancelled first if a price change was scheduled. An immediate
+    cancellation opens the partial period's usage for billing."""
     sub = _subscription(subscription_id, expected_version)
     period_start, now = sub.current_period_start, _clock(sub, clock).now()
     sub.cancel(at=now, reason=reason, at_period_end=at_period_end)
@@ -167,6 +174,7 @@ def resume_subscription(
     expected_version: int | None = None,
     clock: Clock | None = None,
 ) -> Subscription:
+    """ResumeSubscription → SubscriptionResumed (from a suspension, or withdrawing a scheduled cancellation)."""
     sub = _subscription(subscription_id, expected_version)
     sub.resume(at=_clock(sub, clock).now(), initiator=initiator)
     save_and_publish(sub)
@@ -181,6 +189,7 @@ def suspend_subscription(
     expected_version: int | None = None,
     clock: Clock | None = None,
 ) -> Subscription:
+    """SuspendSubscription → SubscriptionSuspended."""
     sub = _subscription(subscription_id, expected_version)
     sub.suspend(at=_clock(sub, clock).now(), reason=reason)
     save_and_publish(sub)
@@ -189,6 +198,7 @@ def suspend_subscription(
 
 @command(aggregate="Subscription", records=("subscriptions.SubscriptionActivated",))
 def activate_subscription(*, subscription_id: str, clock: Clock | None = None) -> Subscription:
+    """ActivateSubscription (the first invoice was paid) → SubscriptionActivated."""
     sub = _subscription(subscription_id)
     sub.activate(at=_clock(sub, clock).now())
     save_and_publish(sub)
@@ -207,6 +217,9 @@ def activate_subscription(*, subscription_id: str, clock: Clock | None = None) -
     ),
 )
 def expire_trial(*, subscription_id: str, clock: Clock | None = None) -> Subscription:
+    """ExpireTrial → TrialExpired, then SubscriptionActivated (a payment method is on file; PriceChanged
+    if one was due), SubscriptionSuspended (none is), or SubscriptionCancelled (+ PriceChangeCancelled)
+    when a cancellation was scheduled."""
     sub = _subscription(subscription_id)
     sub.expire_trial(at=_clock(sub, clock).now(), has_payment_method=sub.customer.has_payment_method)
     save_and_publish(sub)
@@ -215,6 +228,7 @@ def expire_trial(*, subscription_id: str, clock: Clock | None = None) -> Subscri
 
 @command(aggregate="Subscription", records=("subscriptions.TrialEndingSoon",))
 def remind_trial_ending(*, subscription_id: str, days_before: int, clock: Clock | None = None) -> Subscription:
+    """RemindTrialEnding → TrialEndingSoon, once per trial."""
     sub = _subscription(subscription_id)
     sub.remind_trial_ending(
         at=_clock(sub, clock).now(), days_before=days_before, has_payment_method=sub.customer.has_payment_method
@@ -252,7 +266,9 @@ RENEWAL_FIELDS = [
     ),
 )
 def renew_due_subscriptions(*, due: QuerySet, now, limit: int = LARGE_BATCH) -> int:
-    """RenewSubscription for up to ``limit`` subscriptions whose period ended, in one transaction.
+    """RenewSubscription for up to ``limit`` subscriptions whose period ended, in one transaction →
+    SubscriptionRenewed (PriceChanged first when a scheduled change is due), or SubscriptionCancelled
+    (+ PriceChangeCancelled) for one scheduled to cancel.
 
     A bill run renews many subscriptions at once; each still goes through
     ``Subscription.renew`` and keeps its own invariants. Rows are locked
