@@ -277,8 +277,8 @@ def price_migration_preview(migration: PriceMigration, *, now: datetime | None =
     moved, left_out = [], []
     mrr: dict[str, Money] = {}
     for sub, decision in decisions(migration, subs, now):
-        if decision.left_out or decision.effective_at is None:
-            left_out.append({"subscription": str(sub.pk), "reason": decision.left_out or "no_renewal"})
+        if not decision.moves:
+            left_out.append({"subscription": str(sub.pk), "reason": decision.reason})
             continue
         moved.append(decision.effective_at)
         change = decision.monthly_change

@@ -17,14 +17,16 @@ from django.conf import settings
 from sharedkernel.aggregates import bulk_save_locked
 from sharedkernel.clock import Clock, SystemClock
 from sharedkernel.commands import command
-from sharedkernel.correlation import Cause, current_cause, new_correlation_id
+from sharedkernel.correlation import current_cause
 from sharedkernel.errors import InvalidInput, NotFound
 from sharedkernel.eventstore import append_batch, save_and_publish
+from subscriptions.commands.subscriptions import publish_each_chain
 from subscriptions.models import (
     ItemOutcome,
     MigrationStatus,
     Plan,
     PlanVersion,
+    PriceChangeDropped,
     PriceMigration,
     PriceMigrationItem,
     Subscription,
@@ -157,8 +159,8 @@ def schedule_price_change_batch(*, migration_id, now: datetime, limit: int | Non
             old_price_minor=decision.old_price.minor_units,
             decided_at=now,
         )
-        if decision.left_out or decision.effective_at is None:
-            item.outcome, item.reason = ItemOutcome.LEFT_OUT, decision.left_out or "no_renewal"
+        if not decision.moves:
+            item.outcome, item.reason = ItemOutcome.LEFT_OUT, decision.reason
         else:
             sub.schedule_price_change(
                 migration_id=str(migration.pk),
@@ -173,17 +175,7 @@ def schedule_price_change_batch(*, migration_id, now: datetime, limit: int | Non
         items.append(item)
     PriceMigrationItem.objects.bulk_create(items)  # the unique constraint refuses a second item per subscription
     bulk_save_locked(changed, SCHEDULE_FIELDS)
-    append_batch(
-        (
-            Cause(
-                new_correlation_id(),
-                current_cause().causation_id,
-                str(sub.test_clock_id) if sub.test_clock_id else None,
-            ),
-            sub.pull_events(),
-        )
-        for sub in changed
-    )
+    publish_each_chain(changed)
     migration.handled_up_to(subs[-1].pk)
     save_and_publish(migration)
     return len(subs)
@@ -200,7 +192,7 @@ def cancel_scheduled_changes_batch(*, migration_id, now: datetime, limit: int | 
         .order_by("pk")[:limit]
     )
     for sub in subs:
-        sub.cancel_price_change(reason="migration_cancelled", at=clock_times([sub], now)[sub.pk])
+        sub.cancel_price_change(reason=PriceChangeDropped.MIGRATION_CANCELLED, at=clock_times([sub], now)[sub.pk])
     bulk_save_locked(subs, SCHEDULE_FIELDS)
     append_batch((current_cause(), sub.pull_events()) for sub in subs)
     return len(subs)

@@ -237,6 +237,22 @@ def remind_trial_ending(*, subscription_id: str, days_before: int, clock: Clock 
     return sub
 
 
+def publish_each_chain(subs: list[Subscription]) -> None:
+    """Append each subscription's recorded events as a correlated chain of its own (a batch step
+    renews or reprices many at once, and each change leads to its own invoice, e-mails, ...)."""
+    append_batch(
+        (
+            Cause(
+                new_correlation_id(),
+                current_cause().causation_id,
+                str(sub.test_clock_id) if sub.test_clock_id else None,
+            ),
+            sub.pull_events(),
+        )
+        for sub in subs
+    )
+
+
 RENEWAL_FIELDS = [
     "status",
     "billing_anchor",
@@ -287,15 +303,5 @@ def renew_due_subscriptions(*, due: QuerySet, now, limit: int = LARGE_BATCH) -> 
         sub.renew(at=now)
     bulk_save_locked(subs, RENEWAL_FIELDS)
     open_usage_periods(subs, closing)
-    append_batch(
-        (
-            Cause(
-                new_correlation_id(),
-                current_cause().causation_id,
-                str(sub.test_clock_id) if sub.test_clock_id else None,
-            ),
-            sub.pull_events(),
-        )
-        for sub in subs
-    )
+    publish_each_chain(subs)
     return len(subs)

@@ -14,12 +14,21 @@ from subscriptions.models.price_migrations import (
     PriceMigration,
     PriceMigrationItem,
 )
-from subscriptions.models.statuses import LIVE_STATUSES, ResumeInitiator, SubscriptionStatus, SuspensionReason
+from subscriptions.models.statuses import (
+    LIVE_STATUSES,
+    ActivationReason,
+    PriceChangeDropped,
+    ResumedFrom,
+    ResumeInitiator,
+    SubscriptionStatus,
+    SuspensionReason,
+)
 from subscriptions.models.subscriptions import Subscription
 from subscriptions.models.usage import UsageCounter, UsagePeriod, UsageRecord
 
 __all__ = [
     "LIVE_STATUSES",
+    "ActivationReason",
     "Customer",
     "ItemOutcome",
     "LeftOut",
@@ -28,10 +37,12 @@ __all__ = [
     "PlanOverageRate",
     "PlanPrice",
     "PlanVersion",
+    "PriceChangeDropped",
     "PriceChangeDecision",
     "PriceMigration",
     "PriceMigrationItem",
     "ResumeInitiator",
+    "ResumedFrom",
     "SignupProfile",
     "Subscription",
     "SubscriptionStatus",

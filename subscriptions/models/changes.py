@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from sharedkernel.errors import InvalidInput, InvalidTransition
 from sharedkernel.values import Money
 from subscriptions import events as ev
-from subscriptions.models.statuses import SubscriptionStatus
+from subscriptions.models.statuses import PriceChangeDropped, SubscriptionStatus
 from subscriptions.rules import (
     NoPendingPlanChange,
     PlanChangeDecision,
@@ -43,7 +43,7 @@ class PlanChanges:
                 at=at,
             )
             return False
-        self._drop_price_change(reason="plan_changed", at=at)
+        self._drop_price_change(reason=PriceChangeDropped.PLAN_CHANGED, at=at)
         old_plan, old_price, old_period = self.plan.ref(self.plan_version), self.price, self._period_ref()
         interval_changes = target.interval != self.interval
         self.plan, self.price_minor, self.interval = target, wanted.price.minor_units, target.interval

@@ -61,6 +61,18 @@ class PriceChangeDecision:
     new_price: Money | None = None
     effective_at: datetime | None = None
 
+    #: Why a subscription that is not left out still is not moved: no renewal of it is to come.
+    NO_RENEWAL = "no_renewal"
+
+    @property
+    def moves(self) -> bool:
+        return not self.left_out and self.effective_at is not None
+
+    @property
+    def reason(self) -> str:
+        """Why it is not moved (a LeftOut value, or NO_RENEWAL)."""
+        return self.left_out or self.NO_RENEWAL
+
     @property
     def monthly_change(self) -> Money:
         zero = Money.from_minor(0, self.old_price.currency)

@@ -1,4 +1,5 @@
-"""The states a subscription is in, why it is suspended, and who resumes it."""
+"""The states a subscription is in, why it is suspended, who resumes it, and the other words its
+events say (why it was activated, what it resumed from, why a price change was dropped)."""
 
 from django.db import models
 
@@ -29,3 +30,25 @@ class ResumeInitiator(models.TextChoices):
     CUSTOMER = "customer"
     STAFF = "staff"
     SYSTEM = "system"  # a payment succeeded, a payment method arrived
+
+
+class ActivationReason(models.TextChoices):
+    """SubscriptionActivated's ``reason``."""
+
+    FIRST_PAYMENT = "first_payment"  #: its first invoice was paid (already billed)
+    TRIAL_CONVERTED = "trial_converted"  #: the trial ended with a payment method (bill the first period now)
+
+
+class ResumedFrom(models.TextChoices):
+    """SubscriptionResumed's ``resumed_from``."""
+
+    SUSPENDED = "suspended"
+    SCHEDULED_CANCELLATION = "scheduled_cancellation"
+
+
+class PriceChangeDropped(models.TextChoices):
+    """PriceChangeCancelled's ``reason``: why a scheduled price change will not happen."""
+
+    CANCELLED = "cancelled"  #: the subscription was cancelled first
+    PLAN_CHANGED = "plan_changed"
+    MIGRATION_CANCELLED = "migration_cancelled"

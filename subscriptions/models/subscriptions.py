@@ -18,7 +18,14 @@ from subscriptions import events as ev
 from subscriptions.models.changes import PlanChanges, PriceChanges
 from subscriptions.models.customers import Customer
 from subscriptions.models.plans import Plan
-from subscriptions.models.statuses import ResumeInitiator, SubscriptionStatus, SuspensionReason
+from subscriptions.models.statuses import (
+    ActivationReason,
+    PriceChangeDropped,
+    ResumedFrom,
+    ResumeInitiator,
+    SubscriptionStatus,
+    SuspensionReason,
+)
 from subscriptions.rules import AlreadySubscribed, PlanUnavailable, TrialNotAvailable
 from subscriptions.values import BillingInterval, SubscriptionPeriod, TrialDuration
 
@@ -225,7 +232,7 @@ class Subscription(PlanChanges, PriceChanges, AggregateRoot):
                     price=self.price,
                     period=self._period_ref(),
                     activated_at=ended,
-                    reason="trial_converted",
+                    reason=ActivationReason.TRIAL_CONVERTED,
                 ),
                 at=ended,
             )
@@ -247,7 +254,11 @@ class Subscription(PlanChanges, PriceChanges, AggregateRoot):
         self.activated_at = at
         self.record(
             ev.SubscriptionActivated(
-                **self._common(), price=self.price, period=self._period_ref(), activated_at=at, reason="first_payment"
+                **self._common(),
+                price=self.price,
+                period=self._period_ref(),
+                activated_at=at,
+                reason=ActivationReason.FIRST_PAYMENT,
             ),
             at=at,
         )
@@ -276,10 +287,10 @@ class Subscription(PlanChanges, PriceChanges, AggregateRoot):
             self.status = SubscriptionStatus.ACTIVE
             self.suspended_at, self.suspension_reason = None, ""
             self.activated_at = self.activated_at or at
-            resumed_from = "suspended"
+            resumed_from = ResumedFrom.SUSPENDED
         elif self.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING) and self.cancel_at_period_end:
             self.cancel_at_period_end, self.cancellation_reason = False, ""
-            restart, resumed_from = False, "scheduled_cancellation"
+            restart, resumed_from = False, ResumedFrom.SCHEDULED_CANCELLATION
         else:
             raise InvalidTransition(
                 f"Only a suspended subscription or one scheduled to cancel can be resumed (it is {self.status})."
@@ -303,7 +314,7 @@ class Subscription(PlanChanges, PriceChanges, AggregateRoot):
         if self.status == SubscriptionStatus.CANCELLED:
             raise InvalidTransition("The subscription is already cancelled.")
         reason = (reason or "").strip()[:200] or "requested"
-        self._drop_price_change(reason="cancelled", at=at)  # who cancels before the date never pays it
+        self._drop_price_change(reason=PriceChangeDropped.CANCELLED, at=at)  # who cancels before the date never pays it
         if at_period_end and self.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
             if self.cancel_at_period_end:
                 raise InvalidTransition("The subscription is already scheduled to cancel at the end of the period.")
@@ -318,7 +329,7 @@ class Subscription(PlanChanges, PriceChanges, AggregateRoot):
         self._end(at=at, reason=reason, at_period_end=False)
 
     def _end(self, *, at: datetime, reason: str, at_period_end: bool) -> None:
-        self._drop_price_change(reason="cancelled", at=at)
+        self._drop_price_change(reason=PriceChangeDropped.CANCELLED, at=at)
         previous = self.status
         self.status = SubscriptionStatus.CANCELLED
         self.cancelled_at, self.cancellation_reason = at, reason
