@@ -23,6 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from analytics import acl
 from analytics.models import monthly
+from analytics.vocabulary import Interval, Status
 from sharedkernel.events import DomainEvent
 from sharedkernel.values import Money
 
@@ -54,10 +55,10 @@ class _Sub:
     customer_id: str
     plan_id: str
     version: int
-    interval: str
+    interval: Interval
     currency: str
     price: Money
-    status: str
+    status: Status
     created_at: datetime
     selected: bool = False
     usage: dict[str, int] | None = None  #: the closed period's usage, not yet invoiced
@@ -143,14 +144,14 @@ class Sandbox:
     def learn(self, event: DomainEvent) -> bool:
         """Plan versions and the migration's selection: known before the history is replayed (a
         migration is drafted, and its target version published, after the months it is tested on)."""
-        p, name = event.payload, event.name
+        name = event.name
         if name in ("PlanCreated", "PlanUpdated"):
-            terms = acl.plan_terms(p)
+            terms = acl.plan_terms(event.payload)
             self.versions[(terms.plan_id, terms.version)] = terms
             return True
         if name == "PriceMigrationDrafted":
-            if p["migration_id"] == self.migration_id:
-                self.migration = acl.migration_terms(p)
+            if acl.migration_id(event.payload) == self.migration_id:
+                self.migration = acl.migration_terms(event.payload)
             return True
         return False
 
@@ -159,54 +160,54 @@ class Sandbox:
         self._close_months(month)
         if self.learn(event):
             return
-        p, name = event.payload, event.name
+        name = event.name
         if name == "InvoiceFinalized":
-            self._invoice(p, month)
+            self._invoice(acl.invoice(event.payload), month)
             return
-        sub_id = p.get("subscription_id")
         if name == "UsageCalculated":
+            sub_id = acl.usage_subscription(event.payload)
             if sub_id in self.subs:
-                self.subs[sub_id].usage = acl.usage_used(p)
+                self.subs[sub_id].usage = acl.usage_used(event.payload)
             return
-        sub = self.subs.get(sub_id)
-        plan_id, version, interval = acl.plan_ref(p)
-        price = acl.subscription_price(p)
+        fact = acl.subscription_changed(event)
+        sub = self.subs.get(fact.subscription_id)
+        plan = fact.plan
         if sub is None:
-            if name != "SubscriptionCreated":
+            if not fact.created:
                 return
             sub = _Sub(
-                sub_id,
-                p["customer_id"],
-                plan_id,
-                version,
-                interval,
-                price.currency,
-                price,
-                p["status"],
+                fact.subscription_id,
+                fact.customer_id,
+                plan.id,
+                plan.version,
+                plan.interval,
+                fact.price.currency,
+                fact.price,
+                fact.status,
                 event.occurred_on,
             )
-            self.subs[sub_id] = sub
+            self.subs[fact.subscription_id] = sub
         else:
-            if name == "PlanChanged" and p.get("direction") == "upgrade" and sub.selected and month >= self.first:
+            if fact.upgrade and sub.selected and month >= self.first:
                 self.upgraded[month] += 1
-            if name == "SubscriptionCancelled" and sub.selected and month >= self.first:
+            if fact.cancelled and sub.selected and month >= self.first:
                 self.churned[month] += 1
-            sub.plan_id, sub.version, sub.interval = plan_id, version, interval
-            sub.price = price or sub.price
-            sub.status = p["status"]
+            sub.plan_id, sub.version, sub.interval = plan.id, plan.version, plan.interval
+            sub.price = fact.price or sub.price
+            sub.status = fact.status
         if not sub.selected and self._matches(sub):
             sub.selected = True
 
-    def _invoice(self, p: dict, month: str) -> None:
-        sub = self.subs.get(p.get("subscription_id") or "")
+    def _invoice(self, invoice: acl.Invoice, month: str) -> None:
+        sub = self.subs.get(invoice.subscription_id or "")
         if sub is None or not sub.selected or month < self.first:
             if sub is not None:
                 sub.usage = None
             return
-        currency, target = p["currency"], self.target
+        currency, target = invoice.currency, self.target
         actual = proposed = Money.zero(currency)
         usage_lines = {}
-        for line in acl.invoice_lines(p):
+        for line in invoice.lines:
             actual = actual + line.amount
             if line.kind == "plan" and self._on_target(sub) and not sub.price.is_zero():
                 new = Money.rounded(line.amount.amount * self.proposed_price(sub).amount / sub.price.amount, currency)
@@ -230,7 +231,7 @@ class Sandbox:
             totals[3] += new.minor_units
             totals[2] += units if units is not None else 0
         sub.usage = None
-        tax = acl.invoice_tax(p)
+        tax = invoice.tax
         # the invoice's own effective tax rate, applied to the proposed subtotal
         new_tax = tax if actual.is_zero() else Money.rounded(tax.amount * proposed.amount / actual.amount, currency)
         invoiced = self.invoiced[(month, currency)]
@@ -258,7 +259,7 @@ class Sandbox:
         totals: dict[str, list[int]] = {}
         active = 0
         for sub in self.subs.values():
-            if not sub.selected or sub.status != "active":
+            if not sub.selected or sub.status != Status.ACTIVE:
                 continue
             active += 1
             row = totals.setdefault(sub.currency, [0, 0])
