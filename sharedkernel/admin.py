@@ -69,15 +69,26 @@ class StoredEventAdmin(ReadOnlyAdmin):
 
 @admin.register(EventDelivery)
 class EventDeliveryAdmin(ReadOnlyAdmin):
-    """Who has handled which event. Failed rows carry the error; "retry" runs them again."""
+    """Who has handled which event. Failed rows carry the error; "retry" runs them again. Waiting rows
+    say which upstream fact they wait for; they run when it arrives."""
 
-    list_display = ["id", "handler", "event_link", "status", "attempts", "dispatch_after", "completed_at"]
+    list_display = [
+        "id",
+        "handler",
+        "event_link",
+        "status",
+        "waiting_for",
+        "attempts",
+        "dispatch_after",
+        "completed_at",
+    ]
     list_filter = ["status", "handler"]
     search_fields = ["=event__event_id", "handler"]
     readonly_fields = [
         "event",
         "handler",
         "status",
+        "waiting_for",
         "attempts",
         "dispatch_after",
         "created_at",

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from sharedkernel import bus, declarations, events
+from sharedkernel import bus, declarations, events, handlers
 from sharedkernel.catalog import catalog, registry, render_markdown
 from sharedkernel.commands import command
 from sharedkernel.declarations import external_system
@@ -47,7 +47,7 @@ def new_event_and_policy():
     bus.HANDLERS.pop("testapp.gadget_shine")
     declarations.COMMANDS.pop("testapp.polish_gadget")
     declarations.EXTERNAL_SYSTEMS.pop("Gadget polisher")
-    bus._subscribers_cache.clear()
+    handlers._subscribers_cache.clear()
     events._UPCASTERS.pop(("testapp.GadgetPolished", 1))
 
 
