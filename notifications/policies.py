@@ -32,9 +32,16 @@ from django.utils import timezone
 
 from notifications import acl, mail, webhooks
 from notifications import events as ev
-from notifications.models import PICKUP_AFTER, Recipient, Reminder, WebhookDelivery, WebhookEndpoint
+from notifications.models import (
+    PICKUP_AFTER,
+    Recipient,
+    Reminder,
+    WebhookDelivery,
+    WebhookEndpoint,
+    recipient_needed,
+)
 from sharedkernel.aggregates import RecordedEvent
-from sharedkernel.bus import LARGE_BATCH, reacts_to
+from sharedkernel.bus import LARGE_BATCH, arrived, reacts_to, wait_for
 from sharedkernel.clock import clock_for
 from sharedkernel.events import EVENT_CLASSES, DomainEvent
 from sharedkernel.eventstore import append
@@ -50,9 +57,8 @@ def _send(
     recipient = _recipient(customer_id)
     email = email or (recipient.email if recipient else None)
     if not email:
-        raise LookupError(
-            f"No recipient known yet for customer {customer_id}"
-        )  # retried: CustomerRegistered is on its way
+        wait_for(event, recipient_needed(customer_id))  # CustomerRegistered is on its way
+        return
     mail.queue(
         template=template,
         email=email,
@@ -68,7 +74,8 @@ def _send(
 
 @reacts_to("subscriptions.CustomerRegistered", replay_safe=True)
 def remember_recipient(event: DomainEvent) -> None:
-    """CustomerRegistered → the Recipient we write to (preferences kept on a replay)."""
+    """CustomerRegistered → the Recipient we write to (preferences kept on a replay); the mail that
+    waited for it goes now."""
     fact = acl.customer_registered(event.payload)
     Recipient.objects.update_or_create(
         customer_id=fact.customer_id,
@@ -79,6 +86,7 @@ def remember_recipient(event: DomainEvent) -> None:
             "test_clock_id": fact.test_clock_id,
         },
     )
+    arrived(recipient_needed(fact.customer_id))
 
 
 @reacts_to("subscriptions.CustomerRegistered")
