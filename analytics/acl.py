@@ -284,24 +284,20 @@ class MoneyMoved:
     plan_name: str
 
 
+def _money_moved(kind: RevenueKind, payload: dict, at: str) -> MoneyMoved:
+    return MoneyMoved(
+        kind, Money.from_json(payload["amount"]), datetime.fromisoformat(payload[at]), payload.get("plan_name") or ""
+    )
+
+
 def payment_received(payload: dict) -> MoneyMoved:
     """billing.PaymentSucceeded → money in."""
-    return MoneyMoved(
-        RevenueKind.PAYMENT,
-        Money.from_json(payload["amount"]),
-        datetime.fromisoformat(payload["paid_at"]),
-        payload.get("plan_name") or "",
-    )
+    return _money_moved(RevenueKind.PAYMENT, payload, "paid_at")
 
 
 def refund_issued(payload: dict) -> MoneyMoved:
     """billing.RefundIssued → money out."""
-    return MoneyMoved(
-        RevenueKind.REFUND,
-        Money.from_json(payload["amount"]),
-        datetime.fromisoformat(payload["refunded_at"]),
-        payload.get("plan_name") or "",
-    )
+    return _money_moved(RevenueKind.REFUND, payload, "refunded_at")
 
 
 @dataclass(frozen=True)

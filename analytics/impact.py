@@ -22,6 +22,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from analytics import acl
+from analytics.impact_forecast import forecast, month_row, next_month
 from analytics.models import monthly
 from analytics.vocabulary import Interval, Status
 from sharedkernel.events import DomainEvent
@@ -82,11 +83,6 @@ def month_keys(now: datetime, months: int) -> list[str]:
         keys.append(f"{year:04d}-{month:02d}")
         year, month = (year, month - 1) if month > 1 else (year - 1, 12)
     return keys[::-1]
-
-
-def _next_month(key: str) -> str:
-    year, month = int(key[:4]), int(key[5:])
-    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
 
 
 def _usage_charge(used: int, included: int, rate: Decimal | None, currency: str) -> Money:
@@ -249,7 +245,7 @@ class Sandbox:
         """Take MRR at the end of every month before ``upto`` (events of later months not yet applied)."""
         while self.month_of_last is not None and self.month_of_last < upto:
             self._snapshot(self.month_of_last)
-            self.month_of_last = _next_month(self.month_of_last)
+            self.month_of_last = next_month(self.month_of_last)
         if self.month_of_last is None:
             self.month_of_last = upto
 
@@ -267,17 +263,17 @@ class Sandbox:
             row[1] += monthly(self.proposed_price(sub), sub.interval).minor_units
         for currency, row in totals.items():
             self.mrr[(month, currency)] = row
-        nxt = _next_month(month)
+        nxt = next_month(month)
         self.active_at_start[nxt] = active
 
     def finish(self) -> Impact:
-        self._close_months(_next_month(self.keys[-1]))
+        self._close_months(next_month(self.keys[-1]))
         currencies = sorted({c for _, c in self.revenue} | {c for _, c in self.mrr})
         impact = Impact(migration=self.migration, target=self.target)
         for key in self.keys:
             for currency in currencies:
                 rev, mrr = self.revenue.get((key, currency), [0, 0]), self.mrr.get((key, currency), [0, 0])
-                impact.months.append(self._row(key, currency, rev, mrr))
+                impact.months.append(month_row(key, currency, rev, mrr))
         impact.customers = sorted(
             (
                 {
@@ -318,50 +314,8 @@ class Sandbox:
             for currency in currencies
             for n, a, p in [self.invoiced.get((key, currency), [0, 0, 0])]
         ]
-        self._project(impact, currencies)
+        forecast(self, impact, currencies)
         return impact
-
-    @staticmethod
-    def _row(key: str, currency: str, rev, mrr) -> dict:
-        return {
-            "month": key,
-            "currency": currency,
-            "actual_revenue": Money.from_minor(rev[0], currency),
-            "proposed_revenue": Money.from_minor(rev[1], currency),
-            "actual_mrr": Money.from_minor(mrr[0], currency),
-            "proposed_mrr": Money.from_minor(mrr[1], currency),
-        }
-
-    def _project(self, impact: Impact, currencies: list[str]) -> None:
-        """Next 12 months at the history's own monthly churn and upgrade rates (no elasticity assumed)."""
-        exposure = sum(self.active_at_start.get(k, 0) for k in self.keys[1:]) or 0
-        churned = sum(self.churned.get(k, 0) for k in self.keys[1:])
-        upgraded = sum(self.upgraded.get(k, 0) for k in self.keys[1:])
-        churn = Decimal(churned) / exposure if exposure else Decimal(0)
-        upgrade = Decimal(upgraded) / exposure if exposure else Decimal(0)
-        impact.assumptions = {
-            "method": "sandbox replay of stored events under the target version's terms, as if in force all along",
-            "revenue": "invoice subtotals before tax; proration, credit and discount lines unchanged",
-            "mrr": "active selected subscriptions at month end, before discounts",
-            "monthly_churn_rate": str(churn.quantize(Decimal("0.0001"))),
-            "monthly_upgrade_rate": str(upgrade.quantize(Decimal("0.0001"))),
-            "basis": f"{churned} cancellation(s) and {upgraded} upgrade(s) over {exposure} subscription-months",
-            "projection": "MRR shrinks by the churn rate; upgraded subscriptions leave the migration's terms; "
-            "revenue = MRR (the history's overage is not projected); same churn under both terms",
-            "subscriptions": sum(1 for s in self.subs.values() if s.selected),
-        }
-        key = self.keys[-1]
-        for currency in currencies:
-            a0, p0 = self.mrr.get((key, currency), [0, 0])
-            k = key
-            for step in range(1, 13):
-                k = _next_month(k)
-                keep = (1 - churn) ** step
-                actual = (a0 * keep).quantize(Decimal(1), rounding=ROUND_HALF_UP)  # minor units, half-up
-                proposed = actual + ((p0 - a0) * keep * (1 - upgrade) ** step).quantize(Decimal(1), ROUND_HALF_UP)
-                impact.projection.append(
-                    self._row(k, currency, [int(actual), int(proposed)], [int(actual), int(proposed)])
-                )
 
 
 def replay(

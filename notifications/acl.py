@@ -97,35 +97,27 @@ def plan_changed(payload: dict) -> TrialLeft:
 
 
 @dataclass(frozen=True)
-class SubscriptionCancelled:
+class Letter:
+    """A subscription event's e-mail to its customer (the template's context); the address is our Recipient."""
+
     customer_id: str
-    plan_name: str
-    reason: str
-    at_period_end: bool | None
-    cancelled_on: str  #: YYYY-MM-DD
+    context: dict
 
 
-def subscription_cancelled(payload: dict) -> SubscriptionCancelled:
-    return SubscriptionCancelled(
-        customer_id=payload["customer_id"],
-        plan_name=payload["plan"]["name"],
-        reason=payload.get("reason", ""),
-        at_period_end=payload.get("at_period_end"),
-        cancelled_on=_day(payload["cancelled_at"]),
+def subscription_cancelled(payload: dict) -> Letter:
+    return Letter(
+        payload["customer_id"],
+        {
+            "plan_name": payload["plan"]["name"],
+            "reason": payload.get("reason", ""),
+            "at_period_end": payload.get("at_period_end"),
+            "cancelled_at": _day(payload["cancelled_at"]),
+        },
     )
 
 
-@dataclass(frozen=True)
-class TrialExpired:
-    customer_id: str
-    plan_name: str
-    converted: bool | None
-
-
-def trial_expired(payload: dict) -> TrialExpired:
-    return TrialExpired(
-        customer_id=payload["customer_id"], plan_name=payload["plan"]["name"], converted=payload.get("converted")
-    )
+def trial_expired(payload: dict) -> Letter:
+    return Letter(payload["customer_id"], {"plan_name": payload["plan"]["name"], "converted": payload.get("converted")})
 
 
 @dataclass(frozen=True)

@@ -32,14 +32,8 @@ from django.utils import timezone
 
 from notifications import acl, mail, webhooks
 from notifications import events as ev
-from notifications.models import (
-    PICKUP_AFTER,
-    Recipient,
-    Reminder,
-    WebhookDelivery,
-    WebhookEndpoint,
-    recipient_needed,
-)
+from notifications.models import Recipient, Reminder, WebhookDelivery, WebhookEndpoint, recipient_needed
+from notifications.models.webhook import PICKUP_AFTER
 from sharedkernel.aggregates import RecordedEvent
 from sharedkernel.bus import LARGE_BATCH, arrived, reacts_to, wait_for
 from sharedkernel.clock import clock_for
@@ -177,34 +171,16 @@ def drop_trial_reminder_on_conversion(event: DomainEvent) -> None:
 @reacts_to("subscriptions.SubscriptionCancelled")
 def confirm_cancellation(event: DomainEvent) -> None:
     """SubscriptionCancelled → cancellation confirmation."""
-    fact = acl.subscription_cancelled(event.payload)
-    _send(
-        event,
-        "cancelled",
-        customer_id=fact.customer_id,
-        context={
-            "plan_name": fact.plan_name,
-            "reason": fact.reason,
-            "at_period_end": fact.at_period_end,
-            "cancelled_at": fact.cancelled_on,
-        },
-    )
+    letter = acl.subscription_cancelled(event.payload)
+    _send(event, "cancelled", customer_id=letter.customer_id, context=letter.context)
 
 
 @reacts_to("subscriptions.TrialExpired")
 def tell_trial_ended(event: DomainEvent) -> None:
-    """TrialExpired → trial ended (converted, or what to do now)."""
-    fact = acl.trial_expired(event.payload)
-    _send(
-        event,
-        "trial_ended",
-        customer_id=fact.customer_id,
-        context={
-            "plan_name": fact.plan_name,
-            "converted": fact.converted,
-            "payment_method_url": f"{settings.SITE_URL}/billing/payment-method/",
-        },
-    )
+    """TrialExpired → trial ended (converted, or where to add a card)."""
+    letter = acl.trial_expired(event.payload)
+    url = f"{settings.SITE_URL}/billing/payment-method/"
+    _send(event, "trial_ended", customer_id=letter.customer_id, context={**letter.context, "payment_method_url": url})
 
 
 @reacts_to("subscriptions.PriceChangeScheduled", batch=True, batch_size=LARGE_BATCH)
@@ -253,28 +229,22 @@ def _billing_mail(events: list[DomainEvent], template: str, fact_of: Callable[[d
     )
 
 
-@reacts_to("billing.InvoiceFinalized", batch=True, batch_size=LARGE_BATCH)
-def invoice_email(events: list[DomainEvent]) -> None:
-    """InvoiceFinalized → invoice e-mail."""
-    _billing_mail(events, "invoice", acl.invoice_finalized)
+def _billing_reaction(event_type: str, name: str, template: str, fact_of: Callable[[dict], acl.BillingMail]):
+    """The batch handler ``notifications.<name>``: ``event_type`` → the ``template`` e-mail."""
+
+    def react(events: list[DomainEvent]) -> None:
+        _billing_mail(events, template, fact_of)
+
+    react.__name__ = react.__qualname__ = name
+    react.__doc__ = f"{event_type} → the {template!r} e-mail, a bill run's worth at a time."
+    return reacts_to(event_type, batch=True, batch_size=LARGE_BATCH)(react)
 
 
-@reacts_to("billing.PaymentSucceeded", batch=True, batch_size=LARGE_BATCH)
-def receipt(events: list[DomainEvent]) -> None:
-    """PaymentSucceeded → receipt."""
-    _billing_mail(events, "receipt", acl.payment_succeeded)
-
-
-@reacts_to("billing.PaymentFailed", batch=True, batch_size=LARGE_BATCH)
-def payment_alert(events: list[DomainEvent]) -> None:
-    """PaymentFailed → payment alert (the reason, the next try, where to update the card)."""
-    _billing_mail(events, "payment_failed", acl.payment_failed)
-
-
-@reacts_to("billing.DunningEscalated", batch=True, batch_size=LARGE_BATCH)
-def dunning_reminder(events: list[DomainEvent]) -> None:
-    """DunningEscalated → dunning reminder, more urgent with each level."""
-    _billing_mail(events, "dunning", acl.dunning_escalated)
+invoice_email = _billing_reaction("billing.InvoiceFinalized", "invoice_email", "invoice", acl.invoice_finalized)
+receipt = _billing_reaction("billing.PaymentSucceeded", "receipt", "receipt", acl.payment_succeeded)
+payment_alert = _billing_reaction("billing.PaymentFailed", "payment_alert", "payment_failed", acl.payment_failed)
+#: more urgent with each level (acl.dunning_escalated)
+dunning_reminder = _billing_reaction("billing.DunningEscalated", "dunning_reminder", "dunning", acl.dunning_escalated)
 
 
 # -- webhooks --------------------------------------------------------------------------------

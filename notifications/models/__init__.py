@@ -1,7 +1,8 @@
 """What Notifications keeps: who to write to, what was sent, and webhook endpoints and deliveries.
 
 All of it is built from event payloads (through ``notifications.acl``); nothing here reads another
-context's tables. One module per aggregate; the names are re-exported here.
+context's tables. One module per aggregate; the models are re-exported here (the webhook timings are
+``notifications.models.webhook``'s).
 """
 
 import secrets
@@ -17,9 +18,6 @@ from notifications.models.log import Notification, NotificationStatus  # noqa: E
 from notifications.models.recipient import Recipient, Suppression, recipient_needed  # noqa: E402
 from notifications.models.reminder import Reminder  # noqa: E402
 from notifications.models.webhook import (  # noqa: E402
-    DISABLE_AFTER,
-    PICKUP_AFTER,
-    WEBHOOK_BACKOFF,
     WebhookAttempt,
     WebhookDelivery,
     WebhookDeliveryStatus,
@@ -27,9 +25,6 @@ from notifications.models.webhook import (  # noqa: E402
 )
 
 __all__ = [
-    "DISABLE_AFTER",
-    "PICKUP_AFTER",
-    "WEBHOOK_BACKOFF",
     "Notification",
     "NotificationStatus",
     "Recipient",
