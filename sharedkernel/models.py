@@ -140,12 +140,27 @@ class TestClock(models.Model):
     frozen_time = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
     created_at = models.DateTimeField(default=timezone.now)
+    #: The time the advance under way (or the last one) moves the clock to.
+    advance_to = models.DateTimeField(null=True, blank=True)
+    #: Which run of the advance owns the clock: a resumed advance takes a new one, and a late or
+    #: duplicate task of the old run finds it changed and stops (sharedkernel.scheduling).
+    advance_run = models.UUIDField(null=True, blank=True, editable=False)
+    #: Real time until which the run is known alive; it renews this at every step and while it waits.
+    #: Past it, beat's resume_test_clocks takes the advance over (a killed worker or web process).
+    advance_lease_until = models.DateTimeField(null=True, blank=True)
+    #: Why the last advance stopped short of its target (a job raised, consequences did not settle).
+    advance_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.name or 'Test clock'} @ {self.frozen_time:%Y-%m-%d %H:%M}"
+
+    def begin_advance(self, *, to, run: uuid.UUID, lease_until) -> None:
+        """Mark the clock advancing to ``to`` for ``run`` (the caller checked the target)."""
+        self.status, self.advance_to, self.advance_run = self.Status.ADVANCING, to, run
+        self.advance_lease_until, self.advance_error = lease_until, ""
 
 
 class IdempotencyRecord(models.Model):

@@ -75,7 +75,7 @@ def test_an_event_and_policy_declared_in_code_appear_in_the_catalogue(new_event_
 def test_known_events_list_their_subscribers():
     entry = next(e for e in catalog() if e.event_type == "subscriptions.CustomerRegistered")
     assert "billing.open_billing_account" in entry.subscribers
-    assert entry.location.startswith("subscriptions.events:")
+    assert entry.location.startswith("subscriptions.events.customers:")
 
 
 def test_the_committed_catalogue_is_up_to_date():
