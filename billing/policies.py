@@ -134,7 +134,18 @@ def _read(events: list[DomainEvent]) -> list[tuple[DomainEvent, SubscriptionFact
 APPLIED = AppliedPosition("source_position")
 
 
-@reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=LARGE_BATCH, replay_safe=True, read_your_writes=True)
+#: The one handler the subscription reactions below were split from (open deliveries come to them).
+BILL_SUBSCRIPTIONS = ("billing.bill_subscriptions",)
+
+
+@reacts_to(
+    *SUBSCRIPTION_EVENTS,
+    batch=True,
+    batch_size=LARGE_BATCH,
+    replay_safe=True,
+    read_your_writes=True,
+    replaces=BILL_SUBSCRIPTIONS,
+)
 def project_billed_subscriptions(events: list[DomainEvent]) -> None:
     """Billing's copy of each subscription (BilledSubscription: plan, price, period, status), read by
     previews, the upcoming invoice, coupons and credits. A projection, replay-safe."""
@@ -239,19 +250,37 @@ def _invoice_each(events: list[DomainEvent], reason: BillingReason, due: Callabl
     commands.generate_invoices([_invoice_for(event, facts, reason) for event, facts in read])
 
 
-@reacts_to("subscriptions.SubscriptionCreated", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
+@reacts_to(
+    "subscriptions.SubscriptionCreated",
+    batch=True,
+    batch_size=LARGE_BATCH,
+    read_your_writes=True,
+    replaces=BILL_SUBSCRIPTIONS,
+)
 def invoice_new_subscription(events: list[DomainEvent]) -> None:
     """SubscriptionCreated with payment due now (no trial) → GenerateInvoice (its first invoice)."""
     _invoice_each(events, BillingReason.SUBSCRIPTION_CREATE, lambda facts: facts.awaits_first_payment)
 
 
-@reacts_to("subscriptions.SubscriptionActivated", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
+@reacts_to(
+    "subscriptions.SubscriptionActivated",
+    batch=True,
+    batch_size=LARGE_BATCH,
+    read_your_writes=True,
+    replaces=BILL_SUBSCRIPTIONS,
+)
 def invoice_converted_trial(events: list[DomainEvent]) -> None:
     """SubscriptionActivated because its trial converted → GenerateInvoice (its first paid period)."""
     _invoice_each(events, BillingReason.SUBSCRIPTION_CREATE, lambda facts: facts.trial_converted)
 
 
-@reacts_to("subscriptions.SubscriptionRenewed", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
+@reacts_to(
+    "subscriptions.SubscriptionRenewed",
+    batch=True,
+    batch_size=LARGE_BATCH,
+    read_your_writes=True,
+    replaces=BILL_SUBSCRIPTIONS,
+)
 def invoice_renewal(events: list[DomainEvent]) -> None:
     """SubscriptionRenewed → GenerateInvoice for the new period (the bill run, in batches). A metered
     plan's invoice waits for the closed period's usage (UsageCalculated, :func:`bill_usage`)."""
@@ -271,13 +300,21 @@ def invoice_renewal(events: list[DomainEvent]) -> None:
     )
 
 
-@reacts_to("subscriptions.SubscriptionResumed", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
+@reacts_to(
+    "subscriptions.SubscriptionResumed",
+    batch=True,
+    batch_size=LARGE_BATCH,
+    read_your_writes=True,
+    replaces=BILL_SUBSCRIPTIONS,
+)
 def invoice_resumed_period(events: list[DomainEvent]) -> None:
     """SubscriptionResumed into a new, unbilled period → GenerateInvoice for it."""
     _invoice_each(events, BillingReason.SUBSCRIPTION_RESUME, lambda facts: facts.period_restarted)
 
 
-@reacts_to("subscriptions.PlanChanged", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
+@reacts_to(
+    "subscriptions.PlanChanged", batch=True, batch_size=LARGE_BATCH, read_your_writes=True, replaces=BILL_SUBSCRIPTIONS
+)
 def prorate_plan_change(events: list[DomainEvent]) -> None:
     """PlanChanged → GenerateProratedInvoice (net > 0) or ApplyCredit (net < 0), in stored order."""
     read = [(event, PlanChangeFacts.from_payload(event.payload)) for event in in_stored_order(events)]
@@ -285,7 +322,13 @@ def prorate_plan_change(events: list[DomainEvent]) -> None:
         commands.prorate_change(change, cause=cause_of(event))
 
 
-@reacts_to("subscriptions.SubscriptionCancelled", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
+@reacts_to(
+    "subscriptions.SubscriptionCancelled",
+    batch=True,
+    batch_size=LARGE_BATCH,
+    read_your_writes=True,
+    replaces=BILL_SUBSCRIPTIONS,
+)
 def void_unpaid_first_invoice(events: list[DomainEvent]) -> None:
     """SubscriptionCancelled before its first payment → VoidInvoice for what is still unpaid.
 

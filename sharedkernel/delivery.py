@@ -26,7 +26,7 @@ from sharedkernel.declarations import running
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of, events_at
 from sharedkernel.fence import defer_for_replay, replay_fenced
-from sharedkernel.handlers import HANDLERS, HandlerSpec
+from sharedkernel.handlers import HANDLERS, HandlerSpec, successors
 from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery
 from sharedkernel.sending import send
 from sharedkernel.waiting import collecting_waits, hold_waiting
@@ -147,18 +147,55 @@ def _run_one(spec: HandlerSpec, delivery_id: int, *, wait: bool = False) -> int:
 
 
 def fail_unknown_handler(handler_name: str, delivery_ids: Sequence[int]) -> int:
-    """Mark the open deliveries of a handler this code does not register FAILED, with the reason.
+    """The open deliveries of a handler this code does not register: handed over to the handlers
+    that declare they replace it (``@reacts_to(replaces=...)``), or else FAILED with the reason.
 
     A renamed or removed handler leaves its open rows behind; re-relaying them every
-    ``OUTBOX_REDISPATCH_AFTER`` would go on forever. FAILED rows show in the admin with the error,
-    and staff can retry them (after deploying the handler) or delete them. Returns how many."""
-    error = f"No handler named {handler_name} is registered (renamed or removed?); the delivery cannot run."
-    failed = EventDelivery.objects.filter(
-        pk__in=list(delivery_ids), handler=handler_name, status__in=OPEN_STATUSES
-    ).update(status=DeliveryStatus.FAILED, last_error=error, attempts=F("attempts") + 1)
+    ``OUTBOX_REDISPATCH_AFTER`` would go on forever. A hand-over creates the successors' deliveries
+    of that event (due now, for the relay) and closes the old row as done, saying to whom; nothing
+    is lost and nothing runs twice (one delivery per event and handler). FAILED rows show in the
+    admin with the error, and staff can retry them (after deploying the handler) or delete them.
+    Returns how many were failed."""
+    handed, failed = hand_over(handler_name, delivery_ids)
     if failed:
-        logger.error("%s Marked %d delivery(ies) failed.", error, failed)
-    return failed
+        error = f"No handler named {handler_name} is registered (renamed or removed?); the delivery cannot run."
+        EventDelivery.objects.filter(pk__in=failed).update(
+            status=DeliveryStatus.FAILED, last_error=error, attempts=F("attempts") + 1
+        )
+        logger.error("%s Marked %d delivery(ies) failed.", error, len(failed))
+    if handed:
+        logger.warning("%d open delivery(ies) of %s handed over to its successors.", handed, handler_name)
+    return len(failed)
+
+
+def hand_over(handler_name: str, delivery_ids: Sequence[int]) -> tuple[int, list[int]]:
+    """Hand the open deliveries of the unknown ``handler_name`` to its successors; returns (how many
+    were handed over, the ids that have no successor)."""
+    now = timezone.now()
+    orphans: list[int] = []
+    heirs: list[EventDelivery] = []
+    handed: dict[str, list[int]] = {}
+    with transaction.atomic():
+        rows = (
+            EventDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(pk__in=list(delivery_ids), handler=handler_name, status__in=OPEN_STATUSES)
+            .values_list("pk", "event_id", "event__event_type", "test_clock_id")
+        )
+        for pk, position, event_type, clock in rows:
+            names = [h.name for h in successors(handler_name, event_type)]
+            if not names:
+                orphans.append(pk)
+                continue
+            handed.setdefault(", ".join(names), []).append(pk)
+            heirs += [
+                EventDelivery(event_id=position, handler=n, dispatch_after=now, test_clock_id=clock) for n in names
+            ]
+        EventDelivery.objects.bulk_create(heirs, ignore_conflicts=True)  # one delivery per event and handler
+        for names, ids in handed.items():
+            EventDelivery.objects.filter(pk__in=ids).update(
+                status=DeliveryStatus.DONE, completed_at=now, last_error=f"Handed over to {names}."
+            )
+    return sum(len(ids) for ids in handed.values()), orphans
 
 
 def retry_delay(attempts: int) -> timedelta:

@@ -41,6 +41,9 @@ class HandlerSpec:
     reset: Callable[[], None] | None = field(default=None, compare=False)
     #: Builds what a client reads next: a client's request runs it before answering (step 6).
     read_your_writes: bool = False
+    #: Names of handlers this one took over (renamed or split): their open deliveries of event
+    #: types this one subscribes to are handed over to it (:func:`sharedkernel.delivery.hand_over`).
+    replaces: tuple[str, ...] = ()
 
     @property
     def context(self) -> str:
@@ -79,6 +82,7 @@ def reacts_to(
     reset: Callable[[], None] | None = None,
     name: str | None = None,
     read_your_writes: bool = False,
+    replaces: tuple[str, ...] = (),
 ) -> Callable:
     """Subscribe the decorated function to events matching ``patterns``.
 
@@ -88,7 +92,9 @@ def reacts_to(
     ``batch=True`` handler takes a list and uses :func:`cause_of` itself.
     ``read_your_writes=True`` marks a handler whose effect a client must see in
     its next call (contract step 6): keep such handlers quick and free of
-    outside calls (they run before the client's answer).
+    outside calls (they run before the client's answer). ``replaces`` names the
+    handlers this one took over (renamed or split), so that deliveries still open
+    for them when the new code is deployed come to it instead of failing.
     """
 
     def register(fn: Callable) -> Callable:
@@ -106,6 +112,7 @@ def reacts_to(
             audience=audience,
             reset=reset,
             read_your_writes=read_your_writes,
+            replaces=tuple(replaces),
         )
         _subscribers_cache.clear()
         return fn
@@ -133,3 +140,11 @@ def deliveries_for(event_types: set[str]) -> dict[str, list[HandlerSpec]]:
         for event_type in unwanted:
             found[event_type] = [h for h in found[event_type] if h.name != name]
     return found
+
+
+def successors(old_name: str, event_type: str) -> list[HandlerSpec]:
+    """The handlers that took over from ``old_name`` and subscribe to ``event_type``."""
+    return sorted(
+        (h for h in HANDLERS.values() if old_name in h.replaces and h.subscribes_to(event_type)),
+        key=lambda h: h.name,
+    )

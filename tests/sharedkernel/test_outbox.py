@@ -216,6 +216,38 @@ def test_a_delivery_for_a_handler_that_no_longer_exists_is_failed_with_the_reaso
         bus.drain()
 
 
+@bus.reacts_to("tests.Pinged", name="tests.heir", replaces=("tests.split_up",))
+def heir(event):
+    Heartbeat.objects.create(name=f"heir:{event.payload['tag']}", beat_at=event.occurred_on)
+
+
+def test_a_delivery_for_a_renamed_handler_is_handed_over_to_its_successor_once(settings):
+    settings.EVENT_DISPATCH = "inline"
+    with transaction.atomic():
+        [event] = append([ping("renamed")])  # the successor got its own delivery of this one: ran once
+    EventDelivery.objects.filter(event_id=event.position, handler="tests.heir").delete()  # appended before it
+    # Deployed while a delivery for the old name was still open.
+    old = EventDelivery.objects.create(
+        event_id=event.position, handler="tests.split_up", dispatch_after=timezone.now() - timedelta(seconds=1)
+    )
+    Heartbeat.objects.filter(name="heir:renamed").delete()
+    assert bus.relay() >= 1  # finds the old row and hands it over
+    old.refresh_from_db()
+    assert old.status == DeliveryStatus.DONE and old.last_error == "Handed over to tests.heir."
+    successor = EventDelivery.objects.get(event_id=event.position, handler="tests.heir")
+    assert successor.status == DeliveryStatus.PENDING
+    assert bus.relay() >= 1  # the successor's delivery is due now
+    successor.refresh_from_db()
+    assert successor.status == DeliveryStatus.DONE
+    assert Heartbeat.objects.filter(name="heir:renamed").count() == 1
+    # A second hand-over of the same event (a duplicate row) adds nothing: one delivery per handler.
+    again = EventDelivery.objects.create(
+        event_id=event.position, handler="tests.split_up.old", dispatch_after=timezone.now()
+    )
+    assert bus.fail_unknown_handler("tests.split_up.old", [again.pk]) == 1  # no successor: failed
+    EventDelivery.objects.filter(pk=again.pk).delete()
+
+
 def test_live_delivery_to_a_handler_waits_while_it_is_replayed_and_runs_once_after(settings):
     settings.EVENT_DISPATCH = "inline"
     with transaction.atomic():
