@@ -12,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from sharedkernel.adminkit import CommandDrivenAdmin, run_for_each
 from sharedkernel.errors import DomainError
+from sharedkernel.templatetags.formatting import format_money
 from sharedkernel.values import AmountRefused, Money, UnitRate
 from subscriptions import commands
 from subscriptions.models import (
@@ -122,7 +123,15 @@ class PlanForm(forms.ModelForm):
 @admin.register(Plan)
 class PlanAdmin(CommandDrivenAdmin):
     form = PlanForm
-    list_display = ["name", "code", "tier", "interval", "price_list", "trial_days", "archived", "subscriber_count"]
+    list_display = [
+        "name",
+        "code",
+        "tier",
+        "interval",
+        "price_list",
+        "trial_days",
+        "subscriber_count",
+    ]  # archived: the filter
     list_filter = ["tier", "interval", "archived"]
     search_fields = ["name", "code"]
     actions = ["archive", "restore"]
@@ -137,7 +146,7 @@ class PlanAdmin(CommandDrivenAdmin):
 
     @admin.display(description="prices")
     def price_list(self, plan):
-        return ", ".join(str(p) for p in plan.prices)
+        return ", ".join(format_money(p).replace(" ", "\u00a0") for p in plan.prices)  # wraps between prices only
 
     @admin.display(description="versions")
     def versions_table(self, plan):
@@ -173,7 +182,7 @@ class PlanAdmin(CommandDrivenAdmin):
             rows,
         )
 
-    @admin.display(description="live subscriptions")
+    @admin.display(description="subscribers")
     def subscriber_count(self, plan):
         return plan.subscriptions.exclude(status=SubscriptionStatus.CANCELLED).count()
 
