@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html
@@ -87,6 +88,18 @@ def timeline_link(*, subscription_id=None, customer_id=None) -> str:
     except NoReverseMatch:
         return "—"
     return format_html('<a href="{}?{}={}">Event timeline of this {}</a>', url, kind, key, kind)
+
+
+def render_add_page(modeladmin, request, form, *, title: str, template: str):
+    """An add page of its own (a form that calls a command instead of saving a model), in the
+    admin's frame: site header, breadcrumbs and the model's name."""
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "form": form,
+        "title": title,
+        "opts": modeladmin.model._meta,
+    }
+    return render(request, template, context)
 
 
 # -- list columns that fit a 1280 px window (templates/admin/base_site.html) ----------------------

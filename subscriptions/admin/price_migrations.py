@@ -9,11 +9,11 @@ import uuid
 
 from django import forms
 from django.contrib import admin, messages
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from sharedkernel.adminkit import ReadOnlyAdmin, run_for_each
+from sharedkernel.adminkit import ReadOnlyAdmin, render_add_page, run_for_each
 from sharedkernel.errors import DomainError
 from subscriptions import price_commands
 from subscriptions.models import (
@@ -134,13 +134,9 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
             else:
                 self.message_user(request, "Migration drafted: check its preview and impact, then start it.")
                 return redirect("admin:subscriptions_pricemigration_change", migration.pk)
-        context = {
-            **self.admin_site.each_context(request),
-            "form": form,
-            "title": "Draft a price migration",
-            "opts": self.model._meta,
-        }
-        return render(request, "admin/subscriptions/pricemigration_add.html", context)
+        return render_add_page(
+            self, request, form, title="Draft a price migration", template="admin/subscriptions/pricemigration_add.html"
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The page's buttons post here (``migration_action``): the command, then back to the page."""

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
-from sharedkernel.adminkit import CommandDrivenAdmin, form_action, run_for_each, timeline_link
+from sharedkernel.adminkit import CommandDrivenAdmin, form_action, render_add_page, run_for_each, timeline_link
 from sharedkernel.errors import DomainError
 from subscriptions import commands
 from subscriptions.models import (
@@ -115,13 +115,9 @@ class SubscriptionAdmin(CommandDrivenAdmin):
             else:
                 self.message_user(request, f"Subscription created ({sub.get_status_display()}).", messages.SUCCESS)
                 return redirect("admin:subscriptions_subscription_change", sub.pk)
-        context = {
-            **self.admin_site.each_context(request),
-            "form": form,
-            "title": "Add subscription",
-            "opts": self.model._meta,
-        }
-        return render(request, "admin/subscriptions/subscription_add.html", context)
+        return render_add_page(
+            self, request, form, title="Add subscription", template="admin/subscriptions/subscription_add.html"
+        )
 
     @admin.display(description="customer", ordering="customer__name")
     def customer_name(self, sub):

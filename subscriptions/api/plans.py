@@ -30,19 +30,6 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     serializer_class = PlanOut
     filterset_class = PlanFilter
 
-    class PlanInput(serializers.Serializer):
-        code = serializers.SlugField(max_length=50)
-        name = serializers.CharField(max_length=100)
-        tier = serializers.ChoiceField(choices=[t.value for t in PlanTier])
-        interval = serializers.ChoiceField(choices=[i.value for i in BillingInterval])
-        trial_days = serializers.IntegerField(min_value=0, max_value=365, default=0)
-        prices = serializers.ListField(child=MoneyField(), min_length=1)
-        included_usage = serializers.DictField(
-            child=serializers.IntegerField(min_value=0, max_value=MAX_QUANTITY), default=dict
-        )
-        overage_rates = OverageRatesField(default=dict)
-        features = serializers.ListField(child=serializers.CharField(max_length=200), default=list)
-
     class VersionInput(serializers.Serializer):
         trial_days = serializers.IntegerField(min_value=0, max_value=365, default=0)
         prices = serializers.ListField(child=MoneyField(), min_length=1)
@@ -51,6 +38,12 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         )
         overage_rates = OverageRatesField(default=dict)
         features = serializers.ListField(child=serializers.CharField(max_length=200), default=list)
+
+    class PlanInput(VersionInput):  # a new plan: its identity (fixed once created) and its first version's terms
+        code = serializers.SlugField(max_length=50)
+        name = serializers.CharField(max_length=100)
+        tier = serializers.ChoiceField(choices=[t.value for t in PlanTier])
+        interval = serializers.ChoiceField(choices=[i.value for i in BillingInterval])
 
     def get_permissions(self):
         if self.action in ("list", "retrieve") or (self.action == "versions" and self.request.method == "GET"):
