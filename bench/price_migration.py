@@ -54,8 +54,9 @@ def main(n: int) -> None:
     from sharedkernel.models import StoredEvent
     from sharedkernel.scheduling import run_job
     from sharedkernel.values import Money
-    from subscriptions import commands, price_commands
+    from subscriptions import commands
     from subscriptions.models import Customer, Subscription
+    from subscriptions.queries import outcome_counts
 
     plan = commands.define_plan(
         code="pro-m",
@@ -110,8 +111,8 @@ def main(n: int) -> None:
         included_usage={},
         overage_rates={},
     )
-    migration = price_commands.draft_price_migration(plan_id=str(plan.pk), to_version=2, effective_from=now)
-    price_commands.start_price_migration(migration_id=migration.pk)
+    migration = commands.draft_price_migration(plan_id=str(plan.pk), to_version=2, effective_from=now)
+    commands.start_price_migration(migration_id=migration.pk)
 
     with CaptureQueriesContext(connection) as queries:
         started = time.perf_counter()
@@ -122,7 +123,7 @@ def main(n: int) -> None:
     print(f"N={n}: {handled} subscriptions handled in {elapsed:.2f} s = {handled / elapsed:,.0f} subscriptions/s")
     print(f"  SQL statements: {len(queries)} ({len(queries) / max(handled, 1):.2f} per subscription)")
     print(f"  PriceChangeScheduled stored: {scheduled}; a second run handled {again}")
-    print(f"  counts: {price_commands.outcome_counts(migration)}")
+    print(f"  counts: {outcome_counts(migration)}")
 
 
 if __name__ == "__main__":

@@ -21,24 +21,33 @@ logger = logging.getLogger(__name__)
 def _survive_a_lost_broker() -> None:
     """kombu 5.7's Redis transport, closing a channel whose broker just went away, tries to hand
     back the unacknowledged messages through a connection that no longer has a client
-    (``'NoneType' object has no attribute 'hostname'``). The error escapes the consumer's recovery
+    (``'NoneType' object has no attribute 'hostname'``); acknowledging a message on such a channel
+    fails the same way (``... no attribute 'client'``). The error escapes the consumer's recovery
     and the worker stops consuming for good: every delivery committed after the outage waited for a
-    restart. Skipping that hand-back is safe here: the messages stay in Redis's unacked set (kombu
-    restores them after its visibility timeout) and the outbox relay re-sends every open delivery
-    anyway; handlers are idempotent."""
-    original = kombu_redis.QoS.restore_unacked
-    if getattr(original, "_survives_lost_broker", False):
+    restart. Skipping the hand-back or the acknowledgement is safe here: the messages stay in Redis's
+    unacked set (kombu restores them after its visibility timeout) and the outbox relay re-sends every
+    open delivery anyway; handlers are idempotent."""
+    if getattr(kombu_redis.QoS.restore_unacked, "_survives_lost_broker", False):
         return
+    restore, ack, virtual_ack = kombu_redis.QoS.restore_unacked, kombu_redis.QoS.ack, kombu_redis.virtual.QoS.ack
 
     def restore_unacked(self, client=None):
         try:
-            return original(self, client)
+            return restore(self, client)
         except AttributeError:
             logger.warning("The broker connection was gone while handing back unacked messages; the relay covers them.")
             self._delivered.clear()
 
+    def ack_on_a_lost_channel(self, delivery_tag):
+        try:
+            return ack(self, delivery_tag)
+        except AttributeError:
+            logger.warning("The broker connection was gone while acknowledging a message; it is redelivered later.")
+            virtual_ack(self, delivery_tag)  # forget it here; Redis keeps it unacked until restored
+
     restore_unacked._survives_lost_broker = True
     kombu_redis.QoS.restore_unacked = restore_unacked
+    kombu_redis.QoS.ack = ack_on_a_lost_channel
 
 
 _survive_a_lost_broker()
@@ -69,6 +78,15 @@ SCHEDULE = dict(
                 "task": "sharedkernel.prune_outbox",
                 "schedule": 3600.0,
                 "why": "hourly: delete DONE event deliveries older than OUTBOX_DONE_RETENTION_DAYS (batched)",
+            },
+        ),
+        (
+            "sharedkernel.resume_test_clocks",
+            {
+                "task": "sharedkernel.resume_test_clocks",
+                "schedule": 30.0,
+                "why": "every 30 s: test-clock advances whose lease (TEST_CLOCK_LEASE_SECONDS) ran out — a worker or "
+                "web process died mid-way — continue from where the clock got to, so none stays ADVANCING",
             },
         ),
         (

@@ -197,6 +197,9 @@ OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 200)
 # DONE deliveries (about 20 per subscription per bill run) are deleted this long after completion
 # by beat's sharedkernel.prune_outbox; open and FAILED rows are never pruned.
 OUTBOX_DONE_RETENTION_DAYS = env_int("OUTBOX_DONE_RETENTION_DAYS", 7)
+# A delivery waiting for an upstream fact (sharedkernel.waiting) that has not come this long after
+# its event is FAILED, naming the fact, for staff to look at.
+OUTBOX_WAIT_LIMIT_SECONDS = env_int("OUTBOX_WAIT_LIMIT_SECONDS", 86400)
 # After a failed publish, dispatch after commit leaves deliveries to the relay this long without
 # trying the broker (a failed publish costs a request about a second).
 OUTBOX_BROKER_RETRY_SECONDS = env_int("OUTBOX_BROKER_RETRY_SECONDS", 5)
@@ -205,7 +208,14 @@ OUTBOX_DUPLICATE_DELIVERIES = env_bool("OUTBOX_DUPLICATE_DELIVERIES", False)
 # "celery" sends deliveries to workers; "manual" leaves them for the relay or a
 # test's drain (unit tests of policies run without any broker).
 EVENT_DISPATCH = os.environ.get("EVENT_DISPATCH", "celery")
+# A test-clock advance runs in workers, turn by turn (sharedkernel.scheduling: what each of these bounds).
 TEST_CLOCK_SETTLE_TIMEOUT = env_int("TEST_CLOCK_SETTLE_TIMEOUT", 120)
+TEST_CLOCK_REQUEST_WAIT_SECONDS = float(os.environ.get("TEST_CLOCK_REQUEST_WAIT_SECONDS", "60"))
+TEST_CLOCK_ADMIN_WAIT_SECONDS = float(os.environ.get("TEST_CLOCK_ADMIN_WAIT_SECONDS", "5"))
+TEST_CLOCK_TURN_SECONDS = float(os.environ.get("TEST_CLOCK_TURN_SECONDS", "5"))
+TEST_CLOCK_LEASE_SECONDS = env_int("TEST_CLOCK_LEASE_SECONDS", 120)
+# "caller": the process that asks runs it (flow tests: the jobs then see the test's settings and monkeypatches).
+TEST_CLOCK_ADVANCE_RUNS_IN = os.environ.get("TEST_CLOCK_ADVANCE_RUNS_IN", "worker")
 # How far one advance may move a test clock (and how far past real time a clock may start):
 # a bounded horizon is refused up front instead of running renewals for minutes.
 TEST_CLOCK_MAX_ADVANCE = timedelta(days=env_int("TEST_CLOCK_MAX_ADVANCE_DAYS", 3 * 366))

@@ -12,7 +12,7 @@ from django.utils.safestring import mark_safe
 from sharedkernel import bus
 from sharedkernel.errors import DomainError
 from sharedkernel.models import DeliveryStatus, EventDelivery, Heartbeat, StoredEvent, TestClock
-from sharedkernel.scheduling import advance_test_clock
+from sharedkernel.scheduling import request_advance, wait_for_advance
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -69,15 +69,26 @@ class StoredEventAdmin(ReadOnlyAdmin):
 
 @admin.register(EventDelivery)
 class EventDeliveryAdmin(ReadOnlyAdmin):
-    """Who has handled which event. Failed rows carry the error; "retry" runs them again."""
+    """Who has handled which event. Failed rows carry the error; "retry" runs them again. Waiting rows
+    say which upstream fact they wait for; they run when it arrives."""
 
-    list_display = ["id", "handler", "event_link", "status", "attempts", "dispatch_after", "completed_at"]
+    list_display = [
+        "id",
+        "handler",
+        "event_link",
+        "status",
+        "waiting_for",
+        "attempts",
+        "dispatch_after",
+        "completed_at",
+    ]
     list_filter = ["status", "handler"]
     search_fields = ["=event__event_id", "handler"]
     readonly_fields = [
         "event",
         "handler",
         "status",
+        "waiting_for",
         "attempts",
         "dispatch_after",
         "created_at",
@@ -117,22 +128,42 @@ class EventDeliveryAdmin(ReadOnlyAdmin):
 
 @admin.register(TestClock)
 class TestClockAdmin(admin.ModelAdmin):
-    list_display = ["name", "frozen_time", "status", "created_at", "id"]
-    readonly_fields = ["id", "status", "created_at"]
+    list_display = ["name", "frozen_time", "status", "advance_to", "created_at", "id"]
+    readonly_fields = ["id", "status", "advance_to", "advance_lease_until", "error", "created_at"]
+    exclude = ["advance_error"]
     actions = ["advance_one_day", "advance_one_month"]
 
     def get_readonly_fields(self, request, obj=None):
         # Time only moves forward, through "advance", which runs the due work.
         return [*self.readonly_fields, "frozen_time"] if obj else self.readonly_fields
 
+    @admin.display(description="last advance error")
+    def error(self, obj):
+        return format_html("<pre>{}</pre>", obj.advance_error or "—")
+
     def _advance(self, request, queryset, delta: timedelta):
+        """The API's path: begin the advance, hand it to a worker, and wait a little for it."""
         for clock in queryset:
             try:
-                advance_test_clock(str(clock.pk), clock.frozen_time + delta)
-            except (DomainError, TimeoutError) as exc:
+                request_advance(str(clock.pk), clock.frozen_time + delta)
+            except DomainError as exc:
                 self.message_user(request, f"{clock}: {exc}", messages.ERROR)
+                continue
+            now = wait_for_advance(str(clock.pk), settings.TEST_CLOCK_ADMIN_WAIT_SECONDS)
+            label = clock.name or clock.pk
+            if now.status == TestClock.Status.ADVANCING:
+                self.message_user(
+                    request,
+                    f"{label} is still advancing (at {now.frozen_time:%Y-%m-%d %H:%M} of "
+                    f"{now.advance_to:%Y-%m-%d %H:%M}); reload to follow it.",
+                    messages.WARNING,
+                )
+            elif now.advance_error:
+                self.message_user(
+                    request, f"{label} stopped at {now.frozen_time:%Y-%m-%d %H:%M}: {now.advance_error}", messages.ERROR
+                )
             else:
-                self.message_user(request, f"{clock.name or clock.pk} advanced by {delta.days} day(s).")
+                self.message_user(request, f"{label} advanced by {delta.days} day(s).")
 
     @admin.action(description="Advance by one day (runs the due work)")
     def advance_one_day(self, request, queryset):

@@ -47,7 +47,7 @@ def append(recorded: Sequence[RecordedEvent], *, cause: Cause | None = None) -> 
 
 def append_batch(groups: Iterable[tuple[Cause, Sequence[RecordedEvent]]]) -> list[DomainEvent]:
     """Append many aggregates' events at once (bulk handlers), each group with its own cause."""
-    from sharedkernel.bus import deliveries_for  # the registry imports the store
+    from sharedkernel.handlers import deliveries_for  # the registry imports the store
 
     events: list[DomainEvent] = []
     for cause, recorded in groups:

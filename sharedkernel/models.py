@@ -76,9 +76,13 @@ class DeliveryStatus(models.TextChoices):
     RETRYING = "retrying", "Retrying after a failure"
     DONE = "done", "Done"
     FAILED = "failed", "Failed (attempts exhausted)"
+    #: The handler needs an upstream fact that has not arrived yet (``waiting_for`` says which).
+    WAITING = "waiting", "Waiting for an upstream fact"
 
 
-OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+#: Deliveries still to run: the relay re-dispatches them once ``dispatch_after`` has passed.
+OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING, DeliveryStatus.WAITING)
+_OPEN = ["pending", "retrying", "waiting"]
 
 
 class EventDelivery(models.Model):
@@ -93,6 +97,8 @@ class EventDelivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
     test_clock_id = models.UUIDField(null=True, blank=True)
+    #: What a WAITING delivery waits for, in the words of ``sharedkernel.bus.wait_for``.
+    waiting_for = models.CharField(max_length=200, blank=True, db_default="")
 
     class Meta:
         verbose_name_plural = "event deliveries"
@@ -101,13 +107,15 @@ class EventDelivery(models.Model):
             models.Index(
                 fields=["dispatch_after"],
                 name="open_delivery_due",
-                condition=Q(status__in=["pending", "retrying"]),
+                condition=Q(status__in=_OPEN),
             ),
             models.Index(
                 fields=["test_clock_id"],
                 name="open_delivery_clock",
-                condition=Q(status__in=["pending", "retrying"]),
+                condition=Q(status__in=_OPEN),
             ),
+            # ``arrived(needs)`` finds the deliveries waiting for that fact.
+            models.Index(fields=["waiting_for"], name="delivery_waiting_for", condition=Q(status="waiting")),
             # Done rows (nearly all of them) stay out: marking a delivery done then writes no entry here.
             models.Index(
                 fields=["status", "handler"],
@@ -132,12 +140,27 @@ class TestClock(models.Model):
     frozen_time = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
     created_at = models.DateTimeField(default=timezone.now)
+    #: The time the advance under way (or the last one) moves the clock to.
+    advance_to = models.DateTimeField(null=True, blank=True)
+    #: Which run of the advance owns the clock: a resumed advance takes a new one, and a late or
+    #: duplicate task of the old run finds it changed and stops (sharedkernel.scheduling).
+    advance_run = models.UUIDField(null=True, blank=True, editable=False)
+    #: Real time until which the run is known alive; it renews this at every step and while it waits.
+    #: Past it, beat's resume_test_clocks takes the advance over (a killed worker or web process).
+    advance_lease_until = models.DateTimeField(null=True, blank=True)
+    #: Why the last advance stopped short of its target (a job raised, consequences did not settle).
+    advance_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.name or 'Test clock'} @ {self.frozen_time:%Y-%m-%d %H:%M}"
+
+    def begin_advance(self, *, to, run: uuid.UUID, lease_until) -> None:
+        """Mark the clock advancing to ``to`` for ``run`` (the caller checked the target)."""
+        self.status, self.advance_to, self.advance_run = self.Status.ADVANCING, to, run
+        self.advance_lease_until, self.advance_error = lease_until, ""
 
 
 class IdempotencyRecord(models.Model):

@@ -29,6 +29,17 @@ def run_scheduled_job(job_name: str) -> int:
     return scheduling.run_job(job_name)
 
 
+@shared_task(name="sharedkernel.advance_test_clock")
+def advance_test_clock(test_clock_id: str, run: str, waiting_since: float | None = None, steps: int = 0) -> str:
+    """One turn of a test clock's advance (scheduling, "advancing a test clock"); it enqueues the next."""
+    return scheduling.take_turn_in_worker(test_clock_id, run, waiting_since, steps)
+
+
+@shared_task(name="sharedkernel.resume_test_clocks")
+def resume_test_clocks() -> int:
+    return scheduling.resume_stalled_advances()
+
+
 @shared_task(name="sharedkernel.beat_heartbeat")
 def beat_heartbeat() -> None:
     Heartbeat.objects.update_or_create(name="beat", defaults={"beat_at": timezone.now()})

@@ -20,8 +20,8 @@ from sharedkernel.clock import FixedClock
 from sharedkernel.correlation import new_chain
 from sharedkernel.errors import DomainError
 from sharedkernel.scheduling import in_scope, scheduled_job
-from subscriptions import commands, usage
-from subscriptions.models import Subscription, SubscriptionStatus, UsagePeriod
+from subscriptions import commands
+from subscriptions.models import MigrationStatus, PriceMigration, Subscription, SubscriptionStatus, UsagePeriod
 
 
 def _each(ids, run) -> int:
@@ -124,7 +124,7 @@ def _usage_periods(test_clock_id):
 def calculate_usage(now: datetime, test_clock_id: str | None) -> int:
     total = 0
     while True:
-        done = usage.calculate_due_periods(_usage_periods(test_clock_id).filter(due_at__lte=now), now)
+        done = commands.calculate_due_periods(_usage_periods(test_clock_id).filter(due_at__lte=now), now)
         total += done
         if not done:
             return total
@@ -134,8 +134,6 @@ def calculate_usage(now: datetime, test_clock_id: str | None) -> int:
 
 
 def _migrations_with_work():
-    from subscriptions.price_migrations import MigrationStatus, PriceMigration
-
     cancelled_with_changes = Subscription.objects.filter(scheduled_migration_id__isnull=False).values(
         "scheduled_migration_id"
     )
@@ -157,20 +155,17 @@ def schedule_price_changes(now: datetime, test_clock_id: str | None) -> int:
     """Batch after batch (PRICE_MIGRATION_BATCH per transaction) until every running migration has
     scheduled or left out all it selects; a crash loses at most the batch in flight, which the next
     beat redoes from the committed cursor."""
-    from subscriptions import price_commands
-    from subscriptions.price_migrations import MigrationStatus
-
     if test_clock_id:
         return 0
     total = 0
     for migration in list(_migrations_with_work()):
         batch = (
-            price_commands.schedule_price_change_batch
+            commands.schedule_price_change_batch
             if migration.status == MigrationStatus.RUNNING
-            else price_commands.cancel_scheduled_changes_batch
+            else commands.cancel_scheduled_changes_batch
         )
         while handled := batch(migration_id=migration.pk, now=now):
             total += handled
         if migration.status == MigrationStatus.RUNNING:
-            price_commands.schedule_price_change_batch(migration_id=migration.pk, now=now)  # completes it
+            commands.schedule_price_change_batch(migration_id=migration.pk, now=now)  # completes it
     return total

@@ -113,10 +113,9 @@ def resume_when_payment_method_added(event: DomainEvent) -> None:
 @reacts_to("subscriptions.PriceChanged", "subscriptions.PriceChangeCancelled", batch=True, batch_size=LARGE_BATCH)
 def count_price_migration_progress(events: list[DomainEvent]) -> None:
     """A migration's progress (moved / cancelled) follows what happened to the changes it scheduled."""
-    from subscriptions import price_commands
 
     pairs = [(e.name, e.payload["migration_id"], e.payload["subscription_id"]) for e in events]
-    price_commands.record_outcomes(
+    commands.record_outcomes(
         moved=[(m, s) for name, m, s in pairs if name == "PriceChanged"],
         cancelled=[(m, s) for name, m, s in pairs if name == "PriceChangeCancelled"],
     )

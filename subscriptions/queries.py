@@ -4,23 +4,40 @@
   next billing date, trial days left.
 * PlanCatalog — the plans on offer, with prices, shown at sign-up and plan change.
 * Timeline — a subscription's events and every event they led to (the API's events list).
+* Usage — used, included and overage per metric of a period (MetricUse), and the history for the chart.
+* Price migrations — the subscriptions a migration selects, its decision for each, the outcome
+  counts and the preview (who, how much, when), the same decisions its batches make.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
 
-from sharedkernel.clock import clock_for
+from sharedkernel.clock import SystemClock, clock_for
 from sharedkernel.errors import DomainError
 from sharedkernel.lineage import lineage
-from sharedkernel.models import StoredEvent
-from sharedkernel.values import Money
-from subscriptions.models import Customer, Plan, PlanPrice, Subscription, SubscriptionStatus, UsageCounter
+from sharedkernel.models import StoredEvent, TestClock
+from sharedkernel.values import Money, UnitRate
+from subscriptions.infrastructure.usage_repository import usage_terms
+from subscriptions.models import (
+    Customer,
+    ItemOutcome,
+    Plan,
+    PlanPrice,
+    PlanVersion,
+    PriceChangeDecision,
+    PriceMigration,
+    Subscription,
+    SubscriptionStatus,
+    UsageCounter,
+)
 from subscriptions.rules import PlanChangePolicy
-from subscriptions.values import PlanTier, TrialDuration
+from subscriptions.values import BillingInterval, PlanTier, TrialDuration
 
 
 @dataclass(frozen=True)
@@ -168,3 +185,110 @@ def plan_change_outlook(*, subscription_id: str, plan_id: str) -> PlanChangeOutl
     except DomainError as exc:
         return PlanChangeOutlook(refused_code=exc.code, message=exc.message)
     return PlanChangeOutlook(needs_approval=decision.needs_approval, direction=decision.direction.value)
+
+
+# -- usage --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricUse:
+    metric: str
+    used: int
+    included: int
+    rate: UnitRate | None
+
+    @property
+    def overage(self) -> int:
+        return max(0, self.used - self.included)
+
+    @property
+    def overage_amount(self) -> Money | None:
+        return self.rate.charge(self.overage) if self.rate is not None else None
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.used / self.included) if self.included else 0
+
+
+def usage_of(sub: Subscription, period_start: datetime | None = None) -> list[MetricUse]:
+    """Used, included and overage per metric of the subscription's plan version, for the open period (or another)."""
+    start = period_start or sub.current_period_start
+    used = dict(UsageCounter.objects.filter(subscription_id=sub.pk, period_start=start).values_list("metric", "used"))
+    terms = usage_terms({(str(sub.plan_id), sub.plan_version)})[(str(sub.plan_id), sub.plan_version)]
+    metrics = sorted(set(terms.included) | set(used))
+    return [
+        MetricUse(m, int(used.get(m, 0)), int(terms.included.get(m, 0)), terms.rate(sub.currency, m)) for m in metrics
+    ]
+
+
+def usage_history(sub: Subscription, periods: int = 6) -> list[tuple[datetime, dict[str, int]]]:
+    """Totals per metric for the last ``periods`` periods, oldest first (for the chart)."""
+    by_period: dict[datetime, dict[str, int]] = defaultdict(dict)
+    for metric, start, used in UsageCounter.objects.filter(subscription_id=sub.pk).values_list(
+        "metric", "period_start", "used"
+    ):
+        by_period[start][metric] = used
+    return sorted(by_period.items())[-periods:]
+
+
+# -- price migrations: the selection, its decisions, and the preview ----------------------------
+
+
+def selected(migration: PriceMigration) -> QuerySet:
+    """The live subscriptions the migration selects (left-out reasons are decided per subscription)."""
+    query = Subscription.objects.filter(plan_id=migration.plan_id).exclude(status=SubscriptionStatus.CANCELLED)
+    if migration.from_versions:
+        query = query.filter(plan_version__in=migration.from_versions)
+    else:
+        query = query.filter(~Q(plan_version=migration.to_version))
+    if migration.currencies:
+        query = query.filter(currency__in=migration.currencies)
+    if migration.subscription_ids:
+        query = query.filter(pk__in=migration.subscription_ids)
+    if migration.created_before:
+        query = query.filter(created_at__lt=migration.created_before)
+    return query
+
+
+def clock_times(subs: list[Subscription], now: datetime) -> dict:
+    clocks = {s.test_clock_id for s in subs if s.test_clock_id}
+    times = dict(TestClock.objects.filter(pk__in=clocks).values_list("pk", "frozen_time")) if clocks else {}
+    return {s.pk: times.get(s.test_clock_id, now) if s.test_clock_id else now for s in subs}
+
+
+def decisions(
+    migration: PriceMigration, subs: list[Subscription], now: datetime
+) -> list[tuple[Subscription, PriceChangeDecision]]:
+    target = PlanVersion.objects.get(plan_id=migration.plan_id, version=migration.to_version)
+    times = clock_times(subs, now)
+    notice = settings.PRICE_CHANGE_NOTICE_DAYS
+    return [(s, migration.decide(s, target=target, now=times[s.pk], notice_days=notice)) for s in subs]
+
+
+def outcome_counts(migration: PriceMigration) -> dict[str, int]:
+    counts = dict(migration.items.values_list("outcome").annotate(n=Count("id")))
+    return {o.value: counts.get(o.value, 0) for o in ItemOutcome}
+
+
+def price_migration_preview(migration: PriceMigration, *, now: datetime | None = None) -> dict:
+    """Who, how much and when — the same decisions the batches make, written nowhere."""
+    now = now or SystemClock().now()
+    subs = list(selected(migration).select_related("plan").order_by("pk"))
+    moved, left_out = [], []
+    mrr: dict[str, Money] = {}
+    for sub, decision in decisions(migration, subs, now):
+        if not decision.moves:
+            left_out.append({"subscription": str(sub.pk), "reason": decision.reason})
+            continue
+        moved.append(decision.effective_at)
+        change = decision.monthly_change
+        if sub.interval == BillingInterval.YEAR:
+            change = Money((change.amount / 12).quantize(change.amount), change.currency)
+        mrr[sub.currency] = mrr.get(sub.currency, Money.zero(sub.currency)) + change
+    return {
+        "subscriptions": len(moved),
+        "left_out": left_out,
+        "mrr_change": [m for _, m in sorted(mrr.items())],
+        "first_effective_at": min(moved) if moved else None,
+        "last_effective_at": max(moved) if moved else None,
+    }

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from sharedkernel.clock import clock_for
 from sharedkernel.errors import DomainError
-from subscriptions import commands, usage
+from subscriptions import commands, queries
 from subscriptions.forms import CancelForm
 from subscriptions.models import Customer, Plan, Subscription
 from subscriptions.queries import catalog_currencies, plan_catalog, subscription_summaries, summarize
@@ -158,8 +158,8 @@ def change_plan(request, subscription_id):
 def usage_page(request, subscription_id):
     """Usage per metric for the open period and the ones before, with a bar chart."""
     sub = _own_subscription(request, subscription_id)
-    current = usage.usage_of(sub)
-    history = usage.usage_history(sub, periods=6)
+    current = queries.usage_of(sub)
+    history = queries.usage_history(sub, periods=6)
     metrics = sorted({m for _, totals in history for m in totals} | {m.metric for m in current})
     included = sub.plan.included_usage or {}
     chart = []

@@ -264,6 +264,10 @@ def flow(celery_worker, transactional_db, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", int(celery_worker.env["EMAIL_PORT"])
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    # A flow's test-clock advances run in the test process, as they always did: the jobs they run must see
+    # the test's settings and monkeypatches, which the worker process cannot. The worker takes the
+    # deliveries. tests/sharedkernel/test_clock_advance_flow.py runs advances in the worker.
+    settings.TEST_CLOCK_ADVANCE_RUNS_IN = "caller"
     yield celery_worker
     try:
         wait_until_handled()  # never truncate tables under a busy worker...

@@ -88,7 +88,7 @@ class DemoStory:
 
     def _demo_usage(self, day: datetime) -> None:
         """About 3,600 API calls a day: roughly 108,000 a month against Pro's 100,000 included."""
-        from subscriptions.usage import record_usage
+        from subscriptions.commands import record_usage
 
         if self.demo is None:
             return

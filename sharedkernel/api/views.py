@@ -5,15 +5,17 @@ from __future__ import annotations
 import django_filters
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from sharedkernel.api.errors import error_response
 from sharedkernel.api.permissions import IsStaff
+from sharedkernel.api.schema import error_response as documented_error
 from sharedkernel.eventstore import to_domain_event
 from sharedkernel.models import StoredEvent, TestClock
-from sharedkernel.scheduling import advance_test_clock
+from sharedkernel.scheduling import request_advance, wait_for_advance
 
 
 class StoredEventSerializer(serializers.Serializer):
@@ -62,8 +64,8 @@ class EventListView(generics.ListAPIView):
 class TestClockSerializer(serializers.ModelSerializer):
     class Meta:
         model = TestClock
-        fields = ["id", "name", "frozen_time", "status", "created_at"]
-        read_only_fields = ["id", "status", "created_at"]
+        fields = ["id", "name", "frozen_time", "status", "advance_to", "advance_error", "created_at"]
+        read_only_fields = ["id", "status", "advance_to", "advance_error", "created_at"]
 
     def validate_frozen_time(self, value):
         horizon = settings.TEST_CLOCK_MAX_ADVANCE
@@ -93,13 +95,41 @@ class AdvanceInput(serializers.Serializer):
 
 
 class TestClockAdvanceView(APIView):
+    """Runs every due job for the clock's customers up to ``to``, in workers; the request waits for it
+    up to TEST_CLOCK_REQUEST_WAIT_SECONDS. Past that, 202 and the clock as it is: poll its GET."""
+
     __test__ = False
     permission_classes = [IsStaff]
 
-    @extend_schema(request=AdvanceInput, responses=TestClockSerializer)
+    @extend_schema(
+        request=AdvanceInput,
+        responses={
+            200: OpenApiResponse(TestClockSerializer, "Done: the clock is at `to` and every consequence handled."),
+            202: OpenApiResponse(
+                TestClockSerializer,
+                "Still advancing after the request's wait: `status` is `advancing`, `frozen_time` the time "
+                "reached so far, `advance_to` the target. Poll `GET /test-clocks/{id}/` until `status` is `ready`.",
+            ),
+            500: documented_error(
+                "`test_clock_advance_failed`: a job raised or its consequences did not settle; the clock is "
+                "ready at the time it reached (`details.test_clock`), the error in its `advance_error`."
+            ),
+        },
+    )
     def post(self, request, pk):
         clock = generics.get_object_or_404(TestClock, pk=pk)
         data = AdvanceInput(data=request.data)
         data.is_valid(raise_exception=True)
-        clock = advance_test_clock(str(clock.pk), data.validated_data["to"])
-        return Response(TestClockSerializer(clock).data, status=status.HTTP_200_OK)
+        request_advance(str(clock.pk), data.validated_data["to"])
+        clock = wait_for_advance(str(clock.pk), settings.TEST_CLOCK_REQUEST_WAIT_SECONDS)
+        body = TestClockSerializer(clock).data
+        if clock.status == TestClock.Status.ADVANCING:
+            return Response(body, status=status.HTTP_202_ACCEPTED)
+        if clock.advance_error:
+            return error_response(
+                500,
+                "test_clock_advance_failed",
+                f"The advance stopped at {clock.frozen_time.isoformat()}: {clock.advance_error}",
+                {"test_clock": body},
+            )
+        return Response(body, status=status.HTTP_200_OK)

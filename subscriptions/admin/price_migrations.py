@@ -15,12 +15,8 @@ from django.utils.html import format_html, format_html_join
 
 from sharedkernel.adminkit import ReadOnlyAdmin, render_add_page, run_for_each
 from sharedkernel.errors import DomainError
-from subscriptions import price_commands
-from subscriptions.models import (
-    Plan,
-    Subscription,
-)
-from subscriptions.price_migrations import LeftOut, PriceMigration, PriceMigrationItem
+from subscriptions import commands, queries
+from subscriptions.models import LeftOut, Plan, PriceMigration, PriceMigrationItem, Subscription
 
 
 def _split(text: str) -> list[str]:
@@ -71,10 +67,10 @@ class PriceMigrationAddForm(forms.Form):
 
 #: Buttons on a migration's page: (command, label, the statuses it is offered in).
 _MIGRATION_BUTTONS = {
-    "start": (price_commands.start_price_migration, "Start", ("draft",)),
-    "pause": (price_commands.pause_price_migration, "Pause", ("running",)),
-    "resume": (price_commands.resume_price_migration, "Resume", ("paused",)),
-    "cancel": (price_commands.cancel_price_migration, "Cancel", ("draft", "running", "paused", "done")),
+    "start": (commands.start_price_migration, "Start", ("draft",)),
+    "pause": (commands.pause_price_migration, "Pause", ("running",)),
+    "resume": (commands.resume_price_migration, "Resume", ("paused",)),
+    "cancel": (commands.cancel_price_migration, "Cancel", ("draft", "running", "paused", "done")),
 }
 
 
@@ -118,7 +114,7 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                migration = price_commands.draft_price_migration(
+                migration = commands.draft_price_migration(
                     plan_id=str(data["plan"].pk),
                     to_version=data["to_version"],
                     effective_from=data["effective_from"],
@@ -173,7 +169,7 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
 
     @admin.display(description="progress")
     def progress(self, m):
-        counts = price_commands.outcome_counts(m)
+        counts = queries.outcome_counts(m)
         return format_html(
             '<span class="migration-progress">scheduled {} · moved {} · left out {} · cancelled {}</span>',
             counts["scheduled"],
@@ -187,7 +183,7 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
         if m.status not in ("draft", "paused", "running"):
             return None
         if getattr(m, "_preview", None) is None:
-            m._preview = price_commands.preview(m)
+            m._preview = queries.price_migration_preview(m)
         return m._preview
 
     @admin.display(description="preview (who, how much, when — if started now)")
@@ -249,16 +245,16 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Start (schedule the price changes, in batches)")
     def start(self, request, queryset):
-        self._run(request, queryset, "Start", price_commands.start_price_migration)
+        self._run(request, queryset, "Start", commands.start_price_migration)
 
     @admin.action(description="Pause (schedule no more for now)")
     def pause(self, request, queryset):
-        self._run(request, queryset, "Pause", price_commands.pause_price_migration)
+        self._run(request, queryset, "Pause", commands.pause_price_migration)
 
     @admin.action(description="Resume")
     def resume(self, request, queryset):
-        self._run(request, queryset, "Resume", price_commands.resume_price_migration)
+        self._run(request, queryset, "Resume", commands.resume_price_migration)
 
     @admin.action(description="Cancel (withdraw the changes that have not happened)")
     def cancel(self, request, queryset):
-        self._run(request, queryset, "Cancel", price_commands.cancel_price_migration)
+        self._run(request, queryset, "Cancel", commands.cancel_price_migration)

@@ -9,8 +9,8 @@ from rest_framework.response import Response
 
 from sharedkernel.api.fields import MoneyField
 from sharedkernel.api.permissions import IsStaff
-from subscriptions import price_commands
-from subscriptions.price_migrations import PriceMigration
+from subscriptions import commands, queries
+from subscriptions.models import PriceMigration
 
 
 class PriceMigrationOut(serializers.ModelSerializer):
@@ -44,7 +44,7 @@ class PriceMigrationOut(serializers.ModelSerializer):
         }
     )
     def get_counts(self, migration: PriceMigration) -> dict:
-        return price_commands.outcome_counts(migration)
+        return queries.outcome_counts(migration)
 
 
 class LeftOutOut(serializers.Serializer):
@@ -81,7 +81,7 @@ class PriceMigrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
         data = self.DraftInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        migration = price_commands.draft_price_migration(
+        migration = commands.draft_price_migration(
             plan_id=values["plan"],
             to_version=values["to_version"],
             effective_from=values["effective_from"],
@@ -95,7 +95,7 @@ class PriceMigrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
     @extend_schema(responses=PreviewOut)
     @action(detail=True, methods=["get"])
     def preview(self, request, pk=None):
-        result = price_commands.preview(self.get_object())
+        result = queries.price_migration_preview(self.get_object())
         return Response(PreviewOut(result).data)
 
     def _transition(self, command):
@@ -105,19 +105,19 @@ class PriceMigrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
     @extend_schema(request=None, responses=PriceMigrationOut)
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
-        return self._transition(price_commands.start_price_migration)
+        return self._transition(commands.start_price_migration)
 
     @extend_schema(request=None, responses=PriceMigrationOut)
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
-        return self._transition(price_commands.pause_price_migration)
+        return self._transition(commands.pause_price_migration)
 
     @extend_schema(request=None, responses=PriceMigrationOut)
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        return self._transition(price_commands.resume_price_migration)
+        return self._transition(commands.resume_price_migration)
 
     @extend_schema(request=None, responses=PriceMigrationOut)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        return self._transition(price_commands.cancel_price_migration)
+        return self._transition(commands.cancel_price_migration)

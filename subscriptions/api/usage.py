@@ -11,8 +11,9 @@ from rest_framework.views import APIView
 
 from sharedkernel.api.permissions import customer_id_of
 from sharedkernel.errors import InvalidInput
-from subscriptions import usage
+from subscriptions import commands, queries
 from subscriptions.models import Subscription
+from subscriptions.usage_parsing import MAX_BATCH
 from subscriptions.values import MAX_QUANTITY
 
 USAGE_RECORD = inline_serializer(
@@ -62,13 +63,13 @@ class UsageView(APIView):
         records = body if isinstance(body, list) else [body] if isinstance(body, dict) else None
         if records is None or not records:
             raise InvalidInput("Send a usage record or a non-empty list of them.", details={"body": "record or list"})
-        if len(records) > usage.MAX_BATCH:
+        if len(records) > MAX_BATCH:
             raise InvalidInput(
-                f"At most {usage.MAX_BATCH} records per call; split the batch.",
+                f"At most {MAX_BATCH} records per call; split the batch.",
                 details={"body": f"{len(records)} records"},
             )
         own = None if request.user.is_staff else (customer_id_of(request.user) or uuid.UUID(int=0))
-        result = usage.record_usage(records, customer_id=own)
+        result = commands.record_usage(records, customer_id=own)
         return Response({"accepted": result.accepted, "duplicates": result.duplicates, "errors": result.errors})
 
 
@@ -86,6 +87,6 @@ def usage_payload(sub: Subscription) -> dict:
                 "rate": m.rate.to_json() if m.rate is not None else None,
                 "overage_amount": m.overage_amount.to_json() if m.overage_amount is not None else None,
             }
-            for m in usage.usage_of(sub)
+            for m in queries.usage_of(sub)
         ],
     }

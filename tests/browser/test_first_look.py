@@ -80,7 +80,7 @@ def test_the_plan_change_preview_says_what_the_policy_will_do(page, live_server)
 def paying_customer():
     """A French customer on Pro with 20 % TVA, a paid first invoice and usage over the included 100,000."""
     from billing.models import TaxRate
-    from subscriptions.usage import record_usage
+    from subscriptions.commands import record_usage
 
     TaxRate.objects.create(country="FR", region="", rate="0.20", name="TVA")
     pro = subs.define_plan(

@@ -12,7 +12,6 @@ from billing import commands as billing
 from sharedkernel.scheduling import run_job
 from sharedkernel.values import Money
 from subscriptions import commands as subs
-from subscriptions import price_commands
 from tests.browser.conftest import shot
 from tests.browser.test_billing_pages import log_in
 from tests.conftest import wait_until_handled
@@ -52,8 +51,8 @@ def test_migration_admin_plan_versions_and_the_customers_coming_price(flow, page
     )
     from django.utils import timezone
 
-    migration = price_commands.draft_price_migration(plan_id=str(plan.pk), to_version=2, effective_from=timezone.now())
-    price_commands.start_price_migration(migration_id=migration.pk)
+    migration = subs.draft_price_migration(plan_id=str(plan.pk), to_version=2, effective_from=timezone.now())
+    subs.start_price_migration(migration_id=migration.pk)
     run_job("subscriptions.schedule_price_changes")
     wait_until_handled()
 

@@ -9,7 +9,8 @@ import pytest
 from notifications.models import Notification
 from sharedkernel.models import StoredEvent
 from sharedkernel.scheduling import run_job
-from subscriptions import price_commands
+from subscriptions.commands import price_migrations
+from subscriptions.commands import subscriptions as subscription_commands
 from subscriptions.models import Subscription
 from tests.conftest import wait_until_handled
 from tests.flows.test_billing_flow import advance, invoices, make_plan, money
@@ -157,8 +158,8 @@ def test_a_batch_that_crashes_then_resumes_moves_everyone_exactly_once(staff, se
 
     # when the first batch commits and the second dies before its commit (the worker is killed mid-batch)
     now = _clock_now(clock)
-    assert price_commands.schedule_price_change_batch(migration_id=migration, now=now) == 2
-    real_append = price_commands.append_batch
+    assert price_migrations.schedule_price_change_batch(migration_id=migration, now=now) == 2
+    real_append = subscription_commands.append_batch
     crashes = []
 
     def crash_once(groups):
@@ -168,9 +169,9 @@ def test_a_batch_that_crashes_then_resumes_moves_everyone_exactly_once(staff, se
             raise RuntimeError("worker killed mid-batch")
         return real_append(groups)
 
-    monkeypatch.setattr(price_commands, "append_batch", crash_once)
+    monkeypatch.setattr(subscription_commands, "append_batch", crash_once)
     with pytest.raises(RuntimeError):
-        price_commands.schedule_price_change_batch(migration_id=migration, now=now)
+        price_migrations.schedule_price_change_batch(migration_id=migration, now=now)
     # nothing of the crashed batch was kept: two scheduled, the cursor where the first batch left it
     assert staff.get(f"/api/v1/price-migrations/{migration}/").json()["counts"]["scheduled"] == 2
     assert sum(len(scheduled_events(s)) for s in subs) == 2

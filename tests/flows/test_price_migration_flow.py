@@ -7,7 +7,7 @@ import pytest
 from notifications.models import Notification
 from sharedkernel.models import StoredEvent
 from sharedkernel.scheduling import run_job
-from subscriptions import price_commands
+from subscriptions import commands
 from subscriptions.models import Subscription
 from tests.conftest import at, wait_until_handled
 from tests.flows.test_billing_flow import advance, invoices, make_plan, money
@@ -82,10 +82,7 @@ def test_a_rise_is_noticed_once_billed_after_the_date_and_never_for_the_grandfat
 
     # started, then interrupted after one batch of one (paused), resumed, and the beat runs twice
     assert staff.post(f"/api/v1/price-migrations/{migration['id']}/start/").json()["status"] == "running"
-    assert (
-        price_commands.schedule_price_change_batch(migration_id=migration["id"], now=at("2025-01-31 10:00"), limit=1)
-        == 1
-    )
+    assert commands.schedule_price_change_batch(migration_id=migration["id"], now=at("2025-01-31 10:00"), limit=1) == 1
     assert staff.post(f"/api/v1/price-migrations/{migration['id']}/pause/").json()["status"] == "paused"
     assert run_job("subscriptions.schedule_price_changes") == 0  # paused: nothing more is scheduled
     assert staff.post(f"/api/v1/price-migrations/{migration['id']}/resume/").json()["status"] == "running"

@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from analytics.models import CustomerName
 from sharedkernel import bus
-from sharedkernel.models import DeliveryStatus, EventDelivery
+from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery
 from subscriptions import commands as subs
 from tests.conftest import wait_until_handled
 
@@ -25,7 +25,7 @@ def test_live_deliveries_wait_for_a_replay_of_their_handler_and_run_once_after(f
         bob, _ = subs.register_customer(name="Bob", email="bob@example.com", currency="USD", country="GB")
         deadline = time.monotonic() + 30
         # the worker runs every other reaction to Bob, but leaves the fenced handler's delivery open
-        while EventDelivery.objects.filter(status__in=["pending", "retrying"]).exclude(handler=HANDLER).exists():
+        while EventDelivery.objects.filter(status__in=OPEN_STATUSES).exclude(handler=HANDLER).exists():
             assert time.monotonic() < deadline, "the other reactions did not finish"
             bus.relay()
             time.sleep(0.05)

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from sharedkernel import bus, declarations, events
+from sharedkernel import bus, declarations, events, handlers
 from sharedkernel.catalog import catalog, registry, render_markdown
 from sharedkernel.commands import command
 from sharedkernel.declarations import external_system
@@ -47,7 +47,7 @@ def new_event_and_policy():
     bus.HANDLERS.pop("testapp.gadget_shine")
     declarations.COMMANDS.pop("testapp.polish_gadget")
     declarations.EXTERNAL_SYSTEMS.pop("Gadget polisher")
-    bus._subscribers_cache.clear()
+    handlers._subscribers_cache.clear()
     events._UPCASTERS.pop(("testapp.GadgetPolished", 1))
 
 
@@ -75,7 +75,7 @@ def test_an_event_and_policy_declared_in_code_appear_in_the_catalogue(new_event_
 def test_known_events_list_their_subscribers():
     entry = next(e for e in catalog() if e.event_type == "subscriptions.CustomerRegistered")
     assert "billing.open_billing_account" in entry.subscribers
-    assert entry.location.startswith("subscriptions.events:")
+    assert entry.location.startswith("subscriptions.events.customers:")
 
 
 def test_the_committed_catalogue_is_up_to_date():

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sharedkernel import bus, declarations, events
+from sharedkernel import bus, declarations, events, handlers
 from sharedkernel.aggregates import RecordedEvent
 from sharedkernel.catalog import issued_commands, load_declarations, registry
 from sharedkernel.commands import command
@@ -54,7 +54,7 @@ def polish_widget():
     for event_type in ("testkit.WidgetPolished", "testkit.WidgetScratched"):
         events.EVENT_CLASSES.pop(event_type, None)
     declarations.COMMANDS.pop("testkit.polish_widget", None)
-    bus._subscribers_cache.clear()
+    handlers._subscribers_cache.clear()
 
 
 def test_every_command_declares_its_aggregate_and_known_events_of_its_own_context():

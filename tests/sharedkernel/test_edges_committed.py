@@ -16,7 +16,7 @@ from analytics.models import SubscriptionView
 from billing.models import BillingAccount
 from sharedkernel import tasks
 from sharedkernel.bus import DeliveriesFailed
-from sharedkernel.models import DeliveryStatus, EventDelivery, Heartbeat, StoredEvent, TestClock
+from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery, Heartbeat, StoredEvent, TestClock
 from sharedkernel.values import Money
 from subscriptions import commands as subs
 from subscriptions.models import Plan, Subscription
@@ -94,7 +94,7 @@ def test_the_celery_tasks_deliver_relay_and_run_jobs(drain):
     assert tasks.deliver_events.apply(args=("billing.open_billing_account", [opening.pk])).get() == 1
     assert BillingAccount.objects.filter(pk=customer.pk).exists()
     # relay_outbox: what beat runs for deliveries the broker lost
-    lost = EventDelivery.objects.filter(status__in=["pending", "retrying"])
+    lost = EventDelivery.objects.filter(status__in=OPEN_STATUSES)
     lost_ids = list(lost.values_list("pk", flat=True))
     lost.update(dispatch_after=timezone.now())
     assert tasks.relay_outbox.apply().get() == len(lost_ids) > 0
@@ -150,4 +150,4 @@ def test_seed_demo_makes_history_through_the_real_commands_and_jobs():
     assert Plan.objects.exists() and Subscription.objects.count() >= 3
     assert StoredEvent.objects.filter(event_type="subscriptions.CustomerRegistered").count() >= 3
     assert StoredEvent.objects.filter(event_type="billing.PaymentSucceeded").exists()
-    assert not EventDelivery.objects.filter(status__in=["pending", "retrying", "failed"]).exists()
+    assert not EventDelivery.objects.filter(status__in=[*OPEN_STATUSES, DeliveryStatus.FAILED]).exists()

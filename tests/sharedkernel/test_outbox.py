@@ -17,7 +17,7 @@ from sharedkernel.aggregates import RecordedEvent
 from sharedkernel.correlation import new_chain
 from sharedkernel.events import upcaster
 from sharedkernel.eventstore import append, read
-from sharedkernel.models import DeliveryStatus, EventDelivery, Heartbeat, StoredEvent
+from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery, Heartbeat, StoredEvent
 from tests.conftest import at
 
 pytestmark = pytest.mark.django_db
@@ -211,7 +211,7 @@ def test_a_delivery_for_a_handler_that_no_longer_exists_is_failed_with_the_reaso
     assert "No handler named tests.gone_away is registered" in orphan.last_error
     # Failed is final: the relay leaves it alone, and drain() names it as a failure.
     EventDelivery.objects.filter(pk=orphan.pk).update(dispatch_after=timezone.now() - timedelta(seconds=1))
-    assert not EventDelivery.objects.filter(pk=orphan.pk, status__in=["pending", "retrying"]).exists()
+    assert not EventDelivery.objects.filter(pk=orphan.pk, status__in=OPEN_STATUSES).exists()
     with pytest.raises(bus.DeliveriesFailed, match="tests.gone_away"):
         bus.drain()
 

@@ -186,7 +186,7 @@ def test_admin_migration_page_previews_and_its_actions_start_pause_resume_cancel
 def test_admin_add_form_drafts_a_migration_refuses_bad_input_on_the_form_and_the_page_buttons_run_each_command(
     staff, drain, client
 ):
-    from subscriptions.price_migrations import PriceMigration
+    from subscriptions.models import PriceMigration
 
     # given a plan with a subscriber on version 1 and a dearer version 2
     client.force_login(staff_user("boss"))

@@ -1,37 +1,24 @@
-"""Application services of the Subscriptions context: one function per command.
-
-Each loads the aggregate, calls its method, saves it (version-checked) and
-publishes its events, in one transaction (``@command``). Time comes from the
-customer's clock unless the caller passes one. The invariants themselves live
-in the aggregate methods (models.py) and PlanChangePolicy (rules.py).
-"""
+"""Commands on the Subscription aggregate: subscribe, change plan, cancel, resume, suspend, activate,
+the trial's end and reminder, the renewal batch, and the notes Billing sends (dunning)."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 
-from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import QuerySet
-from rest_framework.authtoken.models import Token
 
 from sharedkernel.aggregates import bulk_save_locked
 from sharedkernel.bus import LARGE_BATCH
 from sharedkernel.clock import Clock, clock_for
 from sharedkernel.commands import command
 from sharedkernel.correlation import Cause, current_cause, new_correlation_id
-from sharedkernel.errors import ConcurrentUpdate, DomainError, InvalidInput, NotFound
+from sharedkernel.errors import ConcurrentUpdate, NotFound
 from sharedkernel.eventstore import append_batch, save_and_publish
-from sharedkernel.models import CustomerLogin, TestClock
-from sharedkernel.values import EmailAddress, Money, UnitRate, UnknownCurrency
-from subscriptions import usage
+from subscriptions.commands.plans import load_plan
+from subscriptions.commands.usage import open_usage_periods
 from subscriptions.models import (
     LIVE_STATUSES,
     Customer,
-    Plan,
-    PlanOverageRate,
-    PlanPrice,
     ResumeInitiator,
     Subscription,
     SubscriptionStatus,
@@ -42,89 +29,9 @@ from subscriptions.rules import PlanChangePolicy
 plan_change_policy = PlanChangePolicy()
 
 
-# -- customers ---------------------------------------------------------------------
-
-
-class EmailTaken(DomainError):
-    code = "email_taken"
-
-
-@command(aggregate="Customer", records=("subscriptions.CustomerRegistered",))
-def register_customer(
-    *,
-    name: str,
-    email: str,
-    currency: str,
-    country: str,
-    region: str = "",
-    tax_exempt: bool = False,
-    user=None,
-    with_api_key: bool = False,
-    test_clock_id: str | None = None,
-    clock: Clock | None = None,
-) -> tuple[Customer, str | None]:
-    """RegisterCustomer → CustomerRegistered. With ``with_api_key`` a login is made
-    for the customer and its API key returned (shown once).
-
-    One customer per e-mail address, compared case-insensitively (sign-up promises it):
-    a second registration is refused with ``email_taken`` before anything is written.
-    """
-    try:
-        address = EmailAddress(email).value
-    except ValueError as exc:
-        raise InvalidInput(str(exc), details={"email": "invalid"}) from None
-    if connection.vendor == "postgresql":  # two registrations of one address: the second waits, then sees the first
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(lower(%s)))", [address])
-    if Customer.objects.filter(email__iexact=address).exists():
-        raise EmailTaken(
-            "A customer with this e-mail address is already registered.", details={"email": "already registered"}
-        )
-    test_clock = None
-    if test_clock_id:
-        test_clock = TestClock.objects.filter(pk=test_clock_id).first()
-        if test_clock is None:
-            raise InvalidInput("No such test clock.", details={"test_clock": "does not exist"})
-    clock = clock or clock_for(test_clock_id)
-    api_key = None
-    if with_api_key and user is None:
-        user = get_user_model().objects.create_user(
-            username=f"customer-{secrets.token_hex(8)}", email=address, password=None
-        )
-        api_key = Token.objects.create(user=user).key
-    try:
-        customer = Customer.register(
-            name=name,
-            email=email,
-            currency=currency,
-            country=country,
-            region=region,
-            tax_exempt=tax_exempt,
-            user=user,
-            test_clock=test_clock,
-            at=clock.now(),
-        )
-    except UnknownCurrency as exc:
-        raise InvalidInput(str(exc), details={"currency": "not a billable ISO 4217 code"}) from None
-    save_and_publish(customer)
-    if user is not None:
-        CustomerLogin.objects.create(user=user, customer_id=customer.id)
-    return customer, api_key
-
-
-@command(aggregate="Customer", records=())
-def record_payment_method(*, customer_id: str, present: bool) -> Customer | None:
-    customer = Customer.objects.filter(pk=customer_id).first()
-    if customer is None:
-        return None
-    customer.note_payment_method(present=present)
-    customer.save(update_fields=["has_payment_method"])
-    return customer
-
-
 @command(aggregate="Subscription", records=())
 def record_dunning(*, subscription_ids: list[str], since: datetime | None) -> int:
-    """Billing's dunning of these subscriptions began (``since``) or a payment ended it (None).
+    """Billing's dunning of these subscriptions began (``since``) or a payment ended it (None); no event.
     Only rows whose note changes are written, locked, their versions advanced (a writer holding an
     older copy gets a conflict instead of writing the note back); returns how many."""
     if not subscription_ids:
@@ -138,112 +45,6 @@ def record_dunning(*, subscription_ids: list[str], since: datetime | None) -> in
         sub.note_dunning(since=since)
     bulk_save_locked(subs, ["dunning_since"])
     return len(subs)
-
-
-# -- plans -------------------------------------------------------------------------
-
-
-def _save_plan(plan: Plan) -> None:
-    version = plan.staged_version()  # reads the staged terms, so before they are taken
-    staged = plan.staged_children()
-    save_and_publish(plan)
-    if version is not None:
-        version.save()
-    if staged is None:
-        return
-    prices, rates = staged
-    PlanPrice.objects.filter(plan=plan).delete()
-    PlanOverageRate.objects.filter(plan=plan).delete()
-    PlanPrice.objects.bulk_create(PlanPrice(plan=plan, currency=p.currency, amount_minor=p.minor_units) for p in prices)
-    PlanOverageRate.objects.bulk_create(
-        PlanOverageRate(plan=plan, metric=metric, currency=r.currency, amount=r.amount)
-        for metric, metric_rates in rates.items()
-        for r in metric_rates
-    )
-
-
-@command(aggregate="Plan", records=("subscriptions.PlanCreated",))
-def define_plan(
-    *,
-    code: str,
-    name: str,
-    tier: str,
-    interval: str,
-    trial_days: int,
-    prices: list[Money],
-    features: list[str] | None = None,
-    included_usage: dict[str, int] | None = None,
-    overage_rates: dict[str, list[UnitRate | Money]] | None = None,
-    clock: Clock | None = None,
-) -> Plan:
-    if Plan.objects.filter(code=code).exists():
-        raise InvalidInput("A plan with this code exists already.", details={"code": "already used"})
-    plan = Plan.define(
-        code=code,
-        name=name,
-        tier=tier,
-        interval=interval,
-        trial_days=trial_days,
-        prices=prices,
-        features=features,
-        included_usage=included_usage,
-        overage_rates=overage_rates,
-        at=(clock or clock_for(None)).now(),
-    )
-    _save_plan(plan)
-    return plan
-
-
-@command(aggregate="Plan", records=("subscriptions.PlanUpdated",))
-def revise_plan(
-    *,
-    plan_id: str,
-    name: str,
-    trial_days: int,
-    prices: list[Money],
-    features: list[str],
-    included_usage: dict[str, int],
-    overage_rates: dict[str, list[UnitRate | Money]],
-    clock: Clock | None = None,
-) -> Plan:
-    plan = _plan(plan_id)
-    plan.revise(
-        name=name,
-        trial_days=trial_days,
-        prices=prices,
-        features=features,
-        included_usage=included_usage,
-        overage_rates=overage_rates,
-        at=(clock or clock_for(None)).now(),
-    )
-    _save_plan(plan)
-    return plan
-
-
-@command(aggregate="Plan", records=("subscriptions.PlanArchived",))
-def archive_plan(*, plan_id: str, clock: Clock | None = None) -> Plan:
-    plan = _plan(plan_id)
-    plan.archive(at=(clock or clock_for(None)).now())
-    _save_plan(plan)
-    return plan
-
-
-@command(aggregate="Plan", records=("subscriptions.PlanRestored",))
-def restore_plan(*, plan_id: str, clock: Clock | None = None) -> Plan:
-    plan = _plan(plan_id)
-    plan.restore(at=(clock or clock_for(None)).now())
-    _save_plan(plan)
-    return plan
-
-
-def _plan(plan_id) -> Plan:
-    plan = Plan.objects.prefetch_related("price_rows", "overage_rows").filter(pk=plan_id).first()
-    if plan is None:
-        raise NotFound("No such plan.")
-    return plan
-
-
-# -- subscriptions -----------------------------------------------------------------
 
 
 def _subscription(subscription_id, expected_version: int | None = None) -> Subscription:
@@ -271,13 +72,13 @@ def _clock(sub: Subscription, clock: Clock | None) -> Clock:
 def subscribe(
     *, customer_id: str, plan_id: str, currency: str | None = None, trial: bool = False, clock: Clock | None = None
 ) -> Subscription:
-    """CreateSubscription + SelectPlan (+ StartTrial)."""
+    """CreateSubscription + SelectPlan (+ StartTrial) → SubscriptionCreated, PlanSelected (+ TrialStarted)."""
     # Locking the customer serialises two subscribe calls for the same person,
     # so "one live subscription per plan" and "one trial" cannot be raced.
     customer = Customer.objects.select_for_update().filter(pk=customer_id).first()
     if customer is None:
         raise NotFound("No such customer.")
-    plan = _plan(plan_id)
+    plan = load_plan(plan_id)
     existing = customer.subscriptions.all()
     sub = Subscription.start(
         customer=customer,
@@ -306,10 +107,11 @@ def change_plan(
     expected_version: int | None = None,
     clock: Clock | None = None,
 ) -> tuple[Subscription, bool]:
-    """ChangePlan. Returns (subscription, changed); ``changed`` is False when an
+    """ChangePlan → PlanChanged (PriceChangeCancelled first if a price change was scheduled), or
+    PlanChangeRequested when it waits for staff approval. Returns (subscription, changed); ``changed`` is False when an
     enterprise change waits for staff approval."""
     sub = _subscription(subscription_id, expected_version)
-    target = _plan(plan_id)
+    target = load_plan(plan_id)
     changed = sub.change_plan(
         target=target, at=_clock(sub, clock).now(), policy=plan_change_policy, approved_by_staff=by_staff
     )
@@ -319,6 +121,8 @@ def change_plan(
 
 @command(aggregate="Subscription", records=("subscriptions.PriceChangeCancelled", "subscriptions.PlanChanged"))
 def approve_plan_change(*, subscription_id: str, clock: Clock | None = None) -> Subscription:
+    """ApprovePlanChange (staff) → PlanChanged to the plan that waited, and PriceChangeCancelled if a
+    price change was scheduled."""
     sub = _subscription(subscription_id)
     sub.approve_plan_change(at=_clock(sub, clock).now(), policy=plan_change_policy)
     save_and_publish(sub)
@@ -327,6 +131,7 @@ def approve_plan_change(*, subscription_id: str, clock: Clock | None = None) -> 
 
 @command(aggregate="Subscription", records=("subscriptions.PlanChangeDeclined",))
 def decline_plan_change(*, subscription_id: str, clock: Clock | None = None) -> Subscription:
+    """DeclinePlanChange (staff) → PlanChangeDeclined."""
     sub = _subscription(subscription_id)
     sub.decline_plan_change(at=_clock(sub, clock).now())
     save_and_publish(sub)
@@ -349,12 +154,15 @@ def cancel_subscription(
     expected_version: int | None = None,
     clock: Clock | None = None,
 ) -> Subscription:
+    """CancelSubscription → SubscriptionCancelled now, or SubscriptionCancellationScheduled at the end
+    of the period (or trial); PriceChangeCancelled first if a price change was scheduled. An immediate
+    cancellation opens the partial period's usage for billing."""
     sub = _subscription(subscription_id, expected_version)
     period_start, now = sub.current_period_start, _clock(sub, clock).now()
     sub.cancel(at=now, reason=reason, at_period_end=at_period_end)
     save_and_publish(sub)
     if sub.status == SubscriptionStatus.CANCELLED and period_start < now:
-        usage.open_usage_periods([sub], {sub.pk: (period_start, now)})  # the partial period's usage is billed
+        open_usage_periods([sub], {sub.pk: (period_start, now)})  # the partial period's usage is billed
     return sub
 
 
@@ -366,6 +174,7 @@ def resume_subscription(
     expected_version: int | None = None,
     clock: Clock | None = None,
 ) -> Subscription:
+    """ResumeSubscription → SubscriptionResumed (from a suspension, or withdrawing a scheduled cancellation)."""
     sub = _subscription(subscription_id, expected_version)
     sub.resume(at=_clock(sub, clock).now(), initiator=initiator)
     save_and_publish(sub)
@@ -380,6 +189,7 @@ def suspend_subscription(
     expected_version: int | None = None,
     clock: Clock | None = None,
 ) -> Subscription:
+    """SuspendSubscription → SubscriptionSuspended."""
     sub = _subscription(subscription_id, expected_version)
     sub.suspend(at=_clock(sub, clock).now(), reason=reason)
     save_and_publish(sub)
@@ -388,6 +198,7 @@ def suspend_subscription(
 
 @command(aggregate="Subscription", records=("subscriptions.SubscriptionActivated",))
 def activate_subscription(*, subscription_id: str, clock: Clock | None = None) -> Subscription:
+    """ActivateSubscription (the first invoice was paid) → SubscriptionActivated."""
     sub = _subscription(subscription_id)
     sub.activate(at=_clock(sub, clock).now())
     save_and_publish(sub)
@@ -406,6 +217,9 @@ def activate_subscription(*, subscription_id: str, clock: Clock | None = None) -
     ),
 )
 def expire_trial(*, subscription_id: str, clock: Clock | None = None) -> Subscription:
+    """ExpireTrial → TrialExpired, then SubscriptionActivated (a payment method is on file; PriceChanged
+    if one was due), SubscriptionSuspended (none is), or SubscriptionCancelled (+ PriceChangeCancelled)
+    when a cancellation was scheduled."""
     sub = _subscription(subscription_id)
     sub.expire_trial(at=_clock(sub, clock).now(), has_payment_method=sub.customer.has_payment_method)
     save_and_publish(sub)
@@ -414,12 +228,29 @@ def expire_trial(*, subscription_id: str, clock: Clock | None = None) -> Subscri
 
 @command(aggregate="Subscription", records=("subscriptions.TrialEndingSoon",))
 def remind_trial_ending(*, subscription_id: str, days_before: int, clock: Clock | None = None) -> Subscription:
+    """RemindTrialEnding → TrialEndingSoon, once per trial."""
     sub = _subscription(subscription_id)
     sub.remind_trial_ending(
         at=_clock(sub, clock).now(), days_before=days_before, has_payment_method=sub.customer.has_payment_method
     )
     save_and_publish(sub)
     return sub
+
+
+def publish_each_chain(subs: list[Subscription]) -> None:
+    """Append each subscription's recorded events as a correlated chain of its own (a batch step
+    renews or reprices many at once, and each change leads to its own invoice, e-mails, ...)."""
+    append_batch(
+        (
+            Cause(
+                new_correlation_id(),
+                current_cause().causation_id,
+                str(sub.test_clock_id) if sub.test_clock_id else None,
+            ),
+            sub.pull_events(),
+        )
+        for sub in subs
+    )
 
 
 RENEWAL_FIELDS = [
@@ -451,7 +282,9 @@ RENEWAL_FIELDS = [
     ),
 )
 def renew_due_subscriptions(*, due: QuerySet, now, limit: int = LARGE_BATCH) -> int:
-    """RenewSubscription for up to ``limit`` subscriptions whose period ended, in one transaction.
+    """RenewSubscription for up to ``limit`` subscriptions whose period ended, in one transaction →
+    SubscriptionRenewed (PriceChanged first when a scheduled change is due), or SubscriptionCancelled
+    (+ PriceChangeCancelled) for one scheduled to cancel.
 
     A bill run renews many subscriptions at once; each still goes through
     ``Subscription.renew`` and keeps its own invariants. Rows are locked
@@ -469,16 +302,6 @@ def renew_due_subscriptions(*, due: QuerySet, now, limit: int = LARGE_BATCH) -> 
     for sub in subs:
         sub.renew(at=now)
     bulk_save_locked(subs, RENEWAL_FIELDS)
-    usage.open_usage_periods(subs, closing)
-    append_batch(
-        (
-            Cause(
-                new_correlation_id(),
-                current_cause().causation_id,
-                str(sub.test_clock_id) if sub.test_clock_id else None,
-            ),
-            sub.pull_events(),
-        )
-        for sub in subs
-    )
+    open_usage_periods(subs, closing)
+    publish_each_chain(subs)
     return len(subs)

@@ -1,4 +1,4 @@
-"""Application services of the PriceMigration aggregate (subscriptions/price_migrations.py).
+"""Application services of the PriceMigration aggregate (subscriptions/models/price_migrations.py).
 
 Draft, start, pause, resume and cancel are one transaction each. Scheduling runs in batches
 (:func:`schedule_price_change_batch`, PRICE_MIGRATION_BATCH subscriptions per transaction), called by
@@ -13,25 +13,25 @@ from collections import defaultdict
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
 
 from sharedkernel.aggregates import bulk_save_locked
 from sharedkernel.clock import Clock, SystemClock
 from sharedkernel.commands import command
-from sharedkernel.correlation import Cause, current_cause, new_correlation_id
+from sharedkernel.correlation import current_cause
 from sharedkernel.errors import InvalidInput, NotFound
 from sharedkernel.eventstore import append_batch, save_and_publish
-from sharedkernel.models import TestClock
-from sharedkernel.values import Money
-from subscriptions.models import Plan, PlanVersion, Subscription, SubscriptionStatus
-from subscriptions.price_migrations import (
+from subscriptions.commands.subscriptions import publish_each_chain
+from subscriptions.models import (
     ItemOutcome,
     MigrationStatus,
-    PriceChangeDecision,
+    Plan,
+    PlanVersion,
+    PriceChangeDropped,
     PriceMigration,
     PriceMigrationItem,
+    Subscription,
 )
-from subscriptions.values import BillingInterval
+from subscriptions.queries import clock_times, decisions, outcome_counts, selected
 
 SCHEDULE_FIELDS = [
     "scheduled_migration_id",
@@ -97,16 +97,19 @@ def _transition(migration_id, verb: str, clock: Clock | None) -> PriceMigration:
 
 @command(aggregate="PriceMigration", records=("subscriptions.PriceMigrationStarted",))
 def start_price_migration(*, migration_id, clock: Clock | None = None) -> PriceMigration:
+    """StartPriceMigration → PriceMigrationStarted; the beat job then schedules its changes in batches."""
     return _transition(migration_id, "start", clock)
 
 
 @command(aggregate="PriceMigration", records=("subscriptions.PriceMigrationPaused",))
 def pause_price_migration(*, migration_id, clock: Clock | None = None) -> PriceMigration:
+    """PausePriceMigration → PriceMigrationPaused; no batch runs until it is resumed."""
     return _transition(migration_id, "pause", clock)
 
 
 @command(aggregate="PriceMigration", records=("subscriptions.PriceMigrationResumed",))
 def resume_price_migration(*, migration_id, clock: Clock | None = None) -> PriceMigration:
+    """ResumePriceMigration → PriceMigrationResumed."""
     return _transition(migration_id, "resume", clock)
 
 
@@ -114,40 +117,6 @@ def resume_price_migration(*, migration_id, clock: Clock | None = None) -> Price
 def cancel_price_migration(*, migration_id, clock: Clock | None = None) -> PriceMigration:
     """PriceMigrationCancelled; the beat job then cancels the changes it scheduled, batch by batch."""
     return _transition(migration_id, "cancel", clock)
-
-
-# -- selection ----------------------------------------------------------------------
-
-
-def selected(migration: PriceMigration) -> QuerySet:
-    """The live subscriptions the migration selects (left-out reasons are decided per subscription)."""
-    query = Subscription.objects.filter(plan_id=migration.plan_id).exclude(status=SubscriptionStatus.CANCELLED)
-    if migration.from_versions:
-        query = query.filter(plan_version__in=migration.from_versions)
-    else:
-        query = query.filter(~Q(plan_version=migration.to_version))
-    if migration.currencies:
-        query = query.filter(currency__in=migration.currencies)
-    if migration.subscription_ids:
-        query = query.filter(pk__in=migration.subscription_ids)
-    if migration.created_before:
-        query = query.filter(created_at__lt=migration.created_before)
-    return query
-
-
-def _clock_times(subs: list[Subscription], now: datetime) -> dict:
-    clocks = {s.test_clock_id for s in subs if s.test_clock_id}
-    times = dict(TestClock.objects.filter(pk__in=clocks).values_list("pk", "frozen_time")) if clocks else {}
-    return {s.pk: times.get(s.test_clock_id, now) if s.test_clock_id else now for s in subs}
-
-
-def decisions(
-    migration: PriceMigration, subs: list[Subscription], now: datetime
-) -> list[tuple[Subscription, PriceChangeDecision]]:
-    target = PlanVersion.objects.get(plan_id=migration.plan_id, version=migration.to_version)
-    times = _clock_times(subs, now)
-    notice = settings.PRICE_CHANGE_NOTICE_DAYS
-    return [(s, migration.decide(s, target=target, now=times[s.pk], notice_days=notice)) for s in subs]
 
 
 # -- the batches the beat job runs -----------------------------------------------------
@@ -158,7 +127,7 @@ def decisions(
 )
 def schedule_price_change_batch(*, migration_id, now: datetime, limit: int | None = None) -> int:
     """Up to ``limit`` subscriptions after the cursor: PriceChangeScheduled, or left out; then the cursor
-    moves past them (and the migration completes when none is left). Returns how many were handled."""
+    moves past them (PriceMigrationCompleted when none is left). Returns how many were handled."""
     limit = limit or settings.PRICE_MIGRATION_BATCH
     migration = (
         PriceMigration.objects.select_for_update(skip_locked=True)
@@ -190,15 +159,15 @@ def schedule_price_change_batch(*, migration_id, now: datetime, limit: int | Non
             old_price_minor=decision.old_price.minor_units,
             decided_at=now,
         )
-        if decision.left_out or decision.effective_at is None:
-            item.outcome, item.reason = ItemOutcome.LEFT_OUT, decision.left_out or "no_renewal"
+        if not decision.moves:
+            item.outcome, item.reason = ItemOutcome.LEFT_OUT, decision.reason
         else:
             sub.schedule_price_change(
                 migration_id=str(migration.pk),
                 to_version=migration.to_version,
                 new_price=decision.new_price,
                 effective_at=decision.effective_at,
-                at=_clock_times([sub], now)[sub.pk],
+                at=clock_times([sub], now)[sub.pk],
             )
             item.outcome = ItemOutcome.SCHEDULED
             item.new_price_minor, item.effective_at = decision.new_price.minor_units, decision.effective_at
@@ -206,17 +175,7 @@ def schedule_price_change_batch(*, migration_id, now: datetime, limit: int | Non
         items.append(item)
     PriceMigrationItem.objects.bulk_create(items)  # the unique constraint refuses a second item per subscription
     bulk_save_locked(changed, SCHEDULE_FIELDS)
-    append_batch(
-        (
-            Cause(
-                new_correlation_id(),
-                current_cause().causation_id,
-                str(sub.test_clock_id) if sub.test_clock_id else None,
-            ),
-            sub.pull_events(),
-        )
-        for sub in changed
-    )
+    publish_each_chain(changed)
     migration.handled_up_to(subs[-1].pk)
     save_and_publish(migration)
     return len(subs)
@@ -233,7 +192,7 @@ def cancel_scheduled_changes_batch(*, migration_id, now: datetime, limit: int | 
         .order_by("pk")[:limit]
     )
     for sub in subs:
-        sub.cancel_price_change(reason="migration_cancelled", at=_clock_times([sub], now)[sub.pk])
+        sub.cancel_price_change(reason=PriceChangeDropped.MIGRATION_CANCELLED, at=clock_times([sub], now)[sub.pk])
     bulk_save_locked(subs, SCHEDULE_FIELDS)
     append_batch((current_cause(), sub.pull_events()) for sub in subs)
     return len(subs)
@@ -249,32 +208,3 @@ def record_outcomes(moved: list[tuple[str, str]], cancelled: list[tuple[str, str
             PriceMigrationItem.objects.filter(
                 migration_id=migration_id, subscription_id__in=subscription_ids, outcome=ItemOutcome.SCHEDULED
             ).update(outcome=outcome)
-
-
-def outcome_counts(migration: PriceMigration) -> dict[str, int]:
-    counts = dict(migration.items.values_list("outcome").annotate(n=Count("id")))
-    return {o.value: counts.get(o.value, 0) for o in ItemOutcome}
-
-
-def preview(migration: PriceMigration, *, now: datetime | None = None) -> dict:
-    """Who, how much and when — the same decisions the batches make, written nowhere."""
-    now = now or SystemClock().now()
-    subs = list(selected(migration).select_related("plan").order_by("pk"))
-    moved, left_out = [], []
-    mrr: dict[str, Money] = {}
-    for sub, decision in decisions(migration, subs, now):
-        if decision.left_out or decision.effective_at is None:
-            left_out.append({"subscription": str(sub.pk), "reason": decision.left_out or "no_renewal"})
-            continue
-        moved.append(decision.effective_at)
-        change = decision.monthly_change
-        if sub.interval == BillingInterval.YEAR:
-            change = Money((change.amount / 12).quantize(change.amount), change.currency)
-        mrr[sub.currency] = mrr.get(sub.currency, Money.zero(sub.currency)) + change
-    return {
-        "subscriptions": len(moved),
-        "left_out": left_out,
-        "mrr_change": [m for _, m in sorted(mrr.items())],
-        "first_effective_at": min(moved) if moved else None,
-        "last_effective_at": max(moved) if moved else None,
-    }

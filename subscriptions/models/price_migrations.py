@@ -24,7 +24,9 @@ from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import InvalidInput, InvalidTransition
 from sharedkernel.values import Money
 from subscriptions import events as ev
-from subscriptions.models import Plan, PlanVersion, Subscription, SubscriptionStatus, SuspensionReason
+from subscriptions.models.plans import Plan, PlanVersion
+from subscriptions.models.statuses import SubscriptionStatus, SuspensionReason
+from subscriptions.models.subscriptions import Subscription
 from subscriptions.values import PlanTier
 
 
@@ -58,6 +60,18 @@ class PriceChangeDecision:
     old_price: Money
     new_price: Money | None = None
     effective_at: datetime | None = None
+
+    #: Why a subscription that is not left out still is not moved: no renewal of it is to come.
+    NO_RENEWAL = "no_renewal"
+
+    @property
+    def moves(self) -> bool:
+        return not self.left_out and self.effective_at is not None
+
+    @property
+    def reason(self) -> str:
+        """Why it is not moved (a LeftOut value, or NO_RENEWAL)."""
+        return self.left_out or self.NO_RENEWAL
 
     @property
     def monthly_change(self) -> Money:
