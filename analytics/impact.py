@@ -22,7 +22,9 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from analytics import acl
+from analytics.impact_forecast import forecast, month_row, next_month
 from analytics.models import monthly
+from analytics.vocabulary import Interval, Status
 from sharedkernel.events import DomainEvent
 from sharedkernel.values import Money
 
@@ -54,10 +56,10 @@ class _Sub:
     customer_id: str
     plan_id: str
     version: int
-    interval: str
+    interval: Interval
     currency: str
     price: Money
-    status: str
+    status: Status
     created_at: datetime
     selected: bool = False
     usage: dict[str, int] | None = None  #: the closed period's usage, not yet invoiced
@@ -81,11 +83,6 @@ def month_keys(now: datetime, months: int) -> list[str]:
         keys.append(f"{year:04d}-{month:02d}")
         year, month = (year, month - 1) if month > 1 else (year - 1, 12)
     return keys[::-1]
-
-
-def _next_month(key: str) -> str:
-    year, month = int(key[:4]), int(key[5:])
-    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
 
 
 def _usage_charge(used: int, included: int, rate: Decimal | None, currency: str) -> Money:
@@ -143,14 +140,14 @@ class Sandbox:
     def learn(self, event: DomainEvent) -> bool:
         """Plan versions and the migration's selection: known before the history is replayed (a
         migration is drafted, and its target version published, after the months it is tested on)."""
-        p, name = event.payload, event.name
+        name = event.name
         if name in ("PlanCreated", "PlanUpdated"):
-            terms = acl.plan_terms(p)
+            terms = acl.plan_terms(event.payload)
             self.versions[(terms.plan_id, terms.version)] = terms
             return True
         if name == "PriceMigrationDrafted":
-            if p["migration_id"] == self.migration_id:
-                self.migration = acl.migration_terms(p)
+            if acl.migration_id(event.payload) == self.migration_id:
+                self.migration = acl.migration_terms(event.payload)
             return True
         return False
 
@@ -159,54 +156,54 @@ class Sandbox:
         self._close_months(month)
         if self.learn(event):
             return
-        p, name = event.payload, event.name
+        name = event.name
         if name == "InvoiceFinalized":
-            self._invoice(p, month)
+            self._invoice(acl.invoice(event.payload), month)
             return
-        sub_id = p.get("subscription_id")
         if name == "UsageCalculated":
+            sub_id = acl.usage_subscription(event.payload)
             if sub_id in self.subs:
-                self.subs[sub_id].usage = acl.usage_used(p)
+                self.subs[sub_id].usage = acl.usage_used(event.payload)
             return
-        sub = self.subs.get(sub_id)
-        plan_id, version, interval = acl.plan_ref(p)
-        price = acl.subscription_price(p)
+        fact = acl.subscription_changed(event)
+        sub = self.subs.get(fact.subscription_id)
+        plan = fact.plan
         if sub is None:
-            if name != "SubscriptionCreated":
+            if not fact.created:
                 return
             sub = _Sub(
-                sub_id,
-                p["customer_id"],
-                plan_id,
-                version,
-                interval,
-                price.currency,
-                price,
-                p["status"],
+                fact.subscription_id,
+                fact.customer_id,
+                plan.id,
+                plan.version,
+                plan.interval,
+                fact.price.currency,
+                fact.price,
+                fact.status,
                 event.occurred_on,
             )
-            self.subs[sub_id] = sub
+            self.subs[fact.subscription_id] = sub
         else:
-            if name == "PlanChanged" and p.get("direction") == "upgrade" and sub.selected and month >= self.first:
+            if fact.upgrade and sub.selected and month >= self.first:
                 self.upgraded[month] += 1
-            if name == "SubscriptionCancelled" and sub.selected and month >= self.first:
+            if fact.cancelled and sub.selected and month >= self.first:
                 self.churned[month] += 1
-            sub.plan_id, sub.version, sub.interval = plan_id, version, interval
-            sub.price = price or sub.price
-            sub.status = p["status"]
+            sub.plan_id, sub.version, sub.interval = plan.id, plan.version, plan.interval
+            sub.price = fact.price or sub.price
+            sub.status = fact.status
         if not sub.selected and self._matches(sub):
             sub.selected = True
 
-    def _invoice(self, p: dict, month: str) -> None:
-        sub = self.subs.get(p.get("subscription_id") or "")
+    def _invoice(self, invoice: acl.Invoice, month: str) -> None:
+        sub = self.subs.get(invoice.subscription_id or "")
         if sub is None or not sub.selected or month < self.first:
             if sub is not None:
                 sub.usage = None
             return
-        currency, target = p["currency"], self.target
+        currency, target = invoice.currency, self.target
         actual = proposed = Money.zero(currency)
         usage_lines = {}
-        for line in acl.invoice_lines(p):
+        for line in invoice.lines:
             actual = actual + line.amount
             if line.kind == "plan" and self._on_target(sub) and not sub.price.is_zero():
                 new = Money.rounded(line.amount.amount * self.proposed_price(sub).amount / sub.price.amount, currency)
@@ -230,7 +227,7 @@ class Sandbox:
             totals[3] += new.minor_units
             totals[2] += units if units is not None else 0
         sub.usage = None
-        tax = acl.invoice_tax(p)
+        tax = invoice.tax
         # the invoice's own effective tax rate, applied to the proposed subtotal
         new_tax = tax if actual.is_zero() else Money.rounded(tax.amount * proposed.amount / actual.amount, currency)
         invoiced = self.invoiced[(month, currency)]
@@ -248,7 +245,7 @@ class Sandbox:
         """Take MRR at the end of every month before ``upto`` (events of later months not yet applied)."""
         while self.month_of_last is not None and self.month_of_last < upto:
             self._snapshot(self.month_of_last)
-            self.month_of_last = _next_month(self.month_of_last)
+            self.month_of_last = next_month(self.month_of_last)
         if self.month_of_last is None:
             self.month_of_last = upto
 
@@ -258,7 +255,7 @@ class Sandbox:
         totals: dict[str, list[int]] = {}
         active = 0
         for sub in self.subs.values():
-            if not sub.selected or sub.status != "active":
+            if not sub.selected or sub.status != Status.ACTIVE:
                 continue
             active += 1
             row = totals.setdefault(sub.currency, [0, 0])
@@ -266,17 +263,17 @@ class Sandbox:
             row[1] += monthly(self.proposed_price(sub), sub.interval).minor_units
         for currency, row in totals.items():
             self.mrr[(month, currency)] = row
-        nxt = _next_month(month)
+        nxt = next_month(month)
         self.active_at_start[nxt] = active
 
     def finish(self) -> Impact:
-        self._close_months(_next_month(self.keys[-1]))
+        self._close_months(next_month(self.keys[-1]))
         currencies = sorted({c for _, c in self.revenue} | {c for _, c in self.mrr})
         impact = Impact(migration=self.migration, target=self.target)
         for key in self.keys:
             for currency in currencies:
                 rev, mrr = self.revenue.get((key, currency), [0, 0]), self.mrr.get((key, currency), [0, 0])
-                impact.months.append(self._row(key, currency, rev, mrr))
+                impact.months.append(month_row(key, currency, rev, mrr))
         impact.customers = sorted(
             (
                 {
@@ -317,50 +314,8 @@ class Sandbox:
             for currency in currencies
             for n, a, p in [self.invoiced.get((key, currency), [0, 0, 0])]
         ]
-        self._project(impact, currencies)
+        forecast(self, impact, currencies)
         return impact
-
-    @staticmethod
-    def _row(key: str, currency: str, rev, mrr) -> dict:
-        return {
-            "month": key,
-            "currency": currency,
-            "actual_revenue": Money.from_minor(rev[0], currency),
-            "proposed_revenue": Money.from_minor(rev[1], currency),
-            "actual_mrr": Money.from_minor(mrr[0], currency),
-            "proposed_mrr": Money.from_minor(mrr[1], currency),
-        }
-
-    def _project(self, impact: Impact, currencies: list[str]) -> None:
-        """Next 12 months at the history's own monthly churn and upgrade rates (no elasticity assumed)."""
-        exposure = sum(self.active_at_start.get(k, 0) for k in self.keys[1:]) or 0
-        churned = sum(self.churned.get(k, 0) for k in self.keys[1:])
-        upgraded = sum(self.upgraded.get(k, 0) for k in self.keys[1:])
-        churn = Decimal(churned) / exposure if exposure else Decimal(0)
-        upgrade = Decimal(upgraded) / exposure if exposure else Decimal(0)
-        impact.assumptions = {
-            "method": "sandbox replay of stored events under the target version's terms, as if in force all along",
-            "revenue": "invoice subtotals before tax; proration, credit and discount lines unchanged",
-            "mrr": "active selected subscriptions at month end, before discounts",
-            "monthly_churn_rate": str(churn.quantize(Decimal("0.0001"))),
-            "monthly_upgrade_rate": str(upgrade.quantize(Decimal("0.0001"))),
-            "basis": f"{churned} cancellation(s) and {upgraded} upgrade(s) over {exposure} subscription-months",
-            "projection": "MRR shrinks by the churn rate; upgraded subscriptions leave the migration's terms; "
-            "revenue = MRR (the history's overage is not projected); same churn under both terms",
-            "subscriptions": sum(1 for s in self.subs.values() if s.selected),
-        }
-        key = self.keys[-1]
-        for currency in currencies:
-            a0, p0 = self.mrr.get((key, currency), [0, 0])
-            k = key
-            for step in range(1, 13):
-                k = _next_month(k)
-                keep = (1 - churn) ** step
-                actual = (a0 * keep).quantize(Decimal(1), rounding=ROUND_HALF_UP)  # minor units, half-up
-                proposed = actual + ((p0 - a0) * keep * (1 - upgrade) ** step).quantize(Decimal(1), ROUND_HALF_UP)
-                impact.projection.append(
-                    self._row(k, currency, [int(actual), int(proposed)], [int(actual), int(proposed)])
-                )
 
 
 def replay(

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from django.db import models
 
+from analytics.vocabulary import Interval
 from sharedkernel.projection import applied_position_field
 from sharedkernel.values import Money
 
 
 def monthly(price: Money, interval: str) -> Money:
     """MRR of a price: annual plans ÷ 12, rounded half-up to the minor unit."""
-    return price if interval == "month" else Money.rounded(price.amount / 12, price.currency)
+    return price if interval == Interval.MONTH else Money.rounded(price.amount / 12, price.currency)
 
 
 class SubscriptionView(models.Model):
@@ -57,7 +58,7 @@ class SubscriptionView(models.Model):
     def monthly_price(self) -> Money:
         return (
             Money.from_minor(self.price_minor, self.currency)
-            if self.interval == "month"
+            if self.interval == Interval.MONTH
             else Money.rounded(Money.from_minor(self.price_minor, self.currency).amount / 12, self.currency)
         )
 

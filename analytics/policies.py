@@ -6,33 +6,20 @@ empties the tables and rebuilds them from the event store in order.
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
+from functools import singledispatch
 
+from analytics import acl
 from analytics.models import CustomerName, MrrMovement, MrrSnapshot, RevenueEntry, SubscriptionView, monthly
+from analytics.vocabulary import RevenueKind, Status
 from sharedkernel.bulk import bulk_update_rows, insert_rows
 from sharedkernel.bus import LARGE_BATCH, reacts_to
 from sharedkernel.events import DomainEvent
 from sharedkernel.projection import AppliedPosition, in_stored_order
 from sharedkernel.values import Money
 
-SUBSCRIPTION_EVENTS = (
-    "subscriptions.SubscriptionCreated",
-    "subscriptions.SubscriptionActivated",
-    "subscriptions.SubscriptionSuspended",
-    "subscriptions.SubscriptionResumed",
-    "subscriptions.SubscriptionRenewed",
-    "subscriptions.SubscriptionCancelled",
-    "subscriptions.PlanChanged",
-    "subscriptions.PriceChanged",
-    "subscriptions.TrialExpired",
-    "billing.CouponRedeemed",
-    "billing.PaymentFailed",
-    "billing.PaymentSucceeded",
-    "billing.DunningEscalated",
-    "billing.DunningExhausted",
-    "subscriptions.UsageRecorded",
-)
+#: What a subscription's view is built from, in stored order: one projection, because the view's
+#: figures depend on the order of its events across both contexts (a coupon, then a renewal).
+SUBSCRIPTION_EVENTS = tuple(acl.SUBSCRIPTION_FACTS)
 
 
 def _reset_subscriptions() -> None:
@@ -43,7 +30,7 @@ def _reset_subscriptions() -> None:
 
 def contribution(view: SubscriptionView) -> int:
     """What the subscription adds to MRR now: 0 unless active; discounts reduce it."""
-    if view.status != "active":
+    if view.status != Status.ACTIVE:
         return 0
     amount = monthly(Money.from_minor(view.price_minor, view.currency), view.interval)
     discounted = view.discount_periods_left is None or view.discount_periods_left > 0
@@ -59,78 +46,90 @@ def contribution(view: SubscriptionView) -> int:
 APPLIED = AppliedPosition("last_position")
 
 
-def _apply(view: SubscriptionView | None, event: DomainEvent) -> SubscriptionView | None:
-    p = event.payload
-    name = event.name
-    if name == "UsageRecorded":
-        return view
+@singledispatch
+def _apply(fact, view: SubscriptionView | None, event: DomainEvent) -> SubscriptionView | None:
+    """What one fact (analytics.acl) changes in its subscription's view; None: not ours (yet)."""
+    raise TypeError(f"No rule for {type(fact).__name__}")
+
+
+@_apply.register
+def _(fact: acl.SubscriptionChanged, view: SubscriptionView | None, event: DomainEvent) -> SubscriptionView | None:
+    plan = fact.plan
     if view is None:
-        if name != "SubscriptionCreated":
+        if not fact.created:
             return None  # not ours yet (or an event older than the projection): nothing to count
-        plan = p["plan"]
-        price = Money.from_json(p["price"])
         return SubscriptionView(
-            subscription_id=p["subscription_id"],
-            customer_id=p["customer_id"],
-            plan_id=plan["id"],
-            plan_name=plan["name"],
-            tier=plan["tier"],
-            interval=plan["interval"],
-            currency=price.currency,
-            price_minor=price.minor_units,
-            status=p["status"],
+            subscription_id=fact.subscription_id,
+            customer_id=fact.customer_id,
+            plan_id=plan.id,
+            plan_name=plan.name,
+            tier=plan.tier,
+            interval=plan.interval,
+            currency=fact.price.currency,
+            price_minor=fact.price.minor_units,
+            status=fact.status,
             started_at=event.occurred_on,
             last_version=event.aggregate_version,
             last_position=event.position,
         )
-    if event.context == "subscriptions":
-        if not APPLIED.take(view, event):
-            return view
-        view.last_version = event.aggregate_version
-        plan = p["plan"]
-        if name == "PlanChanged":
-            new, old = Money.from_json(p["new_price"]), Money.from_json(p["old_price"])
-            if monthly(new, plan["interval"]) < monthly(old, p["old_plan"]["interval"]):
-                view.downgrades += 1
-        price = p.get("price") or p.get("new_price")
-        if price:
-            view.price_minor = Money.from_json(price).minor_units
-        view.plan_id, view.plan_name, view.tier, view.interval = (
-            plan["id"],
-            plan["name"],
-            plan["tier"],
-            plan["interval"],
-        )
-        view.status = p["status"]
-        if view.status == "active" and view.activated_at is None:
-            view.activated_at = event.occurred_on
-        if name == "SubscriptionCancelled":
-            view.cancelled_at = event.occurred_on
-        if name == "SubscriptionRenewed":
-            view.usage_last_period, view.usage_this_period = view.usage_this_period, 0
-            if view.discount_periods_left:
-                view.discount_periods_left -= 1
-        if name in ("SubscriptionResumed",):
-            view.dunning_level = 0
-    elif name == "CouponRedeemed":
-        view.percent_off = Decimal(p["percent_off"]) if p.get("percent_off") is not None else None
-        view.amount_off_minor = Money.from_json(p["amount_off"]).minor_units if p.get("amount_off") else None
-        view.discount_periods_left = {"once": 1, "forever": None}.get(p["duration"], p.get("duration_in_periods"))
-    elif name == "PaymentFailed":
-        view.failed_payments += 1
-    elif name == "PaymentSucceeded":
+    if not APPLIED.take(view, event):
+        return view
+    view.last_version = event.aggregate_version
+    if fact.old_price is not None and monthly(fact.price, plan.interval) < monthly(fact.old_price, fact.old_interval):
+        view.downgrades += 1
+    if fact.price:
+        view.price_minor = fact.price.minor_units
+    view.plan_id, view.plan_name, view.tier, view.interval = plan.id, plan.name, plan.tier, plan.interval
+    view.status = fact.status
+    if view.status == Status.ACTIVE and view.activated_at is None:
+        view.activated_at = event.occurred_on
+    if fact.cancelled:
+        view.cancelled_at = event.occurred_on
+    if fact.renewed:
+        view.usage_last_period, view.usage_this_period = view.usage_this_period, 0
+        if view.discount_periods_left:
+            view.discount_periods_left -= 1
+    if fact.resumed:
         view.dunning_level = 0
-    elif name in ("DunningEscalated", "DunningExhausted"):
-        view.dunning_level = int(p.get("level") or view.dunning_level + 1)
     return view
 
 
-def _movement_kind(old: int, new: int, ever: bool, event: str = "") -> str:
+@_apply.register
+def _(fact: acl.DiscountApplied, view: SubscriptionView | None, event: DomainEvent) -> SubscriptionView | None:
+    if view is not None:
+        view.percent_off = fact.percent_off
+        view.amount_off_minor = fact.amount_off.minor_units if fact.amount_off else None
+        view.discount_periods_left = fact.periods
+    return view
+
+
+@_apply.register
+def _(fact: acl.PaymentFailed, view: SubscriptionView | None, event: DomainEvent) -> SubscriptionView | None:
+    if view is not None:
+        view.failed_payments += 1
+    return view
+
+
+@_apply.register
+def _(fact: acl.PaymentSucceeded, view: SubscriptionView | None, event: DomainEvent) -> SubscriptionView | None:
+    if view is not None:
+        view.dunning_level = 0
+    return view
+
+
+@_apply.register
+def _(fact: acl.DunningLevel, view: SubscriptionView | None, event: DomainEvent) -> SubscriptionView | None:
+    if view is not None:
+        view.dunning_level = fact.level or view.dunning_level + 1
+    return view
+
+
+def _movement_kind(old: int, new: int, ever: bool, price_migrated: bool = False) -> str:
     if old == 0:
         return MrrMovement.Kind.REACTIVATION if ever else MrrMovement.Kind.NEW
     if new == 0:
         return MrrMovement.Kind.CHURNED
-    if event == "PriceChanged":
+    if price_migrated:
         return MrrMovement.Kind.PRICE_CHANGE  # a migration's change is its own movement, not expansion
     return MrrMovement.Kind.EXPANSION if new > old else MrrMovement.Kind.CONTRACTION
 
@@ -145,17 +144,18 @@ def _movement_kind(old: int, new: int, ever: bool, event: str = "") -> str:
 )
 def project_subscriptions(events: list[DomainEvent]) -> None:
     """SubscriptionAnalyticsView and MRR movements, one locked read and a few bulk writes per batch."""
-    ids = {e.payload.get("subscription_id") for e in events} - {None}
+    facts = [(event, acl.subscription_fact(event)) for event in in_stored_order(events)]
+    ids = {getattr(fact, "subscription_id", None) for _, fact in facts} - {None}
     views = {str(v.subscription_id): v for v in SubscriptionView.objects.select_for_update().filter(pk__in=ids)}
     existing = set(views)
     movements, usage = [], {}
-    for event in in_stored_order(events):
-        if event.name == "UsageRecorded":
-            for total in event.payload["totals"]:
-                usage[total["subscription_id"]] = usage.get(total["subscription_id"], 0) + int(total["quantity"])
+    for event, fact in facts:
+        if isinstance(fact, acl.UsageRecorded):
+            for sub_id, quantity in fact.quantities.items():
+                usage[sub_id] = usage.get(sub_id, 0) + quantity
             continue
-        sub_id = event.payload.get("subscription_id")
-        view = _apply(views.get(sub_id), event)
+        sub_id = fact.subscription_id
+        view = _apply(fact, views.get(sub_id), event)
         if view is None:
             continue
         views[sub_id] = view
@@ -165,7 +165,9 @@ def project_subscriptions(events: list[DomainEvent]) -> None:
                 MrrMovement(
                     day=event.occurred_on.date(),
                     currency=view.currency,
-                    kind=_movement_kind(view.mrr_minor, new, view.ever_contributed, event.name),
+                    kind=_movement_kind(
+                        view.mrr_minor, new, view.ever_contributed, getattr(fact, "price_migrated", False)
+                    ),
                     amount_minor=new - view.mrr_minor,
                     subscription_id=view.subscription_id,
                     event_position=event.position or 0,
@@ -182,35 +184,38 @@ def project_subscriptions(events: list[DomainEvent]) -> None:
     insert_rows(movements)
 
 
-def _reset_revenue() -> None:
-    RevenueEntry.objects.all().delete()
+def _revenue_entry(event: DomainEvent, moved: acl.MoneyMoved) -> RevenueEntry:
+    sign = -1 if moved.kind == RevenueKind.REFUND else 1
+    return RevenueEntry(
+        day=moved.on.date(),
+        currency=moved.amount.currency,
+        plan_name=moved.plan_name or "(no plan)",
+        amount_minor=sign * moved.amount.minor_units,
+        kind=moved.kind,
+        event_id=event.event_id,
+    )
 
 
-@reacts_to(
-    "billing.PaymentSucceeded",
-    "billing.RefundIssued",
-    batch=True,
-    batch_size=LARGE_BATCH,
-    replay_safe=True,
-    reset=_reset_revenue,
-)
-def project_revenue(events: list[DomainEvent]) -> None:
-    entries = []
-    for event in events:
-        amount = Money.from_json(event.payload["amount"])
-        if event.name == "PaymentSucceeded" and not amount.is_positive():
-            continue  # paid entirely by credit: no money came in
-        sign = -1 if event.name == "RefundIssued" else 1
-        entries.append(
-            RevenueEntry(
-                day=datetime.fromisoformat(event.payload.get("paid_at") or event.payload.get("refunded_at")).date(),
-                currency=amount.currency,
-                plan_name=event.payload.get("plan_name") or "(no plan)",
-                amount_minor=sign * amount.minor_units,
-                kind="refund" if sign < 0 else "payment",
-                event_id=event.event_id,
-            )
-        )
+def _reset_payments() -> None:
+    RevenueEntry.objects.filter(kind=RevenueKind.PAYMENT).delete()
+
+
+@reacts_to("billing.PaymentSucceeded", batch=True, batch_size=LARGE_BATCH, replay_safe=True, reset=_reset_payments)
+def record_payment_revenue(events: list[DomainEvent]) -> None:
+    """PaymentSucceeded → a revenue entry (none for an invoice paid entirely by credit: no money came in)."""
+    moved = [(event, acl.payment_received(event.payload)) for event in events]
+    entries = [_revenue_entry(event, m) for event, m in moved if m.amount.is_positive()]
+    RevenueEntry.objects.bulk_create(entries, ignore_conflicts=True)
+
+
+def _reset_refunds() -> None:
+    RevenueEntry.objects.filter(kind=RevenueKind.REFUND).delete()
+
+
+@reacts_to("billing.RefundIssued", batch=True, batch_size=LARGE_BATCH, replay_safe=True, reset=_reset_refunds)
+def record_refund_revenue(events: list[DomainEvent]) -> None:
+    """RefundIssued → a negative revenue entry."""
+    entries = [_revenue_entry(event, acl.refund_issued(event.payload)) for event in events]
     RevenueEntry.objects.bulk_create(entries, ignore_conflicts=True)
 
 
@@ -221,7 +226,7 @@ def _reset_customer_names() -> None:
 @reacts_to("subscriptions.CustomerRegistered", replay_safe=True, reset=_reset_customer_names)
 def project_customer_names(event: DomainEvent) -> None:
     """CustomerRegistered → CustomerName: the name staff tables show for a customer."""
-    p = event.payload
+    fact = acl.customer_registered(event.payload)
     CustomerName.objects.update_or_create(
-        customer_id=p["customer_id"], defaults={"name": p["name"], "email": str(p.get("email") or "")}
+        customer_id=fact.customer_id, defaults={"name": fact.name, "email": fact.email}
     )

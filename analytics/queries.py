@@ -11,6 +11,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import TruncMonth, TruncQuarter, TruncYear
 
 from analytics.models import CustomerName, MrrMovement, MrrSnapshot, RevenueEntry, SubscriptionView
+from analytics.vocabulary import RevenueKind, Status
 from sharedkernel.values import Money
 
 
@@ -92,7 +93,7 @@ def revenue(group: str = "month") -> list[dict]:
     rows = (
         RevenueEntry.objects.annotate(period=trunc("day"))
         .values("period", "plan_name", "currency")
-        .annotate(net=Sum("amount_minor"), refunds=Sum("amount_minor", filter=Q(kind="refund")))
+        .annotate(net=Sum("amount_minor"), refunds=Sum("amount_minor", filter=Q(kind=RevenueKind.REFUND)))
         .order_by("period", "plan_name", "currency")
     )
     return [
@@ -150,7 +151,7 @@ def by_plan_and_status() -> list[dict]:
 
 
 def at_risk(limit: int = 20) -> list[SubscriptionView]:
-    live = SubscriptionView.objects.exclude(status="cancelled").filter(
+    live = SubscriptionView.objects.exclude(status=Status.CANCELLED).filter(
         Q(failed_payments__gt=0) | Q(dunning_level__gt=0) | Q(downgrades__gt=0) | Q(usage_last_period__gt=0)
     )
     risky = sorted((v for v in live if v.churn_risk > 0), key=lambda v: -v.churn_risk)[:limit]

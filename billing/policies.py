@@ -1,43 +1,60 @@
-"""Reactions of the Billing context (the purple stickies).
+"""Reactions of the Billing context (the purple stickies), one handler each.
 
-    subscriptions.CustomerRegistered       → OpenBillingAccount
-    subscriptions.Plan*                    → Billing's copy of the plan (prices for previews)
-    subscriptions.SubscriptionCreated      → first invoice when payment is due now (no trial)
-    subscriptions.SubscriptionActivated    → first invoice when a trial converted
-    subscriptions.SubscriptionRenewed      → invoice for the new period (the bill run, in batches)
-    subscriptions.SubscriptionResumed      → invoice when a new period started on resuming
-    subscriptions.PlanChanged              → prorated invoice (net > 0) or account credit (net < 0)
-    subscriptions.SubscriptionCancelled    → stop billing; void the unpaid first invoice
-    billing.InvoiceGenerated               → CalculateTax
-    billing.TaxCalculated                  → FinalizeInvoice
-    billing.InvoiceFinalized               → ProcessPayment
-    billing.PaymentSucceeded               → mark the invoice paid
-    billing.PaymentMethodUpdated           → retry failed payments at once
+    subscriptions.CustomerRegistered                  → open_billing_account: OpenBillingAccount
+    subscriptions.Plan*                               → follow_plans (projection: BillingPlan)
+    subscriptions.Subscription* / PlanChanged / ...   → project_billed_subscriptions (projection: BilledSubscription)
+    subscriptions.SubscriptionCreated (payment due)   → invoice_new_subscription: GenerateInvoice
+    subscriptions.SubscriptionActivated (trial over)  → invoice_converted_trial: GenerateInvoice
+    subscriptions.SubscriptionRenewed                 → invoice_renewal: GenerateInvoice (the bill run, in batches)
+    subscriptions.SubscriptionResumed (new period)    → invoice_resumed_period: GenerateInvoice
+    subscriptions.PlanChanged                         → prorate_plan_change: GenerateProratedInvoice / ApplyCredit
+    subscriptions.SubscriptionCancelled (unpaid)      → void_unpaid_first_invoice: VoidInvoice
+    subscriptions.UsageCalculated                     → bill_usage: overage onto the renewal invoice
+    billing.InvoiceGenerated                          → calculate_tax: CalculateTax
+    billing.TaxCalculated                             → finalize_invoice: FinalizeInvoice
+    billing.InvoiceFinalized                          → process_payment: ProcessPayment
+    billing.PaymentSucceeded                          → mark_invoice_paid
+    billing.PaymentMethodUpdated                      → retry_with_new_payment_method: RetryPayment at once
 
-The first three (account, plans, subscription events) are ``read_your_writes``:
-a client's request runs them before it answers, so what it created can be used
-in its next call (docs/consistency.md). Every reaction happens at its cause's
-time (``occurred_on``) and carries its cause, so a chain CustomerRegistered → … → PaymentSucceeded shares one
-correlation id. Pipeline steps take whole batches of events.
+The account, the plans, the subscription copy and the subscription reactions are
+``read_your_writes``: a client's request runs them before it answers, so what it
+created can be used in its next call (docs/consistency.md). Every reaction happens
+at its cause's time (``occurred_on``) and carries its cause, so a chain
+CustomerRegistered → … → PaymentSucceeded shares one correlation id. Pipeline steps
+take whole batches of events. Other contexts' payloads are read in billing/acl only.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from collections.abc import Callable
 from functools import partial
+from typing import TypeVar
 
 from billing import commands
-from billing.acl.subscriptions import CustomerFacts, PlanChangeFacts, PlanFacts, SubscriptionFacts, UsageFacts
+from billing.acl.subscriptions import (
+    CustomerFacts,
+    PlanAvailability,
+    PlanChangeFacts,
+    PriceNews,
+    SubscriptionFacts,
+    UsageFacts,
+    plan_facts,
+)
 from billing.commands import InvoiceRequest, Work, plan_line
+from billing.commands.accounts import account_needed
+from billing.commands.invoices import first_invoice_needed
 from billing.models import BilledSubscription, BillingAccount, BillingPlan, Invoice, InvoiceStatus
+from billing.queries import accounts_opened
 from billing.values import BillingReason
 from sharedkernel.bulk import bulk_update_rows, insert_rows
-from sharedkernel.bus import LARGE_BATCH, after_commit, reacts_to
+from sharedkernel.bus import LARGE_BATCH, after_commit, reacts_to, wait_for
 from sharedkernel.events import DomainEvent
 from sharedkernel.eventstore import cause_of
 from sharedkernel.projection import AppliedPosition, in_stored_order
 from sharedkernel.values import Money
+
+T = TypeVar("T")
 
 
 @reacts_to("subscriptions.CustomerRegistered", read_your_writes=True)
@@ -71,10 +88,11 @@ def _forget_plans() -> None:
     read_your_writes=True,
 )
 def follow_plans(event: DomainEvent) -> None:
-    if event.name in ("PlanArchived", "PlanRestored"):
-        BillingPlan.objects.filter(pk=event.payload["plan_id"]).update(archived=event.name == "PlanArchived")
+    """Billing's copy of each plan (BillingPlan: prices for previews, usage rates). A projection."""
+    plan = plan_facts(event.event_type, event.payload)
+    if isinstance(plan, PlanAvailability):
+        BillingPlan.objects.filter(pk=plan.plan_id).update(archived=plan.archived)
         return
-    plan = PlanFacts.from_payload(event.payload)
     BillingPlan.objects.update_or_create(
         plan_id=plan.plan_id,
         defaults={
@@ -104,8 +122,23 @@ SUBSCRIPTION_EVENTS = (
 )
 
 
+def _read(events: list[DomainEvent]) -> list[tuple[DomainEvent, SubscriptionFacts]]:
+    """The batch read for Billing (billing/acl), in stored order."""
+    return in_stored_order(
+        ((event, SubscriptionFacts.from_payload(event.event_type, event.payload)) for event in events),
+        event=lambda pair: pair[0],
+    )
+
+
 #: BilledSubscription applies each subscription's events in stored order, once (sharedkernel.projection).
 APPLIED = AppliedPosition("source_position")
+
+
+@reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=LARGE_BATCH, replay_safe=True, read_your_writes=True)
+def project_billed_subscriptions(events: list[DomainEvent]) -> None:
+    """Billing's copy of each subscription (BilledSubscription: plan, price, period, status), read by
+    previews, the upcoming invoice, coupons and credits. A projection, replay-safe."""
+    _project(_read(events))
 
 
 def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
@@ -142,11 +175,11 @@ def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
         if facts.anchor is not None:
             row.billing_anchor = facts.anchor
         row.plan_version = facts.plan_version
-        if event.name == "PriceChangeScheduled":
-            coming = Money.from_json(facts.raw["new_price"])
-            row.coming_price_minor, row.coming_version = coming.minor_units, int(facts.raw["to_version"])
-            row.coming_from = datetime.fromisoformat(facts.raw["effective_at"])
-        elif event.name in ("PriceChangeCancelled", "PriceChanged"):
+        if facts.coming_price is not None:
+            coming = facts.coming_price
+            row.coming_price_minor, row.coming_version = coming.price.minor_units, coming.version
+            row.coming_from = coming.effective_at
+        elif facts.price_news == PriceNews.SETTLED:
             row.coming_price_minor = row.coming_version = row.coming_from = None
     insert_rows(list(created.values()))
     fields = ["plan_id", "plan_name", "plan_code", "interval", "status", "currency", "price_minor"]
@@ -184,14 +217,45 @@ def _invoice_for(
     )
 
 
-@reacts_to(*SUBSCRIPTION_EVENTS, batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
-def bill_subscriptions(events: list[DomainEvent]) -> None:
-    """GenerateInvoice / GenerateProratedInvoice / ApplyCredit / VoidInvoice for subscription events."""
-    read = in_stored_order(
-        ((event, SubscriptionFacts.from_payload(event.event_type, event.payload)) for event in events),
-        event=lambda pair: pair[0],
-    )
-    _project(read)
+def _with_account(read: list[tuple[DomainEvent, T]], customer_of: Callable[[T], str]) -> list[tuple[DomainEvent, T]]:
+    """The events whose customer Billing has an account for; the others wait for it (their
+    CustomerRegistered is still on its way: ``open_account`` says when it arrived)."""
+    known = accounts_opened({customer_of(facts) for _, facts in read})
+    ready = []
+    for event, facts in read:
+        if customer_of(facts) in known:
+            ready.append((event, facts))
+        else:
+            wait_for(event, account_needed(customer_of(facts)))
+    return ready
+
+
+def _of_customer(facts: SubscriptionFacts) -> str:
+    return facts.customer_id
+
+
+def _invoice_each(events: list[DomainEvent], reason: BillingReason, due: Callable[[SubscriptionFacts], bool]) -> None:
+    read = _with_account([(event, facts) for event, facts in _read(events) if due(facts)], _of_customer)
+    commands.generate_invoices([_invoice_for(event, facts, reason) for event, facts in read])
+
+
+@reacts_to("subscriptions.SubscriptionCreated", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
+def invoice_new_subscription(events: list[DomainEvent]) -> None:
+    """SubscriptionCreated with payment due now (no trial) → GenerateInvoice (its first invoice)."""
+    _invoice_each(events, BillingReason.SUBSCRIPTION_CREATE, lambda facts: facts.awaits_first_payment)
+
+
+@reacts_to("subscriptions.SubscriptionActivated", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
+def invoice_converted_trial(events: list[DomainEvent]) -> None:
+    """SubscriptionActivated because its trial converted → GenerateInvoice (its first paid period)."""
+    _invoice_each(events, BillingReason.SUBSCRIPTION_CREATE, lambda facts: facts.trial_converted)
+
+
+@reacts_to("subscriptions.SubscriptionRenewed", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
+def invoice_renewal(events: list[DomainEvent]) -> None:
+    """SubscriptionRenewed → GenerateInvoice for the new period (the bill run, in batches). A metered
+    plan's invoice waits for the closed period's usage (UsageCalculated, :func:`bill_usage`)."""
+    read = _with_account(_read(events), _of_customer)
     metered = {
         str(pk)
         for pk, rates in BillingPlan.objects.filter(pk__in={f.plan_id for _, f in read}).values_list(
@@ -199,36 +263,46 @@ def bill_subscriptions(events: list[DomainEvent]) -> None:
         )
         if rates
     }
-    requests: list[InvoiceRequest] = []
-    for event, facts in read:
-        p = facts.raw
-        if (
-            event.name == "SubscriptionCreated"
-            and facts.status == "pending_payment"
-            or event.name == "SubscriptionActivated"
-            and p.get("reason") == "trial_converted"
-        ):
-            requests.append(_invoice_for(event, facts, BillingReason.SUBSCRIPTION_CREATE))
-        elif event.name == "SubscriptionRenewed":
-            # a metered plan's renewal waits for the closed period's usage (UsageCalculated)
-            requests.append(
-                _invoice_for(event, facts, BillingReason.SUBSCRIPTION_CYCLE, metered=facts.plan_id in metered)
-            )
-        elif event.name == "SubscriptionResumed" and p.get("period_restarted"):
-            requests.append(_invoice_for(event, facts, BillingReason.SUBSCRIPTION_RESUME))
-        elif event.name == "PlanChanged":
-            commands.prorate_change(PlanChangeFacts.from_payload(p), cause=cause_of(event))
-        elif event.name == "SubscriptionCancelled" and p.get("previous_status") == "pending_payment":
-            commands.generate_invoices(requests)  # its first invoice may be in this very batch
-            requests = []
-            unpaid = Invoice.objects.filter(
-                subscription_id=facts.subscription_id, status__in=[InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED]
-            ).values_list("pk", flat=True)
-            commands.void_many(
-                [Work(str(pk), event.occurred_on, cause_of(event)) for pk in unpaid],
-                reason="Subscription cancelled before its first payment",
-            )
-    commands.generate_invoices(requests)
+    commands.generate_invoices(
+        [
+            _invoice_for(event, facts, BillingReason.SUBSCRIPTION_CYCLE, metered=facts.plan_id in metered)
+            for event, facts in read
+        ]
+    )
+
+
+@reacts_to("subscriptions.SubscriptionResumed", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
+def invoice_resumed_period(events: list[DomainEvent]) -> None:
+    """SubscriptionResumed into a new, unbilled period → GenerateInvoice for it."""
+    _invoice_each(events, BillingReason.SUBSCRIPTION_RESUME, lambda facts: facts.period_restarted)
+
+
+@reacts_to("subscriptions.PlanChanged", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
+def prorate_plan_change(events: list[DomainEvent]) -> None:
+    """PlanChanged → GenerateProratedInvoice (net > 0) or ApplyCredit (net < 0), in stored order."""
+    read = [(event, PlanChangeFacts.from_payload(event.payload)) for event in in_stored_order(events)]
+    for event, change in _with_account(read, lambda change: change.customer_id):
+        commands.prorate_change(change, cause=cause_of(event))
+
+
+@reacts_to("subscriptions.SubscriptionCancelled", batch=True, batch_size=LARGE_BATCH, read_your_writes=True)
+def void_unpaid_first_invoice(events: list[DomainEvent]) -> None:
+    """SubscriptionCancelled before its first payment → VoidInvoice for what is still unpaid.
+
+    The first invoice is made by :func:`invoice_new_subscription`; a cancellation handled before it
+    waits for that invoice."""
+    for event, facts in _read(events):
+        if not facts.cancelled_before_first_payment:
+            continue
+        invoices = Invoice.objects.filter(subscription_id=facts.subscription_id)
+        if not invoices.filter(billing_reason=BillingReason.SUBSCRIPTION_CREATE.value).exists():
+            wait_for(event, first_invoice_needed(facts.subscription_id))
+            continue
+        unpaid = invoices.filter(status__in=[InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED]).values_list("pk", flat=True)
+        commands.void_many(
+            [Work(str(pk), event.occurred_on, cause_of(event)) for pk in unpaid],
+            reason="Subscription cancelled before its first payment",
+        )
 
 
 def _work(events: list[DomainEvent], key: str = "invoice_id") -> list[Work]:
@@ -237,15 +311,17 @@ def _work(events: list[DomainEvent], key: str = "invoice_id") -> list[Work]:
 
 @reacts_to("subscriptions.UsageCalculated", batch=True, batch_size=LARGE_BATCH)
 def bill_usage(events: list[DomainEvent]) -> None:
-    ready = commands.bill_usage_many(
-        [
-            (UsageFacts.from_payload(e.payload), Work(e.payload["subscription_id"], e.occurred_on, cause_of(e)))
-            for e in events
-        ]
+    """UsageCalculated → overage onto the renewal invoice waiting for it (then CalculateTax), or an
+    invoice of its own when the renewal was billed already or the subscription ended. Usage that
+    comes before its renewal invoice waits for it (``generate_invoices`` says when it arrived)."""
+    read = _with_account([(e, UsageFacts.from_payload(e.payload)) for e in events], lambda usage: usage.customer_id)
+    billed = commands.bill_usage_many(
+        [(usage, Work(usage.subscription_id, event.occurred_on, cause_of(event))) for event, usage in read]
     )
-
-    if ready:
-        after_commit(partial(commands.calculate_tax_many, ready))
+    for work, needs in billed.early:
+        wait_for(work.cause.causation_id, needs)
+    if billed.ready:
+        after_commit(partial(commands.calculate_tax_many, billed.ready))
 
 
 @reacts_to("billing.InvoiceGenerated", batch=True, batch_size=LARGE_BATCH)

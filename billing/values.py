@@ -19,6 +19,15 @@ class LineKind(StrEnum):
     TAX = "tax"
 
 
+class SubscriptionState(StrEnum):
+    """The words of Subscriptions' status Billing acts on (BilledSubscription.status keeps the word as
+    published; billing/acl/subscriptions.py reads it)."""
+
+    TRIALING = "trialing"
+    PENDING_PAYMENT = "pending_payment"
+    CANCELLED = "cancelled"
+
+
 class BillingReason(StrEnum):
     SUBSCRIPTION_CREATE = "subscription_create"
     SUBSCRIPTION_CYCLE = "subscription_cycle"

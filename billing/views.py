@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from billing import commands, queries
 from billing.acl.payments import SandboxGateway
 from billing.documents import invoice_pdf
-from billing.models import BilledSubscription, BillingAccount, BillingPlan, Discount, Invoice, Payment
+from billing.models import BilledSubscription, BillingAccount, BillingPlan, Invoice, Payment
 from sharedkernel.api.permissions import customer_id_of
 from sharedkernel.errors import DomainError
 
@@ -45,28 +45,13 @@ def invoices(request):
     account = _account(request)
     if account is None:
         return render(request, "subscriptions/no_customer.html")
-    subscriptions = list(BilledSubscription.objects.filter(customer_id=account.customer_id).exclude(status="cancelled"))
-    discounts = {
-        d.subscription_id: d
-        for d in Discount.objects.select_related("coupon").filter(
-            subscription_id__in=[s.subscription_id for s in subscriptions]
-        )
-    }
-    upcoming = []
-    for sub in subscriptions:
-        try:
-            preview = commands.upcoming_invoice(subscription_id=str(sub.subscription_id))
-        except DomainError:
-            preview = None
-        upcoming.append({"sub": sub, "preview": preview, "discount": discounts.get(sub.subscription_id)})
-    history = Invoice.objects.filter(customer_id=account.customer_id).exclude(status="draft").order_by("-created_at")
     return render(
         request,
         "billing/invoices.html",
         {
             "account": account,
-            "upcoming": upcoming,
-            "invoices": history[:100],
+            "upcoming": queries.upcoming_bills(customer_id=account.customer_id),
+            "invoices": queries.invoice_history(customer_id=account.customer_id),
             "credit": account.credit(account.currency),
         },
     )

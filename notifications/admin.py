@@ -10,7 +10,7 @@ from django.http import HttpResponse
 from django.urls import path
 from django.utils.html import format_html
 
-from notifications import commands, mail
+from notifications import commands, composition
 from notifications.models import Notification, Recipient, Suppression, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from sharedkernel.adminkit import ReadOnlyAdmin, clipped_column, moment_column, run_for_each
 
@@ -86,11 +86,11 @@ class NotificationAdmin(ReadOnlyAdmin):
         ]
 
     def preview(self, request, template):
-        subject, text, html = mail.render(template, SAMPLE)
+        subject, text, html = composition.render(template, SAMPLE)
         return HttpResponse(html)
 
     def changelist_view(self, request, extra_context=None):
-        return super().changelist_view(request, {**(extra_context or {}), "templates": sorted(mail.TEMPLATES)})
+        return super().changelist_view(request, {**(extra_context or {}), "templates": sorted(composition.TEMPLATES)})
 
     def get_queryset(self, request):
         names = Recipient.objects.filter(pk=OuterRef("customer_id")).values("name")[:1]

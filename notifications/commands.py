@@ -11,7 +11,6 @@ from django.utils import timezone
 from notifications import events as ev
 from notifications import mail, webhooks
 from notifications.models import (
-    PICKUP_AFTER,
     Notification,
     NotificationStatus,
     Recipient,
@@ -20,6 +19,7 @@ from notifications.models import (
     WebhookDeliveryStatus,
     WebhookEndpoint,
 )
+from notifications.models.webhook import PICKUP_AFTER
 from sharedkernel.aggregates import RecordedEvent
 from sharedkernel.clock import clock_for
 from sharedkernel.commands import command
@@ -31,7 +31,7 @@ from sharedkernel.eventstore import append_batch
 
 @command(aggregate="WebhookEndpoint", records=())
 def register_endpoint(*, url: str, events: list[str], customer_id=None) -> WebhookEndpoint:
-    """RegisterWebhookEndpoint: the URL must be public, the event types known and public."""
+    """RegisterWebhookEndpoint: the URL must be public, the event types known and public. Records no event."""
     try:
         webhooks.check_url(url)
     except webhooks.UnsafeUrl as exc:
@@ -53,7 +53,8 @@ def register_endpoint(*, url: str, events: list[str], customer_id=None) -> Webho
 @command(aggregate="WebhookDelivery", records=())
 def redeliver(*, delivery_id) -> WebhookDelivery:
     """Send a delivery again now (staff, the API, or the endpoint's owner): right after commit, or by
-    the retry job PICKUP_AFTER later should that process die first. Refused for a disabled endpoint."""
+    the retry job PICKUP_AFTER later should that process die first. Refused for a disabled endpoint.
+    Records no event."""
     delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
     if delivery is None:
         raise NotFound("No such webhook delivery.")
@@ -76,7 +77,8 @@ def _endpoint(endpoint_id) -> WebhookEndpoint:
 @command(aggregate="WebhookEndpoint", records=())
 def enable_endpoint(*, endpoint_id) -> WebhookEndpoint:
     """Turn a disabled endpoint back on with a fresh failure clock (else its next failure would
-    disable it again at once). Deliveries that failed meanwhile are not resent: redeliver them."""
+    disable it again at once). Deliveries that failed meanwhile are not resent: redeliver them.
+    Records no event."""
     endpoint = _endpoint(endpoint_id)
     if endpoint.active:
         raise InvalidTransition("The endpoint is already active.")
@@ -87,7 +89,7 @@ def enable_endpoint(*, endpoint_id) -> WebhookEndpoint:
 
 @command(aggregate="WebhookEndpoint", records=())
 def disable_endpoint(*, endpoint_id, reason: str = "Disabled by its owner.") -> WebhookEndpoint:
-    """Stop sending to an endpoint (nothing is queued for it while it is off)."""
+    """Stop sending to an endpoint (nothing is queued for it while it is off). Records no event."""
     endpoint = _endpoint(endpoint_id)
     if not endpoint.active:
         raise InvalidTransition("The endpoint is already disabled.")
@@ -98,12 +100,13 @@ def disable_endpoint(*, endpoint_id, reason: str = "Disabled by its owner.") -> 
 
 @command(aggregate="WebhookEndpoint", records=())
 def remove_endpoint(*, endpoint_id) -> None:
-    """Delete an endpoint with its deliveries and their attempts."""
+    """Delete an endpoint with its deliveries and their attempts. Records no event."""
     _endpoint(endpoint_id).delete()
 
 
 @command(aggregate="Recipient", records=())
 def set_preferences(*, customer_id, essential_only: bool) -> Recipient:
+    """SetPreferences: essential mail only (or everything again) for a known recipient. Records no event."""
     recipient = Recipient.objects.filter(pk=customer_id).first()
     if recipient is None:
         raise NotFound("No such customer.")
@@ -114,7 +117,8 @@ def set_preferences(*, customer_id, essential_only: bool) -> Recipient:
 
 @command(aggregate="Notification", records=("notifications.EmailBounced",))
 def record_bounce(*, email: str, reason: str, message_id: str = "") -> Notification | None:
-    """The e-mail provider says a message bounced: mark it, and send only essential mail there from now."""
+    """RecordBounce: the e-mail provider says a message bounced: mark it, and send only essential mail there
+    from now. Records EmailBounced."""
     email = (email or "").strip()
     if not email:
         raise InvalidInput("Say which address bounced.", details={"email": "required"})

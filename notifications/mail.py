@@ -1,4 +1,6 @@
-"""E-mail: which template each reaction uses, rendering, and handing messages to the mail server.
+"""E-mail: logging what a reaction asks for, and handing messages to the mail server (the sending batch).
+
+Templates and rendering are ``notifications.composition``; the per-message marks ``notifications.marks``.
 
 The hand-over, and what a crash costs:
 
@@ -16,7 +18,7 @@ The hand-over, and what a crash costs:
    and an SMTP relay never does) would deliver every unmarked message of the batch twice; one small
    UPDATE per message is cheap next to the SMTP round trips it follows. The Message-ID is still the log
    row's id, so a reader or provider can recognise that one resend. The marks commit asynchronously
-   (:func:`_marks_committed_asynchronously`): a crash of this process cannot lose one, only a crash of
+   (:func:`notifications.marks.committed_asynchronously`): a crash of this process cannot lose one, only a crash of
    PostgreSQL itself in the following ~0.6 s could (those few messages would go out again).
 4. Record. EmailSent for the batch's handed-over messages and the refusals (with their backoff) are
    written in one transaction per taken batch; a sender that dies before it leaves rows marked sent and
@@ -32,25 +34,24 @@ each message: SMTP inside a transaction is refused under tests and logged in pro
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.policy import Compat32
 from functools import partial
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import DatabaseError, transaction
+from django.core.mail import get_connection
+from django.db import transaction
 from django.db.models import F, Q
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from notifications import events as ev
+from notifications import marks
+from notifications.composition import TEMPLATES, Blank, Email, render
 from notifications.models import Notification, NotificationStatus, Suppression
 from sharedkernel.aggregates import RecordedEvent
-from sharedkernel.bulk import bound_cursor, bulk_update_rows, insert_rows
+from sharedkernel.bulk import bulk_update_rows, insert_rows
 from sharedkernel.correlation import Cause, new_correlation_id
 from sharedkernel.declarations import external_system
 from sharedkernel.eventstore import append_batch
@@ -64,74 +65,6 @@ TAKE = 100
 #: Tries per message (the server refused, or the sender died holding it), then it stays failed for staff.
 MAX_ATTEMPTS = 5
 UNSENT = [NotificationStatus.QUEUED, NotificationStatus.FAILED]
-
-
-@dataclass(frozen=True)
-class Template:
-    name: str
-    subject: str
-    essential: bool  #: essential mail (money, account) goes even to those who opted out of the rest
-
-
-TEMPLATES = {
-    t.name: t
-    for t in [
-        Template("welcome", "Welcome to SubscriptionHub, {name}", True),
-        Template("invoice", "Invoice {number} — {amount_due}", True),
-        Template("receipt", "Receipt for invoice {invoice_number} — {amount}", True),
-        Template("payment_failed", "Your payment of {amount} did not go through", True),
-        Template("dunning", "{urgency}: invoice {invoice_number} is unpaid", True),
-        Template("cancelled", "Your {plan_name} subscription is cancelled", True),
-        Template("price_change", "Your {plan_name} price changes to {new_price} on {effective_on}", True),
-        Template("trial_ended", "Your {plan_name} trial has ended", False),
-        Template("trial_reminder", "Your {plan_name} trial ends in {days_left} days", False),
-        Template("webhook_disabled", "We stopped sending webhooks to {url}", True),
-    ]
-}
-
-
-class _QuickFold(Compat32):
-    """The standard (compat32) header folding, with a shortcut for what needs none: a short,
-    printable ASCII value with single spaces comes out as ``Name: value`` either way, and the
-    general path (one Header object per header) was 40 % of the cost of writing a message."""
-
-    def _fold(self, name, value, sanitize):
-        if (
-            isinstance(value, str)
-            and value.isascii()
-            and value.isprintable()
-            and "  " not in value
-            and value == value.strip()
-            and len(name) + 2 + len(value) <= (self.max_line_length or 0)
-        ):
-            return f"{name}: {value}{self.linesep}"
-        return super()._fold(name, value, sanitize)
-
-
-QUICK_FOLD = _QuickFold()
-
-
-class Email(EmailMultiAlternatives):
-    """A multipart e-mail whose headers are written with :data:`QUICK_FOLD` (same bytes, less time)."""
-
-    def message(self):
-        msg = super().message()
-        msg.policy = QUICK_FOLD
-        return msg
-
-
-def render(template: str, context: dict) -> tuple[str, str, str]:
-    """(subject, text, html) of a template with ``context``."""
-    spec = TEMPLATES[template]
-    subject = spec.subject.format_map(_Blank(context))
-    text = render_to_string(f"notifications/email/{template}.txt", context)
-    html = render_to_string(f"notifications/email/{template}.html", {**context, "subject": subject})
-    return subject, text, html
-
-
-class _Blank(dict):
-    def __missing__(self, key):
-        return ""
 
 
 def queue(
@@ -201,7 +134,7 @@ def queue_many(items: list[dict]) -> list[Notification]:
                 cause_event_id=item["cause_event_id"],
                 cause_event_type=item["cause_event_type"],
                 context=item["context"],
-                subject=spec.subject.format_map(_Blank(item["context"])),
+                subject=spec.subject.format_map(Blank(item["context"])),
                 status=status,
                 error=reason,
                 created_at=item.get("at") or now,
@@ -309,7 +242,7 @@ def _hand_over(notes: list[Notification], connection, clock: _Clock) -> int:
     hold, pks = notes[0].held_until, [n.pk for n in notes]
     renew_at = time.monotonic() + HOLD.total_seconds() / 2
     remaining = list(notes)
-    with _marks_committed_asynchronously():
+    with marks.committed_asynchronously():
         while remaining:
             if time.monotonic() >= renew_at:
                 hold, kept = _renew(pks, hold, clock.now())
@@ -340,53 +273,10 @@ def _hand_over(notes: list[Notification], connection, clock: _Clock) -> int:
                 continue
             note.status, note.error, note.sent_at = NotificationStatus.SENT, "", timezone.now()
             # its own commit, right after the server took it: the one durable mark of the hand-over
-            _mark_sent(note)
+            marks.mark_sent(note)
             handed.append((note, subject))
     _record(clock.now(), hold, handed=handed, refused=refused)
     return len(handed)
-
-
-@contextlib.contextmanager
-def _marks_committed_asynchronously():
-    """The per-message marks commit without waiting for their WAL flush (``synchronous_commit = off``).
-
-    A mark is visible to every other session the moment it commits and survives any crash of this
-    process, so a killed sender still re-sends at most the message in flight. Only a crash of the
-    PostgreSQL server itself within the next ~0.6 s (three ``wal_writer_delay``) could lose a few marks:
-    those messages are sent again, none is lost — and the batch's EmailSent commit right after is
-    synchronous, which flushes the WAL of every mark before it. A mark takes 0.16 ms instead of 0.56 ms
-    on the bench machine (docs/BENCHMARKS.md, "Bill run")."""
-    connection = transaction.get_connection()
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit TO off")
-    try:
-        yield
-    finally:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("RESET synchronous_commit")
-        except DatabaseError:  # the connection broke mid-batch: it is discarded, and its setting with it
-            connection.close()
-
-
-def _mark_sent(note: Notification) -> None:
-    """The durable mark of one hand-over: a single UPDATE in autocommit (no transaction is open here).
-
-    It runs once per message, so on PostgreSQL it is one fixed statement with its parameters bound
-    apart (no queryset to build and compile, nothing quoted into the SQL text): a third cheaper than
-    ``QuerySet.update``, the same commit per message."""
-    connection = transaction.get_connection()
-    if connection.vendor != "postgresql":
-        Notification.objects.filter(pk=note.pk).update(status=note.status, error="", sent_at=note.sent_at)
-        return
-    with bound_cursor(connection) as cursor:
-        cursor.execute(_MARK_SENT, [str(note.status), note.sent_at, note.pk])
-
-
-_MARK_SENT = f"UPDATE {Notification._meta.db_table} SET status = %b, error = '', sent_at = %b WHERE id = %b"
 
 
 def _record(

@@ -1,34 +1,41 @@
-"""Reactions of the Notifications context.
+"""Reactions of the Notifications context, one handler per reaction (the purple stickies).
 
-    subscriptions.CustomerRegistered     → welcome e-mail (and the Recipient we write to)
-    subscriptions.Subscription*/Plan*    → the recipient's plan name
-    subscriptions.TrialStarted           → ReminderScheduled (trial-ending reminder, NOTIFY_TRIAL_REMINDER_DAYS before)
-    subscriptions.SubscriptionCancelled  → cancellation confirmation (and no trial reminder any more)
-    subscriptions.TrialExpired           → trial ended
-    subscriptions.PriceChangeScheduled   → price change notice (essential: old and new price, the date, the way out)
-    billing.InvoiceFinalized             → invoice e-mail      billing.PaymentSucceeded → receipt
-    billing.PaymentFailed                → payment alert       billing.DunningEscalated → reminder, more urgent each level
-    every public event                   → webhook deliveries to the endpoints that asked for it
+    subscriptions.CustomerRegistered     → remember_recipient (projection: the Recipient we write to)
+                                         → welcome (welcome e-mail)
+    subscriptions.Subscription*/Plan*    → remember_plan (projection: the recipient's plan name)
+    subscriptions.TrialStarted           → schedule_trial_reminder (ReminderScheduled, NOTIFY_TRIAL_REMINDER_DAYS before)
+    subscriptions.SubscriptionCancelled  → confirm_cancellation
+    subscriptions.TrialExpired           → tell_trial_ended
+    subscriptions.SubscriptionCancelled,
+      TrialExpired                       → drop_trial_reminder (no trial reminder any more)
+    subscriptions.PlanChanged            → drop_trial_reminder_on_conversion (unless still trialing)
+    subscriptions.PriceChangeScheduled   → price_change_notice (essential: old and new price, the date, the way out)
+    billing.InvoiceFinalized             → invoice_email          billing.PaymentSucceeded → receipt
+    billing.PaymentFailed                → payment_alert          billing.DunningEscalated → dunning_reminder
+    every public event                   → fan_out_webhooks (deliveries to the endpoints that asked for it)
 
-Every reaction reads only the event's payload (and our own Recipient rows).
+Every reaction reads other contexts' payloads only through ``notifications.acl`` (and our own rows).
+A mail to a customer we have no Recipient for yet waits for ``recipient_needed`` (CustomerRegistered is
+on its way).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import Decimal
 from functools import partial
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from notifications import acl, mail, webhooks
 from notifications import events as ev
-from notifications import mail, webhooks
-from notifications.models import PICKUP_AFTER, Recipient, Reminder, WebhookDelivery, WebhookEndpoint
+from notifications.models import Recipient, Reminder, WebhookDelivery, WebhookEndpoint, recipient_needed
+from notifications.models.webhook import PICKUP_AFTER
 from sharedkernel.aggregates import RecordedEvent
-from sharedkernel.bus import LARGE_BATCH, reacts_to
+from sharedkernel.bus import LARGE_BATCH, arrived, reacts_to, wait_for
 from sharedkernel.clock import clock_for
 from sharedkernel.events import EVENT_CLASSES, DomainEvent
 from sharedkernel.eventstore import append
@@ -44,9 +51,8 @@ def _send(
     recipient = _recipient(customer_id)
     email = email or (recipient.email if recipient else None)
     if not email:
-        raise LookupError(
-            f"No recipient known yet for customer {customer_id}"
-        )  # retried: CustomerRegistered is on its way
+        wait_for(event, recipient_needed(customer_id))  # CustomerRegistered is on its way
+        return
     mail.queue(
         template=template,
         email=email,
@@ -60,24 +66,47 @@ def _send(
     )
 
 
-@reacts_to("subscriptions.CustomerRegistered")
-def welcome(event: DomainEvent) -> None:
-    p = event.payload
+@reacts_to("subscriptions.CustomerRegistered", replay_safe=True)
+def remember_recipient(event: DomainEvent) -> None:
+    """CustomerRegistered → the Recipient we write to (preferences kept on a replay); the mail that
+    waited for it goes now."""
+    fact = acl.customer_registered(event.payload)
     Recipient.objects.update_or_create(
-        customer_id=p["customer_id"],
+        customer_id=fact.customer_id,
         defaults={
-            "name": p["name"],
-            "email": p["email"],
-            "user_id": p.get("user_id"),
-            "test_clock_id": p.get("test_clock_id"),
+            "name": fact.name,
+            "email": fact.email,
+            "user_id": fact.user_id,
+            "test_clock_id": fact.test_clock_id,
         },
     )
-    _send(event, "welcome", customer_id=p["customer_id"], context={"dashboard_url": f"{settings.SITE_URL}/app/"})
+    arrived(recipient_needed(fact.customer_id))
 
 
-@reacts_to("subscriptions.SubscriptionCreated", "subscriptions.PlanChanged", "subscriptions.SubscriptionActivated")
+@reacts_to("subscriptions.CustomerRegistered")
+def welcome(event: DomainEvent) -> None:
+    """CustomerRegistered → welcome e-mail (the payload names the address)."""
+    fact = acl.customer_registered(event.payload)
+    _send(
+        event,
+        "welcome",
+        customer_id=fact.customer_id,
+        email=fact.email,
+        name=fact.name,
+        context={"dashboard_url": f"{settings.SITE_URL}/app/"},
+    )
+
+
+@reacts_to(
+    "subscriptions.SubscriptionCreated",
+    "subscriptions.PlanChanged",
+    "subscriptions.SubscriptionActivated",
+    replay_safe=True,
+)
 def remember_plan(event: DomainEvent) -> None:
-    Recipient.objects.filter(pk=event.payload["customer_id"]).update(plan_name=event.payload["plan"]["name"])
+    """The plan the recipient is on (a projection: the same fact from three events)."""
+    fact = acl.customers_plan(event.payload)
+    Recipient.objects.filter(pk=fact.customer_id).update(plan_name=fact.plan_name)
 
 
 def reminder_days() -> int:
@@ -86,16 +115,16 @@ def reminder_days() -> int:
 
 @reacts_to("subscriptions.TrialStarted")
 def schedule_trial_reminder(event: DomainEvent) -> None:
-    p = event.payload
-    trial_end = datetime.fromisoformat(p["trial_end"])
-    send_at = max(trial_end - timedelta(days=reminder_days()), event.occurred_on)
+    """TrialStarted → ReminderScheduled, NOTIFY_TRIAL_REMINDER_DAYS before the trial ends."""
+    fact = acl.trial_started(event.payload)
+    send_at = max(fact.trial_end - timedelta(days=reminder_days()), event.occurred_on)
     reminder, created = Reminder.objects.get_or_create(
-        subscription_id=p["subscription_id"],
+        subscription_id=fact.subscription_id,
         defaults={
-            "customer_id": p["customer_id"],
+            "customer_id": fact.customer_id,
             "send_at": send_at,
-            "trial_end": trial_end,
-            "plan_name": p["plan"]["name"],
+            "trial_end": fact.trial_end,
+            "plan_name": fact.plan_name,
             "test_clock_id": event.test_clock_id,
         },
     )
@@ -105,8 +134,8 @@ def schedule_trial_reminder(event: DomainEvent) -> None:
                 RecordedEvent(
                     ev.ReminderScheduled(
                         reminder_id=str(reminder.pk),
-                        customer_id=p["customer_id"],
-                        subscription_id=p["subscription_id"],
+                        customer_id=fact.customer_id,
+                        subscription_id=fact.subscription_id,
                         send_at=send_at,
                     ),
                     event.occurred_on,
@@ -119,37 +148,39 @@ def schedule_trial_reminder(event: DomainEvent) -> None:
         )
 
 
-@reacts_to("subscriptions.SubscriptionCancelled", "subscriptions.TrialExpired", "subscriptions.PlanChanged")
-def trial_over(event: DomainEvent) -> None:
-    """A trial that ends, converts or is cancelled gets no reminder any more."""
-    p = event.payload
-    if event.name != "PlanChanged" or p.get("status") != "trialing":
-        Reminder.objects.filter(
-            subscription_id=p["subscription_id"], sent_at__isnull=True, cancelled_at__isnull=True
-        ).update(cancelled_at=event.occurred_on)
-    if event.name == "SubscriptionCancelled":
-        _send(
-            event,
-            "cancelled",
-            customer_id=p["customer_id"],
-            context={
-                "plan_name": p["plan"]["name"],
-                "reason": p.get("reason", ""),
-                "at_period_end": p.get("at_period_end"),
-                "cancelled_at": p["cancelled_at"][:10],
-            },
-        )
-    elif event.name == "TrialExpired":
-        _send(
-            event,
-            "trial_ended",
-            customer_id=p["customer_id"],
-            context={
-                "plan_name": p["plan"]["name"],
-                "converted": p.get("converted"),
-                "payment_method_url": f"{settings.SITE_URL}/billing/payment-method/",
-            },
-        )
+def _drop_reminder(subscription_id: str, at: datetime) -> None:
+    Reminder.objects.filter(subscription_id=subscription_id, sent_at__isnull=True, cancelled_at__isnull=True).update(
+        cancelled_at=at
+    )
+
+
+@reacts_to("subscriptions.SubscriptionCancelled", "subscriptions.TrialExpired")
+def drop_trial_reminder(event: DomainEvent) -> None:
+    """A trial that ends or is cancelled gets no reminder any more."""
+    _drop_reminder(acl.trial_left(event.payload).subscription_id, event.occurred_on)
+
+
+@reacts_to("subscriptions.PlanChanged")
+def drop_trial_reminder_on_conversion(event: DomainEvent) -> None:
+    """A plan change out of the trial (it converts) gets no reminder any more."""
+    fact = acl.plan_changed(event.payload)
+    if not fact.still_trialing:
+        _drop_reminder(fact.subscription_id, event.occurred_on)
+
+
+@reacts_to("subscriptions.SubscriptionCancelled")
+def confirm_cancellation(event: DomainEvent) -> None:
+    """SubscriptionCancelled → cancellation confirmation."""
+    letter = acl.subscription_cancelled(event.payload)
+    _send(event, "cancelled", customer_id=letter.customer_id, context=letter.context)
+
+
+@reacts_to("subscriptions.TrialExpired")
+def tell_trial_ended(event: DomainEvent) -> None:
+    """TrialExpired → trial ended (converted, or where to add a card)."""
+    letter = acl.trial_expired(event.payload)
+    url = f"{settings.SITE_URL}/billing/payment-method/"
+    _send(event, "trial_ended", customer_id=letter.customer_id, context={**letter.context, "payment_method_url": url})
 
 
 @reacts_to("subscriptions.PriceChangeScheduled", batch=True, batch_size=LARGE_BATCH)
@@ -157,107 +188,63 @@ def price_change_notice(events: list[DomainEvent]) -> None:
     """One notice per scheduled change: a migration schedules each subscription once, and the
     handler ledger makes a redelivered event send nothing twice."""
     for event in events:
-        p = event.payload
-        sub = p["subscription_id"]
+        fact = acl.price_change_scheduled(event.payload)
+        sub = fact.subscription_id
         _send(
             event,
             "price_change",
-            customer_id=p["customer_id"],
+            customer_id=fact.customer_id,
             context={
-                "plan_name": p["plan"]["name"],
-                "old_price": _money(p["old_price"]),
-                "new_price": _money(p["new_price"]),
-                "effective_on": p["effective_at"][:10],
-                "rise": Decimal(p["new_price"]["amount"]) > Decimal(p["old_price"]["amount"]),
+                "plan_name": fact.plan_name,
+                "old_price": fact.old_price,
+                "new_price": fact.new_price,
+                "effective_on": fact.effective_on,
+                "rise": fact.rise,
                 "cancel_url": f"{settings.SITE_URL}/app/subscriptions/{sub}/cancel/",
                 "change_plan_url": f"{settings.SITE_URL}/billing/subscriptions/{sub}/change-plan/",
             },
         )
 
 
-def _money(m: dict | None) -> str:
-    return f"{m['amount']} {m['currency']}" if m else ""
-
-
-def _invoice(p: dict) -> dict:
-    return {
-        "number": p["number"],
-        "amount_due": _money(p["amount_due"]),
-        "total": _money(p["total"]),
-        "url": p["url"],
-        "plan_name": p.get("plan_name") or "",
-        "lines": [{"description": line["description"], "amount": _money(line["amount"])} for line in p["lines"]],
-    }
-
-
-def _receipt(p: dict) -> dict:
-    return {
-        "invoice_number": p["invoice_number"],
-        "amount": _money(p["amount"]),
-        "paid_at": p["paid_at"][:10],
-        "plan_name": p.get("plan_name") or "",
-    }
-
-
-def _alert(p: dict) -> dict:
-    return {
-        "invoice_number": p["invoice_number"],
-        "amount": _money(p["amount"]),
-        "reason": p["failure_message"],
-        "next_retry_at": (p.get("next_retry_at") or "")[:16].replace("T", " "),
-        "update_url": p["update_payment_method_url"],
-    }
-
-
-URGENCY = {1: "Reminder", 2: "Second notice", 3: "Final notice"}
-
-
-def _dunning(p: dict) -> dict:
-    level = int(p["level"])
-    return {
-        "invoice_number": p["invoice_number"],
-        "amount": _money(p["amount"]),
-        "level": level,
-        "final": bool(p.get("final")),
-        "urgency": "Final notice" if p.get("final") else URGENCY.get(level, "Urgent"),
-        "update_url": p["update_payment_method_url"],
-        "plan_name": p.get("plan_name") or "",
-    }
-
-
-BILLING_MAIL = {
-    "billing.InvoiceFinalized": ("invoice", _invoice),
-    "billing.PaymentSucceeded": ("receipt", _receipt),
-    "billing.PaymentFailed": ("payment_failed", _alert),
-    "billing.DunningEscalated": ("dunning", _dunning),
-}
-
-
-@reacts_to(*BILLING_MAIL, batch=True, batch_size=LARGE_BATCH)
-def billing_mail(events: list[DomainEvent]) -> None:
-    """Invoice e-mail, receipt, payment alert, dunning reminder (urgency grows with the level) — a bill run's
-    worth at a time. Billing's payloads carry the name and address, so only preferences are looked up."""
-    prefs = dict(
-        Recipient.objects.filter(pk__in={e.payload["customer_id"] for e in events}).values_list("pk", "essential_only")
-    )
-    items = []
-    for event in events:
-        template, build = BILLING_MAIL[event.event_type]
-        p = event.payload
-        items.append(
+def _billing_mail(events: list[DomainEvent], template: str, fact_of: Callable[[dict], acl.BillingMail]) -> None:
+    """A bill run's worth of one billing e-mail at a time. Billing's payloads carry the name and
+    address, so only preferences are looked up (one query)."""
+    facts = [(event, fact_of(event.payload)) for event in events]
+    prefs = dict(Recipient.objects.filter(pk__in={f.customer_id for _, f in facts}).values_list("pk", "essential_only"))
+    mail.queue_many(
+        [
             dict(
                 template=template,
-                email=p["customer_email"],
-                customer_id=p["customer_id"],
+                email=fact.email,
+                customer_id=fact.customer_id,
                 cause_event_id=event.event_id,
                 cause_event_type=event.event_type,
-                context={"name": p["customer_name"], "site_url": settings.SITE_URL, **build(p)},
-                essential_only=bool(prefs.get(uuid.UUID(p["customer_id"]))),
+                context={"name": fact.name, "site_url": settings.SITE_URL, **fact.context},
+                essential_only=bool(prefs.get(uuid.UUID(fact.customer_id))),
                 test_clock_id=event.test_clock_id,
                 at=event.occurred_on,
             )
-        )
-    mail.queue_many(items)
+            for event, fact in facts
+        ]
+    )
+
+
+def _billing_reaction(event_type: str, name: str, template: str, fact_of: Callable[[dict], acl.BillingMail]):
+    """The batch handler ``notifications.<name>``: ``event_type`` → the ``template`` e-mail."""
+
+    def react(events: list[DomainEvent]) -> None:
+        _billing_mail(events, template, fact_of)
+
+    react.__name__ = react.__qualname__ = name
+    react.__doc__ = f"{event_type} → the {template!r} e-mail, a bill run's worth at a time."
+    return reacts_to(event_type, batch=True, batch_size=LARGE_BATCH)(react)
+
+
+invoice_email = _billing_reaction("billing.InvoiceFinalized", "invoice_email", "invoice", acl.invoice_finalized)
+receipt = _billing_reaction("billing.PaymentSucceeded", "receipt", "receipt", acl.payment_succeeded)
+payment_alert = _billing_reaction("billing.PaymentFailed", "payment_alert", "payment_failed", acl.payment_failed)
+#: more urgent with each level (acl.dunning_escalated)
+dunning_reminder = _billing_reaction("billing.DunningEscalated", "dunning_reminder", "dunning", acl.dunning_escalated)
 
 
 # -- webhooks --------------------------------------------------------------------------------
@@ -290,7 +277,7 @@ def fan_out_webhooks(events: list[DomainEvent]) -> None:
     pickup: dict = {}  # per clock: test-clock customers' deliveries are due on their clock
     deliveries = []
     for event in events:
-        owner = event.payload.get("customer_id")
+        owner = acl.webhook_owner(event.payload)
         for endpoint in endpoints:
             if endpoint.wants(event.event_type) and (
                 endpoint.customer_id is None or str(endpoint.customer_id) == owner

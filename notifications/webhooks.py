@@ -29,15 +29,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from notifications import events as ev
-from notifications.models import (
-    DISABLE_AFTER,
-    PICKUP_AFTER,
-    WEBHOOK_BACKOFF,
-    WebhookAttempt,
-    WebhookDelivery,
-    WebhookDeliveryStatus,
-    WebhookEndpoint,
-)
+from notifications.models import WebhookAttempt, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
+from notifications.models.webhook import DISABLE_AFTER, PICKUP_AFTER, WEBHOOK_BACKOFF
 from sharedkernel.aggregates import RecordedEvent
 from sharedkernel.clock import clock_for
 from sharedkernel.correlation import Cause, new_correlation_id

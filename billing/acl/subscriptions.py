@@ -1,15 +1,18 @@
 """What Billing reads from Subscriptions' published events (subscriptions/events.py payloads).
 
-Only the fields named here are read, so Subscriptions may add fields freely.
-Times and money are turned into our types on the way in.
+The only place in Billing that reads another context's payload: policies get typed facts with
+flags Billing owns (``awaits_first_payment``, ``trial_converted``, ...) and never index a payload
+or compare Subscriptions' strings. Only the fields named here are read, so Subscriptions may add
+fields freely. Times and money are turned into our types on the way in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 
-from billing.values import InvoicePeriod
+from billing.values import InvoicePeriod, SubscriptionState
 from sharedkernel.values import Money, UnitRate
 
 
@@ -51,6 +54,25 @@ class CustomerFacts:
 
 
 @dataclass(frozen=True)
+class PlanAvailability:
+    """subscriptions.PlanArchived / PlanRestored: whether the plan is still offered."""
+
+    plan_id: str
+    archived: bool
+
+    @classmethod
+    def from_payload(cls, event_type: str, p: dict) -> PlanAvailability:
+        return cls(plan_id=p["plan_id"], archived=event_type == "subscriptions.PlanArchived")
+
+
+def plan_facts(event_type: str, p: dict) -> PlanFacts | PlanAvailability:
+    """A plan event read for Billing's copy of the plan: its terms, or only its availability."""
+    if event_type in ("subscriptions.PlanArchived", "subscriptions.PlanRestored"):
+        return PlanAvailability.from_payload(event_type, p)
+    return PlanFacts.from_payload(p)
+
+
+@dataclass(frozen=True)
 class PlanFacts:
     plan_id: str
     code: str
@@ -79,8 +101,33 @@ class PlanFacts:
 
 
 @dataclass(frozen=True)
+class ComingPrice:
+    """subscriptions.PriceChangeScheduled: the price the subscription moves to at a renewal."""
+
+    price: Money
+    version: int
+    effective_at: datetime
+
+
+class PriceNews(Enum):
+    """What a subscription event says about a scheduled price change (Billing's own words)."""
+
+    NONE = "none"
+    SCHEDULED = "scheduled"
+    #: It happened (PriceChanged) or will not (PriceChangeCancelled): nothing is coming any more.
+    SETTLED = "settled"
+
+
+_PRICE_NEWS = {
+    "subscriptions.PriceChangeScheduled": PriceNews.SCHEDULED,
+    "subscriptions.PriceChangeCancelled": PriceNews.SETTLED,
+    "subscriptions.PriceChanged": PriceNews.SETTLED,
+}
+
+
+@dataclass(frozen=True)
 class SubscriptionFacts:
-    """Any subscriptions.Subscription* / PlanChanged / Trial* event, read for Billing."""
+    """Any subscriptions.Subscription* / PlanChanged / Trial* / Price* event, read for Billing."""
 
     event_type: str
     subscription_id: str
@@ -89,6 +136,7 @@ class SubscriptionFacts:
     plan_code: str
     plan_name: str
     interval: str
+    #: Subscriptions' status word, kept as is on Billing's copy (BilledSubscription.status).
     status: str
     price: Money | None
     #: The plan version it is billed on (1 in events stored before versions were published).
@@ -96,16 +144,26 @@ class SubscriptionFacts:
     period: InvoicePeriod | None
     #: The billing anchor the period's grid is counted from (None in events stored before it was published).
     anchor: datetime | None
-    raw: dict
+    #: Created with payment due now (no trial): its first invoice is due.
+    awaits_first_payment: bool = False
+    #: Activated because a trial converted: its first paid period is due.
+    trial_converted: bool = False
+    #: Resumed into a new period that has not been billed.
+    period_restarted: bool = False
+    #: Cancelled while its first payment was still due.
+    cancelled_before_first_payment: bool = False
+    price_news: PriceNews = PriceNews.NONE
+    #: With ``price_news`` SCHEDULED: what is coming.
+    coming_price: ComingPrice | None = None
 
     @classmethod
     def from_payload(cls, event_type: str, p: dict) -> SubscriptionFacts:
         plan = p["plan"]
+        news = _PRICE_NEWS.get(event_type, PriceNews.NONE)
         # a scheduled price change is not yet the price (PriceChanged is, with its new_price)
-        price = (
-            p.get("old_price") if event_type.endswith("PriceChangeScheduled") else p.get("price") or p.get("new_price")
-        )
+        price = p.get("old_price") if news == PriceNews.SCHEDULED else p.get("price") or p.get("new_price")
         period = p.get("new_period") or p.get("period")
+        name = event_type.rsplit(".", 1)[-1]
         return cls(
             event_type=event_type,
             subscription_id=p["subscription_id"],
@@ -119,7 +177,15 @@ class SubscriptionFacts:
             plan_version=int(plan.get("version") or 1),
             period=_period(period),
             anchor=_time((period or {}).get("anchor")),
-            raw=p,
+            awaits_first_payment=name == "SubscriptionCreated" and p["status"] == SubscriptionState.PENDING_PAYMENT,
+            trial_converted=name == "SubscriptionActivated" and p.get("reason") == "trial_converted",
+            period_restarted=name == "SubscriptionResumed" and bool(p.get("period_restarted")),
+            cancelled_before_first_payment=name == "SubscriptionCancelled"
+            and p.get("previous_status") == SubscriptionState.PENDING_PAYMENT,
+            price_news=news,
+            coming_price=ComingPrice(Money.from_json(p["new_price"]), int(p["to_version"]), _time(p["effective_at"]))
+            if news == PriceNews.SCHEDULED
+            else None,
         )
 
 

@@ -271,7 +271,7 @@ class UpcomingInvoiceView(GenericAPIView):
     )
     def get(self, request, pk):
         sub = _subscription(request, pk)
-        upcoming = commands.upcoming_invoice(subscription_id=str(sub.pk))
+        upcoming = queries.upcoming_invoice(subscription_id=str(sub.pk))
         return Response(
             {
                 "lines": [

@@ -2,24 +2,17 @@ from billing.models.accounts import (
     BilledSubscription,
     BillingAccount,
     BillingPlan,
-    Coupon,
     CreditEntry,
     CurrencyMismatch,
-    Discount,
 )
+from billing.models.attempts import PaymentAttempt
 from billing.models.config import DunningSchedule, Sequence, TaxRate
-from billing.models.invoices import Invoice, InvoiceLine, InvoiceStatus, NothingToInvoice
-from billing.models.payments import (
-    AttemptTrigger,
-    DunningQueue,
-    Payment,
-    PaymentAttempt,
-    PaymentInProgress,
-    PaymentStatus,
-    Refund,
-    RefundInProgress,
-    RefundTooLarge,
-)
+from billing.models.coupons import Coupon, CouponNotApplicable, Discount
+from billing.models.invoice_lines import InvoiceLine
+from billing.models.invoices import Invoice, InvoiceStatus, NothingToInvoice
+from billing.models.payment_states import AttemptTrigger, PaymentInProgress, PaymentStatus
+from billing.models.payments import DunningQueue, Payment
+from billing.models.refunds import Refund, RefundInProgress, RefundTooLarge
 
 __all__ = [
     "AttemptTrigger",
@@ -27,6 +20,7 @@ __all__ = [
     "BillingAccount",
     "BillingPlan",
     "Coupon",
+    "CouponNotApplicable",
     "CreditEntry",
     "CurrencyMismatch",
     "Discount",

@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import models
 
 from billing import events as ev
-from billing.values import Jurisdiction, PaymentMethodInfo
+from billing.values import Jurisdiction, PaymentMethodInfo, SubscriptionState
 from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import DomainError, InvalidTransition
 from sharedkernel.periods import period_after
@@ -282,97 +282,8 @@ class BilledSubscription(models.Model):
 
     @property
     def live(self) -> bool:
-        return self.status != "cancelled"
+        return self.status != SubscriptionState.CANCELLED
 
     def next_period(self) -> tuple[datetime, datetime]:
         """The period after the current one, by the subscription's own rule (a Jan 31 anchor: Feb 28, Mar 31)."""
         return period_after(self.billing_anchor or self.period_start, self.interval, self.period_end)
-
-
-class Coupon(models.Model):
-    """A discount code. Percent or a fixed amount (in one currency); once, for N periods, or forever."""
-
-    class Duration(models.TextChoices):
-        ONCE = "once", "Once (the next invoice)"
-        REPEATING = "repeating", "For a number of periods"
-        FOREVER = "forever", "Forever"
-
-    code = models.CharField(max_length=40, primary_key=True, help_text="What customers type, e.g. WELCOME20")
-    name = models.CharField(max_length=100)
-    percent_off = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
-    amount_off_minor = models.BigIntegerField(null=True, blank=True, help_text="In minor units of the currency")
-    currency = models.CharField(max_length=3, blank=True, help_text="For an amount off")
-    duration = models.CharField(max_length=10, choices=Duration.choices, default=Duration.ONCE)
-    duration_in_periods = models.PositiveIntegerField(null=True, blank=True)
-    max_redemptions = models.PositiveIntegerField(null=True, blank=True)
-    times_redeemed = models.PositiveIntegerField(default=0, editable=False)
-    redeem_by = models.DateTimeField(null=True, blank=True)
-    active = models.BooleanField(default=True)
-
-    class Meta:
-        ordering = ["code"]
-        constraints = [
-            models.CheckConstraint(
-                condition=(
-                    models.Q(percent_off__isnull=False, amount_off_minor__isnull=True)
-                    | models.Q(percent_off__isnull=True, amount_off_minor__isnull=False)
-                ),
-                name="coupon_percent_xor_amount",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.code} ({self.describe()})"
-
-    def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
-        self.code = self.code.strip().upper()
-        if (self.percent_off is None) == (self.amount_off_minor is None):
-            raise ValidationError("Give either a percentage or an amount off, not both.")
-        if self.percent_off is not None and not 0 < self.percent_off <= 100:
-            raise ValidationError({"percent_off": "Between 0 and 100."})
-        if self.amount_off_minor is not None and (self.amount_off_minor <= 0 or not self.currency):
-            raise ValidationError({"currency": "An amount off is positive and needs its currency."})
-        if self.duration == self.Duration.REPEATING and not self.duration_in_periods:
-            raise ValidationError({"duration_in_periods": "Say for how many periods."})
-
-    @property
-    def amount_off(self) -> Money | None:
-        return Money.from_minor(self.amount_off_minor, self.currency) if self.amount_off_minor is not None else None
-
-    def describe(self) -> str:
-        off = f"{self.percent_off.normalize():f} % off" if self.percent_off is not None else f"{self.amount_off} off"
-        if self.duration == self.Duration.REPEATING:
-            return f"{off} for {self.duration_in_periods} periods"
-        return f"{off} {'once' if self.duration == self.Duration.ONCE else 'forever'}"
-
-    def discount_on(self, amount: Money) -> Money:
-        """The (negative) discount on ``amount``, rounded half-up; never more than the amount."""
-        if not amount.is_positive():
-            return Money.zero(amount.currency)
-        if self.percent_off is not None:
-            off = Money.rounded(amount.amount * self.percent_off / 100, amount.currency)
-        elif self.currency == amount.currency:
-            off = self.amount_off
-        else:
-            return Money.zero(amount.currency)
-        return -min(off, amount)
-
-
-class Discount(models.Model):
-    """A coupon redeemed on a subscription; applied to its recurring invoices."""
-
-    subscription_id = models.UUIDField(primary_key=True)
-    customer_id = models.UUIDField(db_index=True)
-    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="discounts")
-    #: None: forever; otherwise how many more invoices it applies to.
-    periods_remaining = models.PositiveIntegerField(null=True, blank=True)
-    redeemed_at = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"{self.coupon_id} on {self.subscription_id}"
-
-    @property
-    def exhausted(self) -> bool:
-        return self.periods_remaining == 0

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import models
 
 from billing import events as ev
+from billing.models.invoice_lines import InvoiceLine, line_ref
 from billing.values import BillingReason, InvoicePeriod, LineDraft, LineKind, TaxCalculation
 from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import DomainError, InvalidTransition
@@ -187,7 +188,7 @@ class Invoice(AggregateRoot):
                 subscription_id=str(subscription_id) if subscription_id else None,
                 billing_reason=invoice.billing_reason,
                 currency=currency,
-                lines=[_ref(line) for line in invoice._new_lines],
+                lines=[line_ref(line) for line in invoice._new_lines],
                 subtotal=invoice.subtotal,
                 period=ev.PeriodRef(period.start, period.end) if period else None,
             ),
@@ -237,7 +238,7 @@ class Invoice(AggregateRoot):
                 invoice_id=str(self.id),
                 customer_id=str(self.customer_id),
                 subscription_id=str(self.subscription_id) if self.subscription_id else None,
-                line=_ref(row),
+                line=line_ref(row),
                 subtotal=self.subtotal,
             ),
             at=at,
@@ -337,7 +338,7 @@ class Invoice(AggregateRoot):
                 plan_name=self.plan_name or None,
                 billing_reason=self.billing_reason,
                 currency=self.currency,
-                lines=[_ref(line) for line in self.all_lines],
+                lines=[line_ref(line) for line in self.all_lines],
                 subtotal=self.subtotal,
                 tax=self.tax,
                 total=self.total,
@@ -394,37 +395,3 @@ class Invoice(AggregateRoot):
             ),
             at=at,
         )
-
-
-class InvoiceLine(models.Model):
-    """A line of an invoice. Written once, with the invoice; never changed."""
-
-    id = models.BigAutoField(primary_key=True)
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
-    position = models.PositiveSmallIntegerField()
-    kind = models.CharField(max_length=20, choices=[(k.value, k.value) for k in LineKind])
-    description = models.CharField(max_length=300)
-    amount_minor = models.BigIntegerField()
-    quantity = models.BigIntegerField(null=True, blank=True)
-    metric = models.CharField(max_length=50, blank=True)
-
-    class Meta:
-        ordering = ["invoice", "position"]
-        constraints = [models.UniqueConstraint(fields=["invoice", "position"], name="one_line_per_position")]
-
-    def __str__(self) -> str:
-        return f"{self.description}: {self.amount}"
-
-    @property
-    def amount(self) -> Money:
-        return Money.from_minor(self.amount_minor, self.invoice.currency)
-
-
-def _ref(line: InvoiceLine) -> ev.InvoiceLineRef:
-    return ev.InvoiceLineRef(
-        description=line.description,
-        kind=line.kind,
-        amount=line.amount,
-        quantity=line.quantity,
-        metric=line.metric or None,
-    )

@@ -20,6 +20,9 @@ While an attempt is processing no other attempt can begin, so one invoice is
 never charged twice at once. A crash in between leaves the payment processing;
 ``billing.resolve_charges`` asks the gateway again with the same key and records
 its (idempotent) answer.
+
+Its words (status, trigger) are in payment_states.py, its attempts in attempts.py and its refunds
+(the methods and the Refund rows) in refunds.py.
 """
 
 from __future__ import annotations
@@ -30,43 +33,16 @@ from datetime import datetime
 from django.db import models
 
 from billing import events as ev
+from billing.models.attempts import PaymentAttempt
+from billing.models.payment_states import AttemptTrigger, PaymentInProgress, PaymentStatus
+from billing.models.refunds import PaymentRefunds
 from billing.values import DunningPlan, PaymentResult
 from sharedkernel.aggregates import AggregateRoot
-from sharedkernel.errors import DomainError, InvalidTransition
+from sharedkernel.errors import InvalidTransition
 from sharedkernel.values import Money
 
 
-class PaymentStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    PROCESSING = "processing", "Processing (a charge is at the gateway)"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-class AttemptTrigger(models.TextChoices):
-    INITIAL = "initial", "Invoice finalized"
-    RETRY = "retry", "Scheduled retry"
-    DUNNING = "dunning", "Dunning step"
-    MANUAL = "manual", "Pay now"
-    PAYMENT_METHOD = "payment_method", "Payment method updated"
-
-
-class RefundTooLarge(DomainError):
-    code = "refund_exceeds_payment"
-
-
-class RefundInProgress(DomainError):
-    code = "refund_in_progress"
-
-
-class PaymentInProgress(DomainError):
-    """An attempt of this payment is at the gateway: a second one must not start."""
-
-    code = "payment_in_progress"
-
-
-class Payment(AggregateRoot):
+class Payment(PaymentRefunds, AggregateRoot):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     invoice_id = models.UUIDField(unique=True)
     invoice_number = models.CharField(max_length=30)
@@ -367,87 +343,6 @@ class Payment(AggregateRoot):
         self.status = PaymentStatus.CANCELLED
         self.next_retry_at = self.next_dunning_at = None
 
-    # -- refunds -----------------------------------------------------------------------
-    def check_refund(self, amount: Money) -> None:
-        if self.status != PaymentStatus.SUCCEEDED:
-            raise InvalidTransition(f"Only a succeeded payment can be refunded (this one is {self.status}).")
-        if amount.currency != self.currency:
-            raise InvalidTransition(f"This payment is in {self.currency}; refund in {self.currency}.")
-        if not amount.is_positive():
-            raise InvalidTransition("A refund is a positive amount.")
-        if amount > self.refundable:
-            raise RefundTooLarge(
-                f"At most {self.refundable} can be refunded ({self.amount} paid, {self.amount_refunded} refunded)."
-            )
-
-    def request_refund(self, amount: Money, *, reason: str, at: datetime, since: datetime) -> str:
-        """Record the intent to refund (committed before the gateway is asked); returns its idempotency key."""
-        if self.refund_in_flight_minor is not None:
-            raise RefundInProgress("A refund of this payment is at the gateway; wait for its answer.")
-        self.check_refund(amount)
-        self.refund_requests += 1
-        self.refund_in_flight_minor, self.refund_in_flight_reason = amount.minor_units, reason
-        self.refund_in_flight_at, self.refund_in_flight_since = at, since
-        return self.refund_idempotency_key
-
-    @property
-    def refund_in_flight(self) -> Money | None:
-        if self.refund_in_flight_minor is None:
-            return None
-        return Money.from_minor(self.refund_in_flight_minor, self.currency)
-
-    @property
-    def refund_idempotency_key(self) -> str:
-        return f"payment_{self.id}_refund_{self.refund_requests}"
-
-    def record_refund_result(self, result, *, request: int, credit_note_number: str) -> Refund | None:
-        """The gateway's answer to the refund in flight: the refund issued, or None when it was refused."""
-        if self.refund_in_flight_minor is None or request != self.refund_requests:
-            raise InvalidTransition(f"Refund request {request} of this payment is not in flight.")
-        amount, reason, at = self.refund_in_flight, self.refund_in_flight_reason, self.refund_in_flight_at
-        self.refund_in_flight_minor, self.refund_in_flight_reason = None, ""
-        self.refund_in_flight_at = self.refund_in_flight_since = None
-        if not result.succeeded:
-            return None
-        return self.refund(
-            amount,
-            reason=reason,
-            credit_note_number=credit_note_number,
-            gateway_reference=result.reference,
-            raw=result.raw,
-            at=at,
-        )
-
-    def refund(
-        self, amount: Money, *, reason: str, credit_note_number: str, gateway_reference: str, raw: dict, at: datetime
-    ) -> Refund:
-        self.check_refund(amount)
-        self.amount_refunded_minor += amount.minor_units
-        refund = Refund(
-            id=uuid.uuid4(),
-            payment=self,
-            amount_minor=amount.minor_units,
-            reason=reason,
-            credit_note_number=credit_note_number,
-            gateway_reference=gateway_reference,
-            raw=raw,
-            created_at=at,
-        )
-        self._new_children.append(refund)
-        self.record(
-            ev.RefundIssued(
-                **{**self._base(), "amount": amount},
-                **self._person(),
-                refund_id=str(refund.id),
-                reason=reason,
-                total_refunded=self.amount_refunded,
-                credit_note_number=credit_note_number,
-                refunded_at=at,
-            ),
-            at=at,
-        )
-        return refund
-
 
 class DunningQueue(Payment):
     """Payments being chased: in their retry schedule, in dunning, or given up on (admin view)."""
@@ -456,50 +351,3 @@ class DunningQueue(Payment):
         proxy = True
         verbose_name = "dunning queue entry"
         verbose_name_plural = "dunning queue"
-
-
-class PaymentAttempt(models.Model):
-    """One charge sent to the gateway, with its answer as received."""
-
-    id = models.BigAutoField(primary_key=True)
-    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="attempt_rows")
-    number = models.PositiveIntegerField()
-    trigger = models.CharField(max_length=20, choices=AttemptTrigger.choices)
-    at = models.DateTimeField()
-    outcome = models.CharField(max_length=20)
-    amount_minor = models.BigIntegerField()
-    payment_method = models.CharField(max_length=60, blank=True)
-    gateway_reference = models.CharField(max_length=100, blank=True)
-    failure_code = models.CharField(max_length=50, blank=True)
-    failure_message = models.CharField(max_length=300, blank=True)
-    raw = models.JSONField(default=dict, blank=True)
-
-    class Meta:
-        ordering = ["payment", "number"]
-        constraints = [models.UniqueConstraint(fields=["payment", "number"], name="one_row_per_attempt")]
-
-    def __str__(self) -> str:
-        return f"Attempt {self.number}: {self.outcome}"
-
-
-class Refund(models.Model):
-    """Money given back, with its credit note number."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
-    amount_minor = models.BigIntegerField()
-    reason = models.CharField(max_length=300)
-    credit_note_number = models.CharField(max_length=30, unique=True)
-    gateway_reference = models.CharField(max_length=100, blank=True)
-    raw = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField()
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.credit_note_number}: {self.amount}"
-
-    @property
-    def amount(self) -> Money:
-        return Money.from_minor(self.amount_minor, self.payment.currency)

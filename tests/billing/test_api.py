@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing import commands as billing
+from billing import queries
 from billing.models import Coupon, Invoice, Payment
 from sharedkernel.clock import FixedClock
 from subscriptions import commands as subs
@@ -149,7 +149,7 @@ def test_proration_preview_and_upcoming_invoice(drain, staff):
     assert staff.get(url).status_code == 400  # plan missing
     assert staff.get(url, {"plan": str(basic.id)}).json()["error"]["code"] == "same_plan"
     # the period runs in 2030, so the preview is asked for a moment inside it
-    preview = billing.preview_plan_change(subscription_id=str(sub.id), plan_id=str(pro.id), at=at("2030-04-16 00:00"))
+    preview = queries.preview_plan_change(subscription_id=str(sub.id), plan_id=str(pro.id), at=at("2030-04-16 00:00"))
     assert [str(line.amount.amount) for line in preview.lines] == ["-5.00", "15.00"]
     assert str(preview.net.amount) == "10.00"
     upcoming = staff.get(f"/api/v1/subscriptions/{sub.id}/upcoming-invoice/").json()

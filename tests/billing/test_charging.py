@@ -17,10 +17,12 @@ from django.utils import timezone
 from billing import commands as billing
 from billing import jobs
 from billing.acl.payments import SandboxGateway
+from billing.commands.refunds import _request_refund
 from billing.models import Invoice, InvoiceStatus, Payment, PaymentAttempt, PaymentStatus, TaxRate
-from billing.ports import GATEWAYS, TAX_CALCULATORS, payment_gateway, reset_adapters
+from billing.ports import GATEWAYS, TAX_CALCULATORS, payment_gateway, reset_adapters, tax_calculator
 from billing.values import Jurisdiction
 from sharedkernel.bus import run_deliveries
+from sharedkernel.correlation import current_cause
 from sharedkernel.models import OPEN_STATUSES, EventDelivery
 from sharedkernel.outside import CallInsideTransaction
 from sharedkernel.values import Money
@@ -197,7 +199,7 @@ def test_pay_while_an_attempt_is_in_flight_answers_409_payment_in_progress(drain
     sandbox = gateway("billing.acl.payments.SandboxGateway")
     invoice = finalized_invoice_waiting_for_the_payment_policy(drain)
     with transaction.atomic():
-        [payment_id] = billing.collect_many([billing.Work(str(invoice.id), timezone.now(), billing.current_cause())])
+        [payment_id] = billing.collect_many([billing.Work(str(invoice.id), timezone.now(), current_cause())])
     # when staff press "pay now"
     response = api_client(staff_user()).post(f"/api/v1/invoices/{invoice.id}/pay/")
     # then it is refused with a clear code and nothing is charged; voiding waits for the answer too
@@ -349,10 +351,10 @@ def test_the_sandbox_answers_a_repeated_key_with_its_first_answer_and_charges_on
         ),
         lambda: SandboxGateway().refund(charge_reference="ch", amount=Money("1.00", "USD"), idempotency_key="k"),
         lambda: SandboxGateway().describe("pm_card_visa"),
-        lambda: billing.tax_calculator().calculate(
+        lambda: tax_calculator().calculate(
             amount=Money("1.00", "USD"), jurisdiction=Jurisdiction("GB", ""), exempt=False
         ),
-        lambda: billing.tax_calculator().calculate_many([(Money("1.00", "USD"), Jurisdiction("GB", ""), False)]),
+        lambda: tax_calculator().calculate_many([(Money("1.00", "USD"), Jurisdiction("GB", ""), False)]),
     ],
     ids=["charge", "refund", "describe", "tax", "tax_many"],
 )
@@ -421,9 +423,7 @@ def test_a_refund_whose_answer_was_lost_is_resolved_once_and_a_second_refund_wai
     drain()
     payment = Payment.objects.get(customer_id=c.id)
     # the refund's intent committed; the worker died before the gateway answered
-    request = billing._request_refund(
-        payment_id=str(payment.id), amount=Money("10.00", "USD"), reason="goodwill", clock=None
-    )
+    request = _request_refund(payment_id=str(payment.id), amount=Money("10.00", "USD"), reason="goodwill", clock=None)
     staff = api_client(staff_user())
     second = staff.post(
         f"/api/v1/payments/{payment.id}/refund/",

@@ -16,7 +16,7 @@ from billing.models import (
     PaymentStatus,
     TaxRate,
 )
-from sharedkernel.errors import InvalidInput, InvalidTransition
+from sharedkernel.errors import DomainError, InvalidInput, InvalidTransition
 from sharedkernel.values import Money
 from subscriptions import commands as subs
 from subscriptions.models import Subscription
@@ -122,7 +122,7 @@ def test_refund_is_capped_at_what_was_paid(drain):
     payment = Payment.objects.get(subscription_id=sub.id)
     refund = billing.refund_payment(payment_id=str(payment.id), amount=Money("10.00", "USD"), reason="goodwill")
     assert refund.credit_note_number.startswith("CN-")
-    with pytest.raises(billing.DomainError, match="At most 20.00"):
+    with pytest.raises(DomainError, match="At most 20.00"):
         billing.refund_payment(payment_id=str(payment.id), amount=Money("20.01", "USD"), reason="too much")
     billing.refund_payment(payment_id=str(payment.id), amount=Money("20.00", "USD"), reason="rest")
     assert Payment.objects.get(pk=payment.pk).amount_refunded == Money("30.00", "USD")

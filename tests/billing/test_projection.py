@@ -125,7 +125,7 @@ def test_a_duplicate_delivery_changes_neither_copy_and_a_replay_gives_the_same_r
             ]
         )
     # and the bus delivers Analytics' and Billing's deliveries of them once more
-    for handler in ("analytics.project_subscriptions", "billing.bill_subscriptions"):
+    for handler in ("analytics.project_subscriptions", "billing.project_billed_subscriptions"):
         done = EventDelivery.objects.filter(handler=handler, event__aggregate_id=str(sub.id)).values_list(
             "pk", flat=True
         )

@@ -12,7 +12,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from notifications import mail
+from notifications import mail, marks
 from notifications.models import Notification
 from sharedkernel.models import StoredEvent
 from sharedkernel.outside import CallInsideTransaction
@@ -158,7 +158,7 @@ def test_the_marks_commit_asynchronously_and_the_connection_is_synchronous_again
     sink = SmtpSink().start()
     smtp_to(settings, sink)
     seen = []
-    original = mail._mark_sent
+    original = marks.mark_sent
 
     def mark_and_look(note):
         original(note)
@@ -166,7 +166,7 @@ def test_the_marks_commit_asynchronously_and_the_connection_is_synchronous_again
             cursor.execute("SHOW synchronous_commit")
             seen.append(cursor.fetchone()[0])
 
-    monkeypatch.setattr(mail, "_mark_sent", mark_and_look)
+    monkeypatch.setattr(marks, "mark_sent", mark_and_look)
     try:
         assert mail.send_many([n.pk for n in notes]) == 3
     finally:
@@ -188,7 +188,7 @@ def test_a_connection_lost_mid_batch_surfaces_its_own_error_and_the_next_batch_r
     notes = logged_invoice_mails(2)
     sink = SmtpSink().start()
     smtp_to(settings, sink)
-    original = mail._mark_sent
+    original = marks.mark_sent
     killed = []
 
     def mark_after_losing_the_connection(note):
@@ -200,11 +200,11 @@ def test_a_connection_lost_mid_batch_surfaces_its_own_error_and_the_next_batch_r
             killed.append(pid)
         original(note)
 
-    monkeypatch.setattr(mail, "_mark_sent", mark_after_losing_the_connection)
+    monkeypatch.setattr(marks, "mark_sent", mark_after_losing_the_connection)
     try:
         with pytest.raises(OperationalError):  # the mark's own failure, not the setting's reset after it
             mail.send_many([n.pk for n in notes])
-        monkeypatch.setattr(mail, "_mark_sent", original)
+        monkeypatch.setattr(marks, "mark_sent", original)
         # nothing was marked; the rows stay held by the failed sender until its hold runs out, and then
         # go out again (the one the server took, twice — the documented cost — and the other once)
         assert not Notification.objects.filter(status="sent").exists()

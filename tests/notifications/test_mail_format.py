@@ -7,7 +7,7 @@ from email.policy import compat32
 import pytest
 from django.conf import settings
 
-from notifications.mail import QUICK_FOLD, TEMPLATES, Email, render
+from notifications.composition import QUICK_FOLD, TEMPLATES, Email, render
 
 CONTEXT = {
     "name": "Zoë  O'Brien-Łukasiewicz, Customer Number Forty-Two of a Rather Long Company Name Ltd",

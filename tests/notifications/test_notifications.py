@@ -229,3 +229,38 @@ def test_the_trial_reminder_waits_for_its_time_and_is_not_sent_once_the_trial_is
     reminders = [m for m in mail.outbox if "trial ends in" in m.subject]
     assert [m.to for m in reminders] == [["kept@example.com"]]
     assert reminders[0].subject == "Your Team trial ends in 3 days"
+
+
+def test_a_mail_for_a_customer_not_known_yet_waits_for_the_recipient_and_goes_when_it_arrives(drain):
+    # given a customer whose Recipient Notifications has not written yet (its delivery still open)
+    from notifications.models import Recipient, recipient_needed
+    from sharedkernel.bus import DeliveriesWaiting
+    from sharedkernel.models import DeliveryStatus
+    from sharedkernel.values import Money
+
+    c = register(drain, email="late@example.com")
+    plan = subs.define_plan(
+        code="w", name="Team", tier="professional", interval="month", trial_days=14, prices=[Money("30.00", "USD")]
+    )
+    Recipient.objects.filter(pk=c.pk).delete()
+    sub = subs.subscribe(customer_id=c.id, plan_id=plan.id, trial=True)
+    drain()
+    subs.cancel_subscription(subscription_id=sub.id)
+
+    # when the cancellation is handled before the recipient exists
+    with pytest.raises(DeliveriesWaiting):
+        drain()
+
+    # then its confirmation waits — no error, no attempt counted — for that recipient
+    waiting = EventDelivery.objects.get(handler="notifications.confirm_cancellation")
+    assert waiting.status == DeliveryStatus.WAITING and waiting.waiting_for == recipient_needed(c.pk)
+    assert waiting.attempts == 0 and not waiting.last_error
+    assert not [m for m in mail.outbox if "cancelled" in m.subject]
+
+    # when the recipient arrives, the confirmation goes
+    arriving = EventDelivery.objects.get(handler="notifications.remember_recipient")
+    EventDelivery.objects.filter(pk=arriving.pk).update(status=DeliveryStatus.PENDING)
+    drain()
+    waiting.refresh_from_db()
+    assert waiting.status == DeliveryStatus.DONE
+    assert [m.to for m in mail.outbox if "cancelled" in m.subject] == [["late@example.com"]]
