@@ -28,7 +28,15 @@ from billing.models import (
     Refund,
     TaxRate,
 )
-from sharedkernel.adminkit import CommandDrivenAdmin, ReadOnlyAdmin, form_action, run_for_each, timeline_link
+from sharedkernel.adminkit import (
+    CommandDrivenAdmin,
+    ReadOnlyAdmin,
+    form_action,
+    format_moment,
+    moment_column,
+    run_for_each,
+    timeline_link,
+)
 from sharedkernel.errors import InvalidInput, InvalidTransition
 from sharedkernel.values import AmountRefused, Money
 
@@ -203,11 +211,9 @@ class PaymentAdmin(ReadOnlyAdmin):
         "amount",
         "status",
         "attempts",
-        "dunning_level",
-        "next_retry_at",
-        "next_dunning_at",
-        "paid_at",
-    ]
+        moment_column("next_retry_at", "Next retry"),
+        moment_column("paid_at", "Paid"),
+    ]  # dunning levels and dates: the dunning queue
     list_filter = ["status", "currency", "dunning_level"]
     search_fields = ["invoice_number", "customer_name", "customer_email", "=id", "=invoice_id"]
     inlines = [AttemptInline, RefundInline]
@@ -230,7 +236,6 @@ class DunningQueueAdmin(PaymentAdmin):
     list_display = [
         "invoice_number",
         "customer_name",
-        "customer_email",
         "amount",
         "stage",
         "attempts",
@@ -258,7 +263,7 @@ class DunningQueueAdmin(PaymentAdmin):
 
     @admin.display(description="Next attempt")
     def next_attempt(self, p):
-        return p.next_retry_at or p.next_dunning_at or "—"
+        return format_moment(p.next_retry_at or p.next_dunning_at)
 
 
 class CreditForm(forms.Form):

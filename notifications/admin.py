@@ -12,7 +12,7 @@ from django.utils.html import format_html
 
 from notifications import commands, composition
 from notifications.models import Notification, Recipient, Suppression, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from sharedkernel.adminkit import ReadOnlyAdmin, run_for_each
+from sharedkernel.adminkit import ReadOnlyAdmin, clipped_column, moment_column, run_for_each
 
 SAMPLE = {
     "name": "Ada Lovelace",
@@ -115,7 +115,15 @@ class AttemptInline(admin.TabularInline):
 
 @admin.register(WebhookDelivery)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "event_type", "endpoint", "status", "attempts", "last_status_code", "next_attempt_at"]
+    list_display = [
+        moment_column("created_at", "Created"),
+        "event_type",
+        clipped_column("endpoint", "Endpoint", ordering="endpoint__url"),
+        "status",
+        "attempts",
+        "last_status_code",
+        moment_column("next_attempt_at", "Next attempt"),
+    ]
     list_filter = ["status", "event_type"]
     search_fields = ["=event_id", "endpoint__url"]
     inlines = [AttemptInline]
@@ -128,7 +136,14 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
 @admin.register(WebhookEndpoint)
 class EndpointAdmin(admin.ModelAdmin):
-    list_display = ["url", "customer_id", "events", "active", "failing_since", "disabled_at"]
+    list_display = [
+        clipped_column("url", "URL"),
+        clipped_column("customer_id", "Customer id"),
+        "events",
+        "active",
+        moment_column("failing_since", "Failing since"),
+        moment_column("disabled_at", "Disabled"),
+    ]
     list_filter = ["active"]
     search_fields = ["url", "=customer_id"]
     fields = ["customer_id", "url", "events", "active", "failing_since", "disabled_at", "disabled_reason", "created_at"]

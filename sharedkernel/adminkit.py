@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 
 
 class CommandDrivenAdmin(admin.ModelAdmin):
@@ -85,3 +88,47 @@ def timeline_link(*, subscription_id=None, customer_id=None) -> str:
     except NoReverseMatch:
         return "—"
     return format_html('<a href="{}?{}={}">Event timeline of this {}</a>', url, kind, key, kind)
+
+
+def render_add_page(modeladmin, request, form, *, title: str, template: str):
+    """An add page of its own (a form that calls a command instead of saving a model), in the
+    admin's frame: site header, breadcrumbs and the model's name."""
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "form": form,
+        "title": title,
+        "opts": modeladmin.model._meta,
+    }
+    return render(request, template, context)
+
+
+# -- list columns that fit a 1280 px window (templates/admin/base_site.html) ----------------------
+
+
+def format_moment(value) -> str:
+    """A date-time as a list shows it: "2026-12-02 17:49", on one line (``.moment`` never wraps)."""
+    return format_html('<span class="moment">{}</span>', date_format(localtime(value), "Y-m-d H:i")) if value else "—"
+
+
+def moment_column(field: str, description: str):
+    """A list column for the date-time ``field``, compact (:func:`format_moment`), sortable."""
+
+    @admin.display(description=description, ordering=field)
+    def column(obj):
+        return format_moment(getattr(obj, field))
+
+    column.__name__ = field  # the cells keep their field-<name> class
+    return column
+
+
+def clipped_column(field: str, description: str, *, ordering: str | None = None):
+    """A list column for a long id or URL: one line, cut with an ellipsis, the whole value in
+    its tooltip (a long id broken over several lines is what made lists unreadable)."""
+
+    @admin.display(description=description, ordering=ordering or field)
+    def column(obj):
+        value = getattr(obj, field)
+        return format_html('<span class="clip" title="{}">{}</span>', value, value) if value else "—"
+
+    column.__name__ = field
+    return column

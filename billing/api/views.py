@@ -14,6 +14,7 @@ from billing.api.serializers import InvoiceOut, LineOut, PaymentOut
 from billing.models import BilledSubscription, BillingAccount, Invoice, Payment
 from sharedkernel.api.fields import MoneyField
 from sharedkernel.api.permissions import CustomerScopedMixin, IsStaff, customer_id_of
+from sharedkernel.api.schema import error_response
 from sharedkernel.errors import InvalidInput, NotFound
 from sharedkernel.values import Money
 
@@ -220,7 +221,13 @@ class ProrationPreviewView(GenericAPIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("plan", str, required=True, description="The plan to change to")],
-        responses=PRORATION_OUT,
+        responses={
+            200: PRORATION_OUT,
+            409: error_response(
+                "The change-plan command would refuse this change; `code` is the command's own "
+                "(`same_plan`, `downgrade_during_trial`, `invalid_transition`, ...)."
+            ),
+        },
         summary="What changing plan now would charge (net > 0) or credit (net < 0), or that it waits for approval",
     )
     def get(self, request, pk):

@@ -133,3 +133,12 @@ def test_unit_rates_are_their_own_component_with_up_to_6_decimals(schema):
     ref = {"$ref": "#/components/schemas/UnitRate"}
     assert schema["components"]["schemas"]["PlanOut"]["properties"]["overage_rates"]["additionalProperties"] == ref
     assert schema["components"]["schemas"]["MetricUsage"]["properties"]["rate"]["allOf"] == [ref]
+
+
+def test_the_proration_preview_documents_the_change_plan_refusal_as_409(schema):
+    # the preview answers the change-plan command's 409 (same_plan, downgrade_during_trial, ...)
+    op = schema["paths"]["/api/v1/subscriptions/{id}/proration-preview/"]["get"]
+    refused = op["responses"]["409"]
+    assert refused["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert "downgrade_during_trial" in refused["description"]
+    assert {"needs_approval", "message"} <= set(schema["components"]["schemas"]["ProrationPreview"]["properties"])

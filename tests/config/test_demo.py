@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
 from billing.models import BillingAccount, CreditEntry, Invoice
 from config import demo
-from notifications.models import Notification, WebhookEndpoint
+from notifications.models import Notification, WebhookDelivery, WebhookEndpoint
 from subscriptions.models import Customer, Subscription
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_the_demo_logins_show_real_billing_a_trial_and_dunning():
     # given the demo, seeded as `make run` seeds it (fewer random customers, five months)
-    demo.seed(months=5, customers=3, log=lambda *_: None)
+    demo.seed(months=5, customers=3, base=f"http://127.0.0.1:{_free_port()}", log=lambda *_: None)
 
     # then demo@example.com has real billing
     customer = Customer.objects.get(email="demo@example.com")
@@ -50,3 +58,25 @@ def test_the_demo_logins_show_real_billing_a_trial_and_dunning():
     paid = Invoice.objects.filter(customer_id=Customer.objects.get(email="demo@example.com").pk, status="paid").first()
     pdf = client.get(f"/billing/invoices/{paid.pk}/pdf/")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+def test_after_seed_demo_the_demo_customers_webhook_deliveries_are_delivered(settings):
+    # given the address guard as strict as in production
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    settings.WEBHOOK_ALLOWED_ORIGINS = []
+    settings.DEMO_WEBHOOK_RECEIVER = False
+    # when the demo is seeded (no web server runs meanwhile)
+    demo.seed(months=2, customers=0, base=f"http://127.0.0.1:{_free_port()}", log=lambda *_: None)
+
+    # then every delivery to the demo customer's endpoint was received (200, signature checked)
+    customer = Customer.objects.get(email="demo@example.com")
+    deliveries = WebhookDelivery.objects.filter(endpoint__customer_id=customer.pk)
+    assert deliveries.count() >= 2
+    assert set(deliveries.values_list("status", "last_status_code")) == {("succeeded", 200)}
+    # and the guard is as strict as before afterwards
+    assert (settings.WEBHOOK_ALLOWED_ORIGINS, settings.DEMO_WEBHOOK_RECEIVER) == ([], False)
+    # and the customer's webhook page shows them delivered, none retrying
+    client = Client()
+    client.force_login(get_user_model().objects.get(email="demo@example.com"))
+    page = client.get("/notifications/webhooks/").content.decode()
+    assert page.count('class="badge succeeded"') == deliveries.count() and "Retrying" not in page

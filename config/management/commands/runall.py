@@ -48,10 +48,9 @@ class Command(BaseCommand):
         address = f"{options['host']}:{options['port']}"
         # the demo's webhook endpoint is this app's own receiver: allowed for this origin only
         origin = f"http://{address}"
-        settings.DEMO_BASE_URL = origin
         if not options["no_demo"] and not Plan.objects.exists():
             self.stdout.write("Loading demo data (six months of history, about a minute)…")
-            demo.seed(log=self.stdout.write)
+            demo.seed(base=origin, log=self.stdout.write)
         python = sys.executable
         parts = {
             "web": [
