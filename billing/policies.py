@@ -136,6 +136,10 @@ APPLIED = AppliedPosition("source_position")
 
 #: The one handler the subscription reactions below were split from (open deliveries come to them).
 BILL_SUBSCRIPTIONS = ("billing.bill_subscriptions",)
+#: How Billing reacts to a subscription's events: in batches (a bill run), before a client's next call.
+reacts_to_subscription = partial(
+    reacts_to, batch=True, batch_size=LARGE_BATCH, read_your_writes=True, replaces=BILL_SUBSCRIPTIONS
+)
 
 
 @reacts_to(
@@ -250,37 +254,19 @@ def _invoice_each(events: list[DomainEvent], reason: BillingReason, due: Callabl
     commands.generate_invoices([_invoice_for(event, facts, reason) for event, facts in read])
 
 
-@reacts_to(
-    "subscriptions.SubscriptionCreated",
-    batch=True,
-    batch_size=LARGE_BATCH,
-    read_your_writes=True,
-    replaces=BILL_SUBSCRIPTIONS,
-)
+@reacts_to_subscription("subscriptions.SubscriptionCreated")
 def invoice_new_subscription(events: list[DomainEvent]) -> None:
     """SubscriptionCreated with payment due now (no trial) → GenerateInvoice (its first invoice)."""
     _invoice_each(events, BillingReason.SUBSCRIPTION_CREATE, lambda facts: facts.awaits_first_payment)
 
 
-@reacts_to(
-    "subscriptions.SubscriptionActivated",
-    batch=True,
-    batch_size=LARGE_BATCH,
-    read_your_writes=True,
-    replaces=BILL_SUBSCRIPTIONS,
-)
+@reacts_to_subscription("subscriptions.SubscriptionActivated")
 def invoice_converted_trial(events: list[DomainEvent]) -> None:
     """SubscriptionActivated because its trial converted → GenerateInvoice (its first paid period)."""
     _invoice_each(events, BillingReason.SUBSCRIPTION_CREATE, lambda facts: facts.trial_converted)
 
 
-@reacts_to(
-    "subscriptions.SubscriptionRenewed",
-    batch=True,
-    batch_size=LARGE_BATCH,
-    read_your_writes=True,
-    replaces=BILL_SUBSCRIPTIONS,
-)
+@reacts_to_subscription("subscriptions.SubscriptionRenewed")
 def invoice_renewal(events: list[DomainEvent]) -> None:
     """SubscriptionRenewed → GenerateInvoice for the new period (the bill run, in batches). A metered
     plan's invoice waits for the closed period's usage (UsageCalculated, :func:`bill_usage`)."""
@@ -300,21 +286,13 @@ def invoice_renewal(events: list[DomainEvent]) -> None:
     )
 
 
-@reacts_to(
-    "subscriptions.SubscriptionResumed",
-    batch=True,
-    batch_size=LARGE_BATCH,
-    read_your_writes=True,
-    replaces=BILL_SUBSCRIPTIONS,
-)
+@reacts_to_subscription("subscriptions.SubscriptionResumed")
 def invoice_resumed_period(events: list[DomainEvent]) -> None:
     """SubscriptionResumed into a new, unbilled period → GenerateInvoice for it."""
     _invoice_each(events, BillingReason.SUBSCRIPTION_RESUME, lambda facts: facts.period_restarted)
 
 
-@reacts_to(
-    "subscriptions.PlanChanged", batch=True, batch_size=LARGE_BATCH, read_your_writes=True, replaces=BILL_SUBSCRIPTIONS
-)
+@reacts_to_subscription("subscriptions.PlanChanged")
 def prorate_plan_change(events: list[DomainEvent]) -> None:
     """PlanChanged → GenerateProratedInvoice (net > 0) or ApplyCredit (net < 0), in stored order."""
     read = [(event, PlanChangeFacts.from_payload(event.payload)) for event in in_stored_order(events)]
@@ -322,13 +300,7 @@ def prorate_plan_change(events: list[DomainEvent]) -> None:
         commands.prorate_change(change, cause=cause_of(event))
 
 
-@reacts_to(
-    "subscriptions.SubscriptionCancelled",
-    batch=True,
-    batch_size=LARGE_BATCH,
-    read_your_writes=True,
-    replaces=BILL_SUBSCRIPTIONS,
-)
+@reacts_to_subscription("subscriptions.SubscriptionCancelled")
 def void_unpaid_first_invoice(events: list[DomainEvent]) -> None:
     """SubscriptionCancelled before its first payment → VoidInvoice for what is still unpaid.
 

@@ -197,8 +197,7 @@ OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 200)
 # DONE deliveries (about 20 per subscription per bill run) are deleted this long after completion
 # by beat's sharedkernel.prune_outbox; open and FAILED rows are never pruned.
 OUTBOX_DONE_RETENTION_DAYS = env_int("OUTBOX_DONE_RETENTION_DAYS", 7)
-# A delivery waiting for an upstream fact (sharedkernel.waiting) that has not come this long after
-# its event is FAILED, naming the fact, for staff to look at.
+# A delivery still waiting for its upstream fact this long after its event is FAILED, naming the fact.
 OUTBOX_WAIT_LIMIT_SECONDS = env_int("OUTBOX_WAIT_LIMIT_SECONDS", 86400)
 # After a failed publish, dispatch after commit leaves deliveries to the relay this long without
 # trying the broker (a failed publish costs a request about a second).
