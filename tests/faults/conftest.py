@@ -382,13 +382,18 @@ def recover_lost_outside_calls(deadline: float) -> None:
     from sharedkernel.bus import relay
     from sharedkernel.scheduling import run_job, still_running
 
-    settle_by = min(deadline, time.monotonic() + 15)
-    while (stuck := still_running()) and time.monotonic() < settle_by:
+    only_outside_since = None  # a live quote or charge gets 15 s to be answered before beat's part
+    while (stuck := still_running()) and time.monotonic() < deadline:
+        if not set(stuck) <= OUTSIDE_CALLS:
+            only_outside_since = None
+        elif only_outside_since is None:
+            only_outside_since = time.monotonic()
+        elif time.monotonic() - only_outside_since > 15:
+            run_job("billing.retry_tax", now=timezone.now() + TAX_RETRY_BACKOFF[0] - LIVE_MARGIN)
+            commands.resolve_stale_charges(older_than=LIVE_MARGIN)
+            only_outside_since = None
         relay()
         time.sleep(0.05)
-    if stuck and set(stuck) <= OUTSIDE_CALLS:
-        run_job("billing.retry_tax", now=timezone.now() + TAX_RETRY_BACKOFF[0] - LIVE_MARGIN)
-        commands.resolve_stale_charges(older_than=LIVE_MARGIN)
 
 
 def settle_everything(*, timeout: float = 120) -> None:
