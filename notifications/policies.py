@@ -71,22 +71,25 @@ def remember_recipient(event: DomainEvent) -> None:
     """CustomerRegistered → the Recipient we write to (preferences kept on a replay); the mail that
     waited for it goes now."""
     fact = acl.customer_registered(event.payload)
-    Recipient.objects.update_or_create(
-        customer_id=fact.customer_id,
-        defaults={
-            "name": fact.name,
-            "email": fact.email,
-            "user_id": fact.user_id,
-            "test_clock_id": fact.test_clock_id,
-        },
-    )
+    Recipient.objects.update_or_create(customer_id=fact.customer_id, defaults=_recipient_fields(fact))
     arrived(recipient_needed(fact.customer_id))
+
+
+def _recipient_fields(fact: acl.CustomerRegistered) -> dict:
+    return {"name": fact.name, "email": fact.email, "user_id": fact.user_id, "test_clock_id": fact.test_clock_id}
 
 
 @reacts_to("subscriptions.CustomerRegistered")
 def welcome(event: DomainEvent) -> None:
-    """CustomerRegistered → welcome e-mail (the payload names the address)."""
+    """CustomerRegistered → welcome e-mail (the payload names the address).
+
+    It also makes sure the Recipient exists: a welcome delivery left open from before
+    ``remember_recipient`` was split off has no remember_recipient delivery of its own, and the
+    customer's other mail would otherwise wait for a recipient that never comes."""
     fact = acl.customer_registered(event.payload)
+    _, created = Recipient.objects.get_or_create(customer_id=fact.customer_id, defaults=_recipient_fields(fact))
+    if created:
+        arrived(recipient_needed(fact.customer_id))
     _send(
         event,
         "welcome",

@@ -264,3 +264,31 @@ def test_a_mail_for_a_customer_not_known_yet_waits_for_the_recipient_and_goes_wh
     waiting.refresh_from_db()
     assert waiting.status == DeliveryStatus.DONE
     assert [m.to for m in mail.outbox if "cancelled" in m.subject] == [["late@example.com"]]
+
+
+def test_a_welcome_left_open_from_before_the_split_still_makes_the_recipient_the_later_mail_needs(drain):
+    # given a customer registered before remember_recipient existed: only its welcome delivery is open
+    from notifications.models import Recipient
+    from sharedkernel.models import DeliveryStatus
+    from sharedkernel.values import Money
+
+    c, _ = subs.register_customer(name="Old", email="old@example.com", currency="USD", country="GB")
+    EventDelivery.objects.filter(handler="notifications.remember_recipient").delete()
+
+    # when the welcome is handled
+    drain()
+
+    # then the customer is welcomed and Notifications knows where to write to them
+    assert [m.to for m in mail.outbox if "elcome" in m.subject] == [["old@example.com"]]
+    assert Recipient.objects.get(pk=c.pk).email == "old@example.com"
+
+    # and their next mail goes instead of waiting a day for a recipient that would never come
+    plan = subs.define_plan(
+        code="o", name="Team", tier="professional", interval="month", trial_days=14, prices=[Money("30.00", "USD")]
+    )
+    sub = subs.subscribe(customer_id=c.id, plan_id=plan.id, trial=True)
+    drain()
+    subs.cancel_subscription(subscription_id=sub.id)
+    drain()
+    assert EventDelivery.objects.get(handler="notifications.confirm_cancellation").status == DeliveryStatus.DONE
+    assert [m.to for m in mail.outbox if "cancelled" in m.subject] == [["old@example.com"]]
