@@ -2,7 +2,10 @@
 
 Real concurrent HTTP requests against the live server: several change-plan calls on one
 subscription race; the losers answer 409 concurrent_update, and every 2xx answer shows the
-plan it asked for at a version no other answer shows.
+plan it asked for at a version no other answer shows. Because a real race may not interleave
+badly on a given run, a second test makes the bad interleaving certain: another change commits
+between this command's commit and its answer (a re-read would show that one; it fails against
+the old ``Subscription.objects.get`` answer).
 """
 
 from __future__ import annotations
@@ -52,6 +55,38 @@ def test_concurrent_change_plan_answers_each_show_their_own_version(world):
     sub.refresh_from_db()
     assert max(versions) == sub.version
     assert str(sub.plan_id) == next(body["plan"] for _, body in ok if body["version"] == sub.version)
+
+
+def test_a_change_plan_answer_is_not_a_read_after_another_request_committed(world, monkeypatch):
+    # given another change-plan request that commits just after this one, before this one answers
+    # (the interleaving the race above depends on, made certain)
+    from subscriptions import commands
+
+    real = commands.change_plan
+    ours, theirs = world.plans["pro-1"], world.plans["pro-2"]
+
+    def then_a_concurrent_change(**kwargs):
+        answer = real(**kwargs)
+        monkeypatch.setattr(commands, "change_plan", real)
+        real(subscription_id=kwargs["subscription_id"], plan_id=theirs, by_staff=True)
+        return answer
+
+    monkeypatch.setattr(commands, "change_plan", then_a_concurrent_change)
+
+    # when this request changes to its plan
+    r = requests.post(
+        f"{world.url}/api/v1/subscriptions/{world.subscription_id}/change-plan/",
+        json={"plan": ours},
+        headers={"Authorization": f"Token {world.staff_token}"},
+        timeout=30,
+    )
+
+    # then its answer shows the plan and version it wrote, not the other request's
+    assert r.status_code == 200, r.text
+    sub = Subscription.objects.get(pk=world.subscription_id)
+    assert str(sub.plan_id) == theirs  # the other request did land afterwards
+    assert r.json()["plan"] == ours
+    assert r.json()["version"] == sub.version - 1
 
 
 def test_plan_commands_answer_with_the_plan_they_saved(world):
