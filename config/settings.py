@@ -14,23 +14,11 @@ from pathlib import Path
 
 import dj_database_url
 
+from config import broker
+from config.env import env_bool, env_int, env_list
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SUBSCRIPTIONHUB_VAR_DIR", BASE_DIR / "var"))
-
-
-def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -131,49 +119,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Broker, cache --------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 BROKER_DIR = VAR_DIR / "broker"
-if REDIS_URL:
-    CELERY_BROKER_URL = REDIS_URL
-    # A Redis outage must not take the API down (DRF's throttles read this cache on every request):
-    # calls fall back to a local in-process store and say so in the log (sharedkernel/cache.py).
-    REDIS_TIMEOUT = float(os.environ.get("REDIS_TIMEOUT_SECONDS", "1"))
-    CACHES = {
-        "default": {
-            "BACKEND": "sharedkernel.cache.FallbackRedisCache",
-            "LOCATION": REDIS_URL,
-            "OPTIONS": {
-                "socket_connect_timeout": REDIS_TIMEOUT,
-                "socket_timeout": REDIS_TIMEOUT,
-                "FALLBACK_RETRY_SECONDS": env_int("CACHE_FALLBACK_RETRY_SECONDS", 5),
-            },
-        }
-    }
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        # A task that is not acknowledged within this time is handed to another
-        # worker (acks_late). Our tasks are short; an hour leaves ample room.
-        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
-        # A publish after commit to an unreachable Redis fails within seconds, not the OS's TCP
-        # timeout: the deliveries stay for the relay and the request answers (bus.dispatch_committed).
-        "socket_connect_timeout": REDIS_TIMEOUT,
-        "socket_timeout": 5,
-    }
-else:
-    BROKER_DIR.mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR),
-        "data_folder_out": str(BROKER_DIR),
-        "processed_folder": str(BROKER_DIR / "processed"),
-        "control_folder": str(BROKER_DIR / "control"),  # not ./control in whatever directory we run from
-        "store_processed": False,
-        "polling_interval": 0.1,
-    }
-    (BROKER_DIR / "processed").mkdir(parents=True, exist_ok=True)
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(VAR_DIR / "cache"),
-        }
-    }
+CELERY_BROKER_URL = REDIS_URL or "filesystem://"
+CELERY_BROKER_TRANSPORT_OPTIONS, CACHES = (
+    broker.redis(REDIS_URL) if REDIS_URL else broker.embedded(BROKER_DIR, VAR_DIR / "cache")
+)
 
 # --- Celery ---------------------------------------------------------------
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-way is redelivered...
