@@ -112,3 +112,22 @@ class CurrencyField(serializers.Field):
             return parse_currency(data)
         except AmountRefused as exc:
             raise serializers.ValidationError(exc.message) from None
+
+
+def refuse_non_strings_as_text() -> None:
+    """Every text field of the API takes JSON strings only: DRF's ``CharField`` (and the e-mail,
+    URL, slug and regex fields built on it) would store ``0`` as ``"0"`` and ``12.5`` as ``"12.5"``,
+    so a client's wrong type came back 201 as if it were meant. Installed once, at start-up
+    (``SharedKernelConfig.ready``), so no serializer can forget it; the refusal is DRF's own
+    "Not a valid string." under the field's name."""
+    if getattr(serializers.CharField.to_internal_value, "strings_only", False):
+        return
+    lenient = serializers.CharField.to_internal_value
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return lenient(self, data)
+
+    to_internal_value.strings_only = True
+    serializers.CharField.to_internal_value = to_internal_value

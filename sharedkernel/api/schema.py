@@ -72,6 +72,15 @@ _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 class ApiSchema(AutoSchema):
     """drf-spectacular's AutoSchema plus the API's error responses and idempotency header."""
 
+    def _get_filter_parameters(self):
+        # A filter given with no value is refused (sharedkernel.api.filters): the schema says so.
+        parameters = super()._get_filter_parameters()
+        for parameter in parameters:
+            schema = parameter.get("schema", {})
+            if schema.get("type") == "string":
+                schema.setdefault("minLength", 1)
+        return parameters
+
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())
         if self.method == "POST":
@@ -91,9 +100,13 @@ class ApiSchema(AutoSchema):
 
     def _error_codes(self) -> list[str]:
         codes = ["429"]
-        has_query = bool(getattr(self.view, "filterset_class", None)) or any(
-            isinstance(p, OpenApiParameter) and p.location == OpenApiParameter.QUERY
-            for p in self.get_override_parameters()
+        has_query = (
+            bool(getattr(self.view, "filterset_class", None))
+            or bool(self._get_pagination_parameters())  # page_size must be a whole number ≥ 1
+            or any(
+                isinstance(p, OpenApiParameter) and p.location == OpenApiParameter.QUERY
+                for p in self.get_override_parameters()
+            )
         )
         if self._takes_body() or has_query or self.method == "POST":
             codes.append("400")

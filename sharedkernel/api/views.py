@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sharedkernel.api.errors import error_response
+from sharedkernel.api.filters import WholeNumberFilter
 from sharedkernel.api.permissions import IsStaff
 from sharedkernel.api.schema import error_response as documented_error
 from sharedkernel.eventstore import to_domain_event
@@ -41,7 +42,7 @@ class EventFilter(django_filters.FilterSet):
     type = django_filters.CharFilter(method="filter_type", help_text="Event type, or several separated by commas.")
     aggregate_id = django_filters.CharFilter()
     correlation_id = django_filters.CharFilter()
-    after = django_filters.NumberFilter(field_name="position", lookup_expr="gt", help_text="Global position.")
+    after = WholeNumberFilter(field_name="position", lookup_expr="gt", help_text="Global position.")
 
     class Meta:
         model = StoredEvent

@@ -10,6 +10,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from sharedkernel.api.fields import MoneyField
+from sharedkernel.api.filters import TrueOrFalseFilter
 from sharedkernel.api.permissions import IsStaff
 from subscriptions import commands
 from subscriptions.api.serializers import OverageRatesField, PlanOut, PlanVersionOut
@@ -18,6 +19,8 @@ from subscriptions.values import MAX_QUANTITY, BillingInterval, PlanTier
 
 
 class PlanFilter(django_filters.FilterSet):
+    archived = TrueOrFalseFilter()
+
     class Meta:
         model = Plan
         fields = ["tier", "interval", "archived", "code"]

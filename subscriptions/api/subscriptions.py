@@ -185,7 +185,7 @@ class SubscriptionViewSet(
         return self._respond(commands.decline_plan_change(subscription_id=self.get_object().pk))
 
     @extend_schema(responses=StoredEventSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])  # the list's filters do not apply to a timeline
     def events(self, request, pk=None):
         """The subscription's timeline: its own events and every event they led to (queries.timeline)."""
         sub = self.get_object()

@@ -70,6 +70,15 @@ class UsageView(APIView):
             )
         own = None if request.user.is_staff else (customer_id_of(request.user) or uuid.UUID(int=0))
         result = commands.record_usage(records, customer_id=own)
+        if result.errors and not (result.accepted or result.duplicates):
+            # Nothing was taken: a 2xx would read as "recorded". A batch that is partly taken answers
+            # 200 and lists the refused records, so the client resends only those.
+            first = result.errors[0]
+            raise InvalidInput(
+                first["message"] if len(records) == 1 else f"No record was accepted: {first['message']}",
+                code="usage_refused",
+                details={"errors": result.errors},
+            )
         return Response({"accepted": result.accepted, "duplicates": result.duplicates, "errors": result.errors})
 
 

@@ -110,8 +110,9 @@ def test_batches_over_1000_and_other_customers_are_refused(staff, sub, drain):
     )
     eve = api_client()
     eve.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    body = eve.post("/api/v1/usage/", rec(sub, "eve"), format="json").json()
-    assert body["accepted"] == 0 and body["errors"][0]["code"] == "not_found"
+    refused = eve.post("/api/v1/usage/", rec(sub, "eve"), format="json")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "usage_refused"
+    assert refused.json()["error"]["details"]["errors"][0]["code"] == "not_found"
 
 
 def test_a_post_without_a_body_is_a_400_not_an_empty_record(staff, sub):
@@ -162,8 +163,9 @@ def test_late_usage_counts_for_the_closed_period_within_the_grace_window(staff, 
 
     assert UsageCounter.objects.get(period_start=sub.current_period_start).used == 40  # the closed period
     TestClock.objects.filter(pk=sub.test_clock_id).update(frozen_time=period_end + timedelta(hours=2))
-    too_late = staff.post("/api/v1/usage/", rec(sub, "too-late", 1, when=late["timestamp"]), format="json").json()
-    assert too_late["errors"][0]["code"] == "outside_period"
+    too_late = staff.post("/api/v1/usage/", rec(sub, "too-late", 1, when=late["timestamp"]), format="json")
+    assert too_late.status_code == 400
+    assert too_late.json()["error"]["details"]["errors"][0]["code"] == "outside_period"
 
 
 def test_customer_usage_page_shows_this_period_and_a_chart(client, metered, drain, staff):
