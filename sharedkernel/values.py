@@ -148,13 +148,17 @@ def _to_decimal(value: Decimal | int | str) -> Decimal:
     return result
 
 
+@dataclass(frozen=True, slots=True, init=False, repr=False, eq=False)
 class _AmountInCurrency:
     """What Money and UnitRate share: an amount in a currency, written to and read from one JSON
-    shape (so a rate stored as Money reads back as a rate), and shown the same way."""
+    shape (so a rate stored as Money reads back as a rate), and shown the same way. Each checks
+    its own amount in ``__init__``."""
 
-    __slots__ = ()
     #: The value's name in the error about a JSON value of the wrong shape.
     _called: ClassVar[str]
+
+    amount: Decimal
+    currency: str
 
     @classmethod
     def from_json(cls, data: dict) -> Self:
@@ -181,9 +185,6 @@ class Money(_AmountInCurrency):
     """
 
     _called = "Money"
-
-    amount: Decimal
-    currency: str
 
     def __init__(self, amount: Decimal | int | str, currency: str) -> None:
         code = (currency or "").upper()
@@ -294,9 +295,6 @@ class UnitRate(_AmountInCurrency):
     """
 
     _called = "A unit rate"
-
-    amount: Decimal
-    currency: str
 
     def __init__(self, amount: Decimal | int | str, currency: str) -> None:
         code = (currency or "").upper()
