@@ -6,7 +6,7 @@ empties the tables and rebuilds them from the event store in order.
 
 from __future__ import annotations
 
-from functools import singledispatch
+from functools import partial, singledispatch
 
 from analytics import acl
 from analytics.models import CustomerName, MrrMovement, MrrSnapshot, RevenueEntry, SubscriptionView, monthly
@@ -20,6 +20,11 @@ from sharedkernel.values import Money
 #: What a subscription's view is built from, in stored order: one projection, because the view's
 #: figures depend on the order of its events across both contexts (a coupon, then a renewal).
 SUBSCRIPTION_EVENTS = tuple(acl.SUBSCRIPTION_FACTS)
+
+
+#: How the batch projections here subscribe: a bill run's worth of events at a time, replay-safe,
+#: each with the ``reset`` that empties what it builds.
+reacts_as_batch_projection = partial(reacts_to, batch=True, batch_size=LARGE_BATCH, replay_safe=True)
 
 
 def _reset_subscriptions() -> None:
@@ -134,14 +139,7 @@ def _movement_kind(old: int, new: int, ever: bool, price_migrated: bool = False)
     return MrrMovement.Kind.EXPANSION if new > old else MrrMovement.Kind.CONTRACTION
 
 
-@reacts_to(
-    *SUBSCRIPTION_EVENTS,
-    batch=True,
-    batch_size=LARGE_BATCH,
-    replay_safe=True,
-    reset=_reset_subscriptions,
-    read_your_writes=True,
-)
+@reacts_as_batch_projection(*SUBSCRIPTION_EVENTS, reset=_reset_subscriptions, read_your_writes=True)
 def project_subscriptions(events: list[DomainEvent]) -> None:
     """SubscriptionAnalyticsView and MRR movements, one locked read and a few bulk writes per batch."""
     facts = [(event, acl.subscription_fact(event)) for event in in_stored_order(events)]
@@ -204,14 +202,7 @@ def _reset_payments() -> None:
     RevenueEntry.objects.filter(kind=RevenueKind.PAYMENT).delete()
 
 
-@reacts_to(
-    "billing.PaymentSucceeded",
-    batch=True,
-    batch_size=LARGE_BATCH,
-    replay_safe=True,
-    reset=_reset_payments,
-    replaces=REVENUE,
-)
+@reacts_as_batch_projection("billing.PaymentSucceeded", reset=_reset_payments, replaces=REVENUE)
 def record_payment_revenue(events: list[DomainEvent]) -> None:
     """PaymentSucceeded → a revenue entry (none for an invoice paid entirely by credit: no money came in)."""
     moved = [(event, acl.payment_received(event.payload)) for event in events]
@@ -223,9 +214,7 @@ def _reset_refunds() -> None:
     RevenueEntry.objects.filter(kind=RevenueKind.REFUND).delete()
 
 
-@reacts_to(
-    "billing.RefundIssued", batch=True, batch_size=LARGE_BATCH, replay_safe=True, reset=_reset_refunds, replaces=REVENUE
-)
+@reacts_as_batch_projection("billing.RefundIssued", reset=_reset_refunds, replaces=REVENUE)
 def record_refund_revenue(events: list[DomainEvent]) -> None:
     """RefundIssued → a negative revenue entry."""
     entries = [_revenue_entry(event, acl.refund_issued(event.payload)) for event in events]

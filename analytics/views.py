@@ -4,6 +4,7 @@ the event store (analytics.impact), with its CSV."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from decimal import Decimal
 
@@ -129,6 +130,17 @@ def _bad_months(request):
     )
 
 
+def _amounts(rows, key) -> list[float]:
+    return [float(r[key].amount) for r in rows]
+
+
+def _actual_beside_proposed(draw, title: str, rows, measure: str) -> str:
+    """One of the impact page's two charts side by side: drawn at the size it is shown, so its
+    labels stay readable."""
+    series = {"Actual": _amounts(rows, f"actual_{measure}"), "Proposed": _amounts(rows, f"proposed_{measure}")}
+    return mark_safe(draw(title, [r["month"] for r in rows], series, width=520, height=300))
+
+
 def _impact_context(result, months: int) -> dict:
     """Per currency: its rows (history and projection), charts and the invoice counts beside them."""
     invoices = {(r["month"], r["currency"]): r for r in result.invoices}
@@ -147,11 +159,6 @@ def _impact_context(result, months: int) -> dict:
         projection = [r for r in result.projection if r["currency"] == currency]
         for r in projection:
             r["mrr_change"] = r["proposed_mrr"] - r["actual_mrr"]
-        labels = [r["month"] for r in rows]
-
-        def amounts(items, key):
-            return [float(r[key].amount) for r in items]
-
         sections.append(
             {
                 "currency": currency,
@@ -162,32 +169,17 @@ def _impact_context(result, months: int) -> dict:
                     for k in ("actual_revenue", "proposed_revenue", "actual_total", "proposed_total", "revenue_change")
                 },
                 "invoice_count": sum(r["invoices"] for r in rows),
-                # two side by side: drawn at the size they are shown, so their labels stay readable
-                "mrr_chart": mark_safe(
-                    charts.line(
-                        f"MRR at month end ({currency})",
-                        labels,
-                        {"Actual": amounts(rows, "actual_mrr"), "Proposed": amounts(rows, "proposed_mrr")},
-                        width=520,
-                        height=300,
-                    )
-                ),
-                "revenue_chart": mark_safe(
-                    charts.bars(
-                        f"Revenue before tax ({currency})",
-                        labels,
-                        {"Actual": amounts(rows, "actual_revenue"), "Proposed": amounts(rows, "proposed_revenue")},
-                        width=520,
-                        height=300,
-                    )
+                "mrr_chart": _actual_beside_proposed(charts.line, f"MRR at month end ({currency})", rows, "mrr"),
+                "revenue_chart": _actual_beside_proposed(
+                    charts.bars, f"Revenue before tax ({currency})", rows, "revenue"
                 ),
                 "projection_chart": mark_safe(
                     charts.line(
                         f"MRR, next 12 months ({currency})",
                         [r["month"] for r in projection],
                         {
-                            "Current terms": amounts(projection, "actual_mrr"),
-                            "Proposed terms": amounts(projection, "proposed_mrr"),
+                            "Current terms": _amounts(projection, "actual_mrr"),
+                            "Proposed terms": _amounts(projection, "proposed_mrr"),
                         },
                     )
                 )
@@ -200,18 +192,30 @@ def _impact_context(result, months: int) -> dict:
     return {"sections": sections, "customers": customers}
 
 
-@staff_member_required
-def price_impact(request, migration_id):
+def _of_a_migration(view):
+    """The impact page and its CSV, for staff: ``?months=`` is checked (a 400 page says what it may
+    be) and a migration that does not exist is a 404; ``view`` gets the id and the months."""
+
+    @staff_member_required
+    @functools.wraps(view)
+    def checked(request, migration_id):
+        months = _impact_months(request)
+        if months is None:
+            return _bad_months(request)
+        try:
+            return view(request, str(migration_id), months)
+        except impact.UnknownMigration:
+            raise Http404("No such price migration.") from None
+
+    return checked
+
+
+@_of_a_migration
+def price_impact(request, migration_id: str, months: int):
     """The impact page: the migration's effect on the last N months, replayed from the stored events."""
-    months = _impact_months(request)
-    if months is None:
-        return _bad_months(request)
-    try:
-        result = impact.impact_of(str(migration_id), now=SystemClock().now(), months=months)
-    except impact.UnknownMigration:
-        raise Http404("No such price migration.") from None
+    result = impact.impact_of(migration_id, now=SystemClock().now(), months=months)
     context = {
-        "migration_id": str(migration_id),
+        "migration_id": migration_id,
         "months": months,
         "month_choices": IMPACT_MONTHS,
         "result": result,
@@ -232,17 +236,9 @@ def price_impact(request, migration_id):
     return render(request, "analytics/price_impact.html", context)
 
 
-@staff_member_required
-def price_impact_csv(request, migration_id):
-    months = _impact_months(request)
-    if months is None:
-        return _bad_months(request)
-    try:
-        text = commands.export_price_impact(
-            migration_id=str(migration_id), months=months, by=request.user.get_username()
-        )
-    except impact.UnknownMigration:
-        raise Http404("No such price migration.") from None
+@_of_a_migration
+def price_impact_csv(request, migration_id: str, months: int):
+    text = commands.export_price_impact(migration_id=migration_id, months=months, by=request.user.get_username())
     response = HttpResponse(text, content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="price-impact-{migration_id}-{months}m.csv"'
     return response

@@ -57,46 +57,36 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+def _task(name: str, seconds: float, why: str) -> tuple[str, dict]:
+    """A plumbing task of the kernel, run by its own name."""
+    return name, {"task": name, "schedule": seconds, "why": why}
+
+
 def _job(name: str, seconds: float, why: str) -> tuple[str, dict]:
+    """A context's scheduled job (sharedkernel.scheduling), run on real time."""
     return name, {"task": "sharedkernel.run_scheduled_job", "schedule": seconds, "args": (name,), "why": why}
 
 
 SCHEDULE = dict(
     [
         # -- plumbing --------------------------------------------------------------
-        (
+        _task(
             "sharedkernel.relay_outbox",
-            {
-                "task": "sharedkernel.relay_outbox",
-                "schedule": 5.0,
-                "why": "every 5 s: re-dispatch event deliveries the broker lost or whose retry is due",
-            },
+            5.0,
+            "every 5 s: re-dispatch event deliveries the broker lost or whose retry is due",
         ),
-        (
+        _task(
             "sharedkernel.prune_outbox",
-            {
-                "task": "sharedkernel.prune_outbox",
-                "schedule": 3600.0,
-                "why": "hourly: delete DONE event deliveries older than OUTBOX_DONE_RETENTION_DAYS (batched)",
-            },
+            3600.0,
+            "hourly: delete DONE event deliveries older than OUTBOX_DONE_RETENTION_DAYS (batched)",
         ),
-        (
+        _task(
             "sharedkernel.resume_test_clocks",
-            {
-                "task": "sharedkernel.resume_test_clocks",
-                "schedule": 30.0,
-                "why": "every 30 s: test-clock advances whose lease (TEST_CLOCK_LEASE_SECONDS) ran out — a worker or "
-                "web process died mid-way — continue from where the clock got to, so none stays ADVANCING",
-            },
+            30.0,
+            "every 30 s: test-clock advances whose lease (TEST_CLOCK_LEASE_SECONDS) ran out — a worker or "
+            "web process died mid-way — continue from where the clock got to, so none stays ADVANCING",
         ),
-        (
-            "sharedkernel.beat_heartbeat",
-            {
-                "task": "sharedkernel.beat_heartbeat",
-                "schedule": 30.0,
-                "why": "every 30 s: tell /healthz that beat is alive",
-            },
-        ),
+        _task("sharedkernel.beat_heartbeat", 30.0, "every 30 s: tell /healthz that beat is alive"),
         # -- subscriptions ---------------------------------------------------------
         _job("subscriptions.expire_trials", 60, "every minute: trials whose end has passed convert or suspend"),
         _job(

@@ -235,28 +235,32 @@ def _billing_mail(events: list[DomainEvent], template: str, fact_of: Callable[[d
     )
 
 
-BILLING_MAIL = ("notifications.billing_mail",)  # the one handler these four were split from
+#: The four billing e-mails: a bill run's worth at a time, each taking over the open deliveries of
+#: the one handler they were split from (notifications.billing_mail).
+reacts_with_billing_mail = partial(
+    reacts_to, batch=True, batch_size=LARGE_BATCH, replaces=("notifications.billing_mail",)
+)
 
 
-@reacts_to("billing.InvoiceFinalized", batch=True, batch_size=LARGE_BATCH, replaces=BILLING_MAIL)
+@reacts_with_billing_mail("billing.InvoiceFinalized")
 def invoice_email(events: list[DomainEvent]) -> None:
     """InvoiceFinalized → the invoice e-mail, a bill run's worth at a time."""
     _billing_mail(events, "invoice", acl.invoice_finalized)
 
 
-@reacts_to("billing.PaymentSucceeded", batch=True, batch_size=LARGE_BATCH, replaces=BILLING_MAIL)
+@reacts_with_billing_mail("billing.PaymentSucceeded")
 def receipt(events: list[DomainEvent]) -> None:
     """PaymentSucceeded → the receipt."""
     _billing_mail(events, "receipt", acl.payment_succeeded)
 
 
-@reacts_to("billing.PaymentFailed", batch=True, batch_size=LARGE_BATCH, replaces=BILLING_MAIL)
+@reacts_with_billing_mail("billing.PaymentFailed")
 def payment_alert(events: list[DomainEvent]) -> None:
     """PaymentFailed → the payment-failed alert (where to update the card)."""
     _billing_mail(events, "payment_failed", acl.payment_failed)
 
 
-@reacts_to("billing.DunningEscalated", batch=True, batch_size=LARGE_BATCH, replaces=BILLING_MAIL)
+@reacts_with_billing_mail("billing.DunningEscalated")
 def dunning_reminder(events: list[DomainEvent]) -> None:
     """DunningEscalated → the dunning reminder, more urgent with each level (acl.dunning_escalated)."""
     _billing_mail(events, "dunning", acl.dunning_escalated)

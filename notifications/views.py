@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 from django.conf import settings
 from django.contrib import messages
@@ -18,6 +19,7 @@ from notifications.models import Notification, Recipient, WebhookDelivery, Webho
 from sharedkernel.api.permissions import customer_id_of
 from sharedkernel.errors import DomainError
 from sharedkernel.events import EVENT_CLASSES
+from sharedkernel.page_messages import say_outcome
 
 
 def _recipient(request) -> Recipient:
@@ -66,12 +68,9 @@ def webhooks(request):
 def redeliver(request, delivery_id):
     recipient = _recipient(request)
     delivery = get_object_or_404(WebhookDelivery, pk=delivery_id, endpoint__customer_id=recipient.pk)
-    try:
-        commands.redeliver(delivery_id=delivery.pk)
-    except DomainError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"{delivery.event_type} is being sent again.")
+    say_outcome(
+        request, partial(commands.redeliver, delivery_id=delivery.pk), f"{delivery.event_type} is being sent again."
+    )
     return redirect("notifications:webhooks")
 
 
@@ -79,32 +78,24 @@ def _own_endpoint(request, endpoint_id) -> WebhookEndpoint:
     return get_object_or_404(WebhookEndpoint, pk=endpoint_id, customer_id=_recipient(request).pk)
 
 
-@login_required
-@require_POST
-def enable_endpoint(request, endpoint_id):
-    endpoint = _own_endpoint(request, endpoint_id)
-    try:
-        commands.enable_endpoint(endpoint_id=endpoint.pk)
-    except DomainError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(
-            request, f"{endpoint.url} is enabled again. Failed deliveries can be redelivered from its list."
-        )
-    return redirect("notifications:webhooks")
+def _endpoint_switch(command, done: str):
+    """A button that turns one of the customer's own endpoints on or off: it runs ``command`` on
+    the endpoint and says ``done`` (``{url}``: the endpoint's), or why the command refused."""
+
+    @login_required
+    @require_POST
+    def switch(request, endpoint_id):
+        endpoint = _own_endpoint(request, endpoint_id)
+        say_outcome(request, partial(command, endpoint_id=endpoint.pk), done.format(url=endpoint.url))
+        return redirect("notifications:webhooks")
+
+    return switch
 
 
-@login_required
-@require_POST
-def disable_endpoint(request, endpoint_id):
-    endpoint = _own_endpoint(request, endpoint_id)
-    try:
-        commands.disable_endpoint(endpoint_id=endpoint.pk)
-    except DomainError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Nothing more is sent to {endpoint.url} until you enable it.")
-    return redirect("notifications:webhooks")
+enable_endpoint = _endpoint_switch(
+    commands.enable_endpoint, "{url} is enabled again. Failed deliveries can be redelivered from its list."
+)
+disable_endpoint = _endpoint_switch(commands.disable_endpoint, "Nothing more is sent to {url} until you enable it.")
 
 
 @login_required

@@ -34,6 +34,18 @@ logger = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisError, OSError)
 
 
+def _via_fallback(name: str):
+    """The cache method ``name`` of :class:`FallbackRedisCache`: answered as ``RedisCache`` answers
+    it, or by the local store while Redis is unreachable (``_call``)."""
+
+    def method(self, *args, **kwargs):
+        return self._call(name, *args, **kwargs)
+
+    method.__name__ = name
+    method.__qualname__ = f"FallbackRedisCache.{name}"
+    return method
+
+
 class FallbackRedisCache(RedisCache):
     """``RedisCache`` answered by a local in-process store while Redis is unreachable.
 
@@ -102,37 +114,18 @@ class FallbackRedisCache(RedisCache):
         self._came_back()
         return "ok"
 
-    # -- the cache API -----------------------------------------------------------------
+    # -- the cache API: Redis, or the local store while Redis is unreachable ------------
 
-    def add(self, *args, **kwargs):
-        return self._call("add", *args, **kwargs)
-
-    def get(self, *args, **kwargs):
-        return self._call("get", *args, **kwargs)
-
-    def set(self, *args, **kwargs):
-        return self._call("set", *args, **kwargs)
-
-    def touch(self, *args, **kwargs):
-        return self._call("touch", *args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        return self._call("delete", *args, **kwargs)
-
-    def get_many(self, *args, **kwargs):
-        return self._call("get_many", *args, **kwargs)
-
-    def has_key(self, *args, **kwargs):
-        return self._call("has_key", *args, **kwargs)
-
-    def incr(self, *args, **kwargs):
-        return self._call("incr", *args, **kwargs)
-
-    def set_many(self, *args, **kwargs):
-        return self._call("set_many", *args, **kwargs)
-
-    def delete_many(self, *args, **kwargs):
-        return self._call("delete_many", *args, **kwargs)
+    add = _via_fallback("add")
+    get = _via_fallback("get")
+    set = _via_fallback("set")
+    touch = _via_fallback("touch")
+    delete = _via_fallback("delete")
+    get_many = _via_fallback("get_many")
+    has_key = _via_fallback("has_key")
+    incr = _via_fallback("incr")
+    set_many = _via_fallback("set_many")
+    delete_many = _via_fallback("delete_many")
 
     def clear(self):
         self.local.clear()

@@ -156,6 +156,18 @@ def encode(value: Any) -> Any:
     raise TypeError(f"Cannot put {type(value).__name__} into an event payload.")
 
 
+#: How a value of each of these types is read back from the JSON :func:`encode` wrote.
+_READERS: dict[type, Callable[[Any], Any]] = {
+    Money: Money.from_json,
+    UnitRate: UnitRate.from_json,
+    EmailAddress: EmailAddress,
+    datetime: datetime.fromisoformat,
+    date: date.fromisoformat,
+    Decimal: Decimal,
+    uuid.UUID: uuid.UUID,
+}
+
+
 def decode(hint: Any, value: Any) -> Any:
     """Read a JSON value back into the type its field declares."""
     origin = typing.get_origin(hint)
@@ -176,20 +188,9 @@ def decode(hint: Any, value: Any) -> Any:
         return {k: decode(value_hint, v) for k, v in value.items()}
     if hint is Any:
         return value
-    if hint is Money:
-        return Money.from_json(value)
-    if hint is UnitRate:
-        return UnitRate.from_json(value)
-    if hint is EmailAddress:
-        return EmailAddress(value)
-    if hint is datetime:
-        return datetime.fromisoformat(value)
-    if hint is date:
-        return date.fromisoformat(value)
-    if hint is Decimal:
-        return Decimal(value)
-    if hint is uuid.UUID:
-        return uuid.UUID(value)
+    read = _READERS.get(hint) if isinstance(hint, type) else None
+    if read is not None:
+        return read(value)
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint(value)
     if dataclasses.is_dataclass(hint):

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from functools import cache
+from typing import ClassVar, Self
 
 import moneyed
 from email_validator import EmailNotValidError, validate_email
@@ -147,16 +148,43 @@ def _to_decimal(value: Decimal | int | str) -> Decimal:
     return result
 
 
-@dataclass(frozen=True, slots=True)
-class Money:
+@dataclass(frozen=True, slots=True, init=False, repr=False, eq=False)
+class _AmountInCurrency:
+    """What Money and UnitRate share: an amount in a currency, written to and read from one JSON
+    shape (so a rate stored as Money reads back as a rate), and shown the same way. Each checks
+    its own amount in ``__init__``."""
+
+    #: The value's name in the error about a JSON value of the wrong shape.
+    _called: ClassVar[str]
+
+    amount: Decimal
+    currency: str
+
+    @classmethod
+    def from_json(cls, data: dict) -> Self:
+        if not isinstance(data, dict) or set(data) - {"amount", "currency"} or "amount" not in data:
+            raise ValueError(f'{cls._called} is {{"amount": "<decimal string>", "currency": "<ISO 4217>"}}.')
+        return cls(data["amount"], data.get("currency", ""))
+
+    def to_json(self) -> dict:
+        return {"amount": f"{self.amount:f}", "currency": self.currency}
+
+    def __str__(self) -> str:
+        return f"{self.amount:,f} {self.currency}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}('{self.amount:f}', '{self.currency}')"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Money(_AmountInCurrency):
     """An exact amount in one currency, always at the currency's minor precision.
 
     ``Money("49.99", "USD")`` is fine; ``Money("49.999", "USD")`` raises — use
     :meth:`rounded` when a computation produces more digits.
     """
 
-    amount: Decimal
-    currency: str
+    _called = "Money"
 
     def __init__(self, amount: Decimal | int | str, currency: str) -> None:
         code = (currency or "").upper()
@@ -191,25 +219,10 @@ class Money:
             raise TypeError("Minor units are an integer.")
         return cls(Decimal(minor).scaleb(-minor_digits(currency)), currency)
 
-    @classmethod
-    def from_json(cls, data: dict) -> Money:
-        if not isinstance(data, dict) or set(data) - {"amount", "currency"} or "amount" not in data:
-            raise ValueError('Money is {"amount": "<decimal string>", "currency": "<ISO 4217>"}.')
-        return cls(data["amount"], data.get("currency", ""))
-
-    # -- representation -----------------------------------------------------
+    # -- representation (JSON, str and repr: _AmountInCurrency) -------------
     @property
     def minor_units(self) -> int:
         return int(self.amount.scaleb(minor_digits(self.currency)))
-
-    def to_json(self) -> dict:
-        return {"amount": f"{self.amount:f}", "currency": self.currency}
-
-    def __str__(self) -> str:
-        return f"{self.amount:,f} {self.currency}"
-
-    def __repr__(self) -> str:
-        return f"Money('{self.amount:f}', '{self.currency}')"
 
     # -- arithmetic ---------------------------------------------------------
     def _check(self, other: object) -> Money:
@@ -271,8 +284,8 @@ class Money:
 _CHARGE_PRECISION = 60
 
 
-@dataclass(frozen=True, slots=True)
-class UnitRate:
+@dataclass(frozen=True, slots=True, repr=False)
+class UnitRate(_AmountInCurrency):
     """A price per unit of usage: exact, non-negative, at most :data:`RATE_DECIMALS` decimals.
 
     ``UnitRate("0.000125", "USD")`` is fine; ``UnitRate("0.0000001", "USD")`` raises. The amount
@@ -281,8 +294,7 @@ class UnitRate:
     JSON is the shape of Money, so rates stored as Money before read as rates unchanged.
     """
 
-    amount: Decimal
-    currency: str
+    _called = "A unit rate"
 
     def __init__(self, amount: Decimal | int | str, currency: str) -> None:
         code = (currency or "").upper()
@@ -314,22 +326,6 @@ class UnitRate:
         if isinstance(value, Money):
             return cls(value.amount, value.currency)
         raise TypeError(f"A unit rate is a UnitRate or Money, not {type(value).__name__}.")
-
-    @classmethod
-    def from_json(cls, data: dict) -> UnitRate:
-        if not isinstance(data, dict) or set(data) - {"amount", "currency"} or "amount" not in data:
-            raise ValueError('A unit rate is {"amount": "<decimal string>", "currency": "<ISO 4217>"}.')
-        return cls(data["amount"], data.get("currency", ""))
-
-    # -- representation -----------------------------------------------------
-    def to_json(self) -> dict:
-        return {"amount": f"{self.amount:f}", "currency": self.currency}
-
-    def __str__(self) -> str:
-        return f"{self.amount:,f} {self.currency}"
-
-    def __repr__(self) -> str:
-        return f"UnitRate('{self.amount:f}', '{self.currency}')"
 
     # -- arithmetic ---------------------------------------------------------
     def charge(self, quantity: int) -> Money:

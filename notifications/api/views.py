@@ -20,9 +20,13 @@ from sharedkernel.api.schema import error_response
 from sharedkernel.errors import InvalidInput, NotFound
 
 
-class EndpointOut(serializers.ModelSerializer):
+# A row of one customer's (no customer: staff's, for all of them), shown as ``customer``. No
+# docstring: the schema would show it as the description of every serializer built on it.
+class _OwnedByACustomer(serializers.ModelSerializer):
     customer = serializers.UUIDField(source="customer_id", allow_null=True)
 
+
+class EndpointOut(_OwnedByACustomer):
     class Meta:
         model = WebhookEndpoint
         fields = [
@@ -78,9 +82,7 @@ class DeliveryOut(serializers.ModelSerializer):
         ]
 
 
-class NotificationOut(serializers.ModelSerializer):
-    customer = serializers.UUIDField(source="customer_id", allow_null=True)
-
+class NotificationOut(_OwnedByACustomer):
     class Meta:
         model = Notification
         fields = [
