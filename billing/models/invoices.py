@@ -86,6 +86,9 @@ class Invoice(AggregateRoot):
         return self.number or f"Draft {str(self.id)[:8]}"
 
     # -- reading -----------------------------------------------------------------------
+    #: The invoice's amounts (the Money properties below), in the order staff and the API show them.
+    TOTALS = ("subtotal", "tax", "total", "credit_applied", "amount_due", "amount_paid")
+
     def _money(self, minor: int) -> Money:
         return Money.from_minor(minor, self.currency)
 
