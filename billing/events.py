@@ -240,6 +240,17 @@ class PaymentEvent(Event):
 
 
 @dataclass(frozen=True)
+class PaymentNotice(PaymentEvent):
+    """A payment event a person hears about (receipt, payment alert, dunning reminder): it names them.
+
+    RefundIssued names them too, but after its ``refund_id``; published in that order, it stays a PaymentEvent."""
+
+    customer_name: str
+    customer_email: str
+    plan_name: str | None
+
+
+@dataclass(frozen=True)
 class PaymentAttempted(PaymentEvent):
     """A charge was sent to the payment gateway (attempt 1, 2, …)."""
 
@@ -250,14 +261,11 @@ class PaymentAttempted(PaymentEvent):
 
 
 @dataclass(frozen=True)
-class PaymentSucceeded(PaymentEvent):
+class PaymentSucceeded(PaymentNotice):
     """The charge was approved. Subscriptions activates or resumes on it."""
 
     event_type = "billing.PaymentSucceeded"
 
-    customer_name: str
-    customer_email: str
-    plan_name: str | None
     billing_reason: str
     attempt: int
     paid_at: datetime
@@ -265,15 +273,12 @@ class PaymentSucceeded(PaymentEvent):
 
 
 @dataclass(frozen=True)
-class PaymentFailed(PaymentEvent):
+class PaymentFailed(PaymentNotice):
     """The charge was declined (or the gateway failed). ``next_retry_at`` is when
     Billing tries again (null once retries are used up and dunning starts)."""
 
     event_type = "billing.PaymentFailed"
 
-    customer_name: str
-    customer_email: str
-    plan_name: str | None
     attempt: int
     failure_code: str
     failure_message: str
@@ -309,14 +314,11 @@ class DunningStarted(PaymentEvent):
 
 
 @dataclass(frozen=True)
-class DunningEscalated(PaymentEvent):
+class DunningEscalated(PaymentNotice):
     """Dunning reached ``level`` (1, 2, …); ``final`` is the last warning."""
 
     event_type = "billing.DunningEscalated"
 
-    customer_name: str
-    customer_email: str
-    plan_name: str | None
     level: int
     final: bool
     next_step_at: datetime | None
