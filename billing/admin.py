@@ -87,16 +87,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     inlines = [LineInline]
     actions = ["retry_payment", "void", "refund"]
-    readonly_fields = [
-        "documents",
-        "timeline",
-        "subtotal",
-        "tax",
-        "total",
-        "credit_applied",
-        "amount_due",
-        "amount_paid",
-    ]
+    readonly_fields = ["documents", "timeline", *Invoice.TOTALS]
     fieldsets = [
         (
             None,
@@ -118,7 +109,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
                 ]
             },
         ),
-        ("Totals", {"fields": ["subtotal", "tax", "total", "credit_applied", "amount_due", "amount_paid"]}),
+        ("Totals", {"fields": list(Invoice.TOTALS)}),
         (
             "Tax",
             {"fields": ["tax_calculated", "tax_rate", "tax_jurisdiction", "tax_failures", "tax_retry_at", "tax_error"]},
@@ -179,17 +170,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
 
 class AttemptInline(ReadOnlyInline):
     model = PaymentAttempt
-    fields = [
-        "number",
-        "trigger",
-        "at",
-        "outcome",
-        "payment_method",
-        "gateway_reference",
-        "failure_code",
-        "failure_message",
-        "raw",
-    ]
+    fields = [*PaymentAttempt.SHOWN_FIELDS, "raw"]
     readonly_fields = fields
 
 
@@ -300,18 +281,8 @@ class BillingAccountAdmin(CommandDrivenAdmin):
         "credit_display",
         "test_clock_id",
     ]
-    readonly_fields = [
-        "name",
-        "email",
-        "customer_id",
-        "currency",
-        "country",
-        "region",
-        "tax_exempt",
-        "payment_method_label",
-        "credit_display",
-        "test_clock_id",
-    ]
+    #: Staff edit only the billing address; the rest comes from Subscriptions or a command.
+    readonly_fields = [f for f in fields if f != "address"]
 
     def has_add_permission(self, request):
         return False  # accounts open from CustomerRegistered

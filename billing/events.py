@@ -39,15 +39,20 @@ class PeriodRef:
 
 
 @dataclass(frozen=True)
-class BillingAccountOpened(Event):
+class AccountEvent(Event):
+    aggregate_type = "BillingAccount"
+    aggregate_id_field = "customer_id"
+
+    customer_id: str
+
+
+@dataclass(frozen=True)
+class BillingAccountOpened(AccountEvent):
     """Billing knows the customer (from CustomerRegistered) and can invoice them."""
 
     event_type = "billing.BillingAccountOpened"
-    aggregate_type = "BillingAccount"
-    aggregate_id_field = "customer_id"
     public = False
 
-    customer_id: str
     currency: str
     country: str
     region: str
@@ -55,31 +60,25 @@ class BillingAccountOpened(Event):
 
 
 @dataclass(frozen=True)
-class PaymentMethodUpdated(Event):
+class PaymentMethodUpdated(AccountEvent):
     """The customer's payment method changed. Subscriptions resumes trials that
     ended without one; Billing retries failed payments at once."""
 
     event_type = "billing.PaymentMethodUpdated"
-    aggregate_type = "BillingAccount"
-    aggregate_id_field = "customer_id"
 
-    customer_id: str
     has_payment_method: bool
     brand: str  #: e.g. visa ("" when removed)
     last4: str
 
 
 @dataclass(frozen=True)
-class CreditApplied(Event):
+class CreditApplied(AccountEvent):
     """Credit was added to the customer's balance; it pays down their next invoices.
 
     ``source``: grant (staff), proration (a downgrade's unused time)."""
 
     event_type = "billing.CreditApplied"
-    aggregate_type = "BillingAccount"
-    aggregate_id_field = "customer_id"
 
-    customer_id: str
     amount: Money
     balance: Money  #: balance in this currency after the credit
     reason: str
@@ -88,16 +87,13 @@ class CreditApplied(Event):
 
 
 @dataclass(frozen=True)
-class CouponRedeemed(Event):
+class CouponRedeemed(AccountEvent):
     """A coupon now discounts a subscription's invoices.
 
     ``duration``: once | repeating (for ``duration_in_periods``) | forever."""
 
     event_type = "billing.CouponRedeemed"
-    aggregate_type = "BillingAccount"
-    aggregate_id_field = "customer_id"
 
-    customer_id: str
     subscription_id: str
     coupon_code: str
     duration: str
@@ -110,7 +106,15 @@ class CouponRedeemed(Event):
 
 
 @dataclass(frozen=True)
-class InvoiceGenerated(Event):
+class InvoiceEvent(Event):
+    aggregate_type = "Invoice"
+    aggregate_id_field = "invoice_id"
+
+    invoice_id: str
+
+
+@dataclass(frozen=True)
+class InvoiceGenerated(InvoiceEvent):
     """A draft invoice with its lines. Tax comes next, then finalisation.
 
     ``billing_reason``: subscription_create | subscription_cycle |
@@ -118,10 +122,7 @@ class InvoiceGenerated(Event):
     (final) | manual."""
 
     event_type = "billing.InvoiceGenerated"
-    aggregate_type = "Invoice"
-    aggregate_id_field = "invoice_id"
 
-    invoice_id: str
     customer_id: str
     subscription_id: str | None
     billing_reason: str
@@ -132,14 +133,11 @@ class InvoiceGenerated(Event):
 
 
 @dataclass(frozen=True)
-class InvoiceLineItemAdded(Event):
+class InvoiceLineItemAdded(InvoiceEvent):
     """A line was added to a draft after it was generated (late usage, a coupon)."""
 
     event_type = "billing.InvoiceLineItemAdded"
-    aggregate_type = "Invoice"
-    aggregate_id_field = "invoice_id"
 
-    invoice_id: str
     customer_id: str
     subscription_id: str | None
     line: InvoiceLineRef
@@ -147,14 +145,11 @@ class InvoiceLineItemAdded(Event):
 
 
 @dataclass(frozen=True)
-class TaxCalculated(Event):
+class TaxCalculated(InvoiceEvent):
     """Tax of a draft invoice is known (zero with a reason when exempt)."""
 
     event_type = "billing.TaxCalculated"
-    aggregate_type = "Invoice"
-    aggregate_id_field = "invoice_id"
 
-    invoice_id: str
     customer_id: str
     subscription_id: str | None
     taxable_amount: Money
@@ -167,15 +162,12 @@ class TaxCalculated(Event):
 
 
 @dataclass(frozen=True)
-class TaxCalculationFailed(Event):
+class TaxCalculationFailed(InvoiceEvent):
     """The tax calculator could not answer; the invoice stays a draft and is retried."""
 
     event_type = "billing.TaxCalculationFailed"
-    aggregate_type = "Invoice"
-    aggregate_id_field = "invoice_id"
     public = False
 
-    invoice_id: str
     customer_id: str
     error: str
     attempt: int
@@ -183,14 +175,11 @@ class TaxCalculationFailed(Event):
 
 
 @dataclass(frozen=True)
-class InvoiceFinalized(Event):
+class InvoiceFinalized(InvoiceEvent):
     """The invoice has its number and is payable; nothing on it changes any more."""
 
     event_type = "billing.InvoiceFinalized"
-    aggregate_type = "Invoice"
-    aggregate_id_field = "invoice_id"
 
-    invoice_id: str
     number: str
     customer_id: str
     customer_name: str
@@ -211,12 +200,9 @@ class InvoiceFinalized(Event):
 
 
 @dataclass(frozen=True)
-class InvoicePaid(Event):
+class InvoicePaid(InvoiceEvent):
     event_type = "billing.InvoicePaid"
-    aggregate_type = "Invoice"
-    aggregate_id_field = "invoice_id"
 
-    invoice_id: str
     number: str
     customer_id: str
     subscription_id: str | None
@@ -225,14 +211,11 @@ class InvoicePaid(Event):
 
 
 @dataclass(frozen=True)
-class InvoiceVoided(Event):
+class InvoiceVoided(InvoiceEvent):
     """The invoice is cancelled; it will not be collected."""
 
     event_type = "billing.InvoiceVoided"
-    aggregate_type = "Invoice"
-    aggregate_id_field = "invoice_id"
 
-    invoice_id: str
     number: str | None
     customer_id: str
     subscription_id: str | None
@@ -257,6 +240,17 @@ class PaymentEvent(Event):
 
 
 @dataclass(frozen=True)
+class PaymentNotice(PaymentEvent):
+    """A payment event a person hears about (receipt, payment alert, dunning reminder): it names them.
+
+    RefundIssued names them too, but after its ``refund_id``; published in that order, it stays a PaymentEvent."""
+
+    customer_name: str
+    customer_email: str
+    plan_name: str | None
+
+
+@dataclass(frozen=True)
 class PaymentAttempted(PaymentEvent):
     """A charge was sent to the payment gateway (attempt 1, 2, …)."""
 
@@ -267,14 +261,11 @@ class PaymentAttempted(PaymentEvent):
 
 
 @dataclass(frozen=True)
-class PaymentSucceeded(PaymentEvent):
+class PaymentSucceeded(PaymentNotice):
     """The charge was approved. Subscriptions activates or resumes on it."""
 
     event_type = "billing.PaymentSucceeded"
 
-    customer_name: str
-    customer_email: str
-    plan_name: str | None
     billing_reason: str
     attempt: int
     paid_at: datetime
@@ -282,15 +273,12 @@ class PaymentSucceeded(PaymentEvent):
 
 
 @dataclass(frozen=True)
-class PaymentFailed(PaymentEvent):
+class PaymentFailed(PaymentNotice):
     """The charge was declined (or the gateway failed). ``next_retry_at`` is when
     Billing tries again (null once retries are used up and dunning starts)."""
 
     event_type = "billing.PaymentFailed"
 
-    customer_name: str
-    customer_email: str
-    plan_name: str | None
     attempt: int
     failure_code: str
     failure_message: str
@@ -326,14 +314,11 @@ class DunningStarted(PaymentEvent):
 
 
 @dataclass(frozen=True)
-class DunningEscalated(PaymentEvent):
+class DunningEscalated(PaymentNotice):
     """Dunning reached ``level`` (1, 2, …); ``final`` is the last warning."""
 
     event_type = "billing.DunningEscalated"
 
-    customer_name: str
-    customer_email: str
-    plan_name: str | None
     level: int
     final: bool
     next_step_at: datetime | None

@@ -33,12 +33,12 @@ from typing import TypeVar
 
 from billing import commands
 from billing.acl.subscriptions import (
-    CustomerFacts,
     PlanAvailability,
     PlanChangeFacts,
     PriceNews,
     SubscriptionFacts,
     UsageFacts,
+    account_holder,
     plan_facts,
 )
 from billing.commands import InvoiceRequest, Work, plan_line
@@ -59,19 +59,7 @@ T = TypeVar("T")
 
 @reacts_to("subscriptions.CustomerRegistered", read_your_writes=True)
 def open_billing_account(event: DomainEvent) -> None:
-    facts = CustomerFacts.from_payload(event.payload)
-    commands.open_account(
-        customer_id=facts.customer_id,
-        name=facts.name,
-        email=facts.email,
-        currency=facts.currency,
-        country=facts.country,
-        region=facts.region,
-        tax_exempt=facts.tax_exempt,
-        user_id=facts.user_id,
-        test_clock_id=facts.test_clock_id,
-        at=event.occurred_on,
-    )
+    commands.open_account(**account_holder(event.payload), at=event.occurred_on)
 
 
 def _forget_plans() -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import TypedDict
 
 from sharedkernel.values import Money
 
@@ -117,6 +118,22 @@ class RefundResult:
     reference: str = ""
     failure_message: str = ""
     raw: dict = field(default_factory=dict)
+
+
+class AccountHolder(TypedDict):
+    """Who an account is opened for, as Subscriptions registered the customer (CustomerRegistered,
+    read by billing/acl): the keywords of ``BillingAccount.open`` and of the ``open_account`` command,
+    all required."""
+
+    customer_id: str
+    name: str
+    email: str
+    currency: str
+    country: str
+    region: str
+    tax_exempt: bool
+    user_id: int | None
+    test_clock_id: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,12 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from billing.values import InvoicePeriod, SubscriptionState
+from billing.values import AccountHolder, InvoicePeriod, SubscriptionState
 from sharedkernel.values import Money, UnitRate
 
 
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _as_published(p: dict, *names: str) -> dict:
+    """The payload's fields ``names``, taken as they are (each required)."""
+    return {name: p[name] for name in names}
 
 
 def _period(payload: dict | None) -> InvoicePeriod | None:
@@ -26,31 +31,15 @@ def _period(payload: dict | None) -> InvoicePeriod | None:
     return InvoicePeriod(_time(payload["start"]), _time(payload["end"]))
 
 
-@dataclass(frozen=True)
-class CustomerFacts:
-    customer_id: str
-    name: str
-    email: str
-    currency: str
-    country: str
-    region: str
-    tax_exempt: bool
-    test_clock_id: str | None
-    user_id: int | None
-
-    @classmethod
-    def from_payload(cls, p: dict) -> CustomerFacts:
-        return cls(
-            customer_id=p["customer_id"],
-            name=p["name"],
-            email=p["email"],
-            currency=p["currency"],
-            country=p["country"],
-            region=p.get("region") or "",
-            tax_exempt=bool(p.get("tax_exempt")),
-            test_clock_id=p.get("test_clock_id"),
-            user_id=p.get("user_id"),
-        )
+def account_holder(p: dict) -> AccountHolder:
+    """subscriptions.CustomerRegistered: who Billing opens an account for."""
+    return AccountHolder(
+        **_as_published(p, "customer_id", "name", "email", "currency", "country"),
+        region=p.get("region") or "",
+        tax_exempt=bool(p.get("tax_exempt")),
+        test_clock_id=p.get("test_clock_id"),
+        user_id=p.get("user_id"),
+    )
 
 
 @dataclass(frozen=True)
@@ -86,11 +75,8 @@ class PlanFacts:
     @classmethod
     def from_payload(cls, p: dict) -> PlanFacts:
         return cls(
-            plan_id=p["plan_id"],
-            code=p["code"],
-            name=p["name"],
+            **_as_published(p, "plan_id", "code", "name", "interval"),
             tier=p.get("tier", ""),
-            interval=p["interval"],
             prices={m["currency"]: m["amount"] for m in p.get("prices", [])},
             included_usage=dict(p.get("included_usage") or {}),
             overage_rates={
@@ -166,13 +152,11 @@ class SubscriptionFacts:
         name = event_type.rsplit(".", 1)[-1]
         return cls(
             event_type=event_type,
-            subscription_id=p["subscription_id"],
-            customer_id=p["customer_id"],
+            **_as_published(p, "subscription_id", "customer_id", "status"),
             plan_id=plan["id"],
             plan_code=plan["code"],
             plan_name=plan["name"],
             interval=plan["interval"],
-            status=p["status"],
             price=Money.from_json(price) if price else None,
             plan_version=int(plan.get("version") or 1),
             period=_period(period),
@@ -205,8 +189,7 @@ class PlanChangeFacts:
     @classmethod
     def from_payload(cls, p: dict) -> PlanChangeFacts:
         return cls(
-            subscription_id=p["subscription_id"],
-            customer_id=p["customer_id"],
+            **_as_published(p, "subscription_id", "customer_id"),
             old_plan_name=p["old_plan"]["name"],
             new_plan_name=p["plan"]["name"],
             old_price=Money.from_json(p["old_price"]),
@@ -243,10 +226,7 @@ class UsageFacts:
     @classmethod
     def from_payload(cls, p: dict) -> UsageFacts:
         return cls(
-            subscription_id=p["subscription_id"],
-            customer_id=p["customer_id"],
-            plan_name=p["plan_name"],
-            currency=p["currency"],
+            **_as_published(p, "subscription_id", "customer_id", "plan_name", "currency"),
             period=_period(p["period"]),
             metrics=tuple(
                 MetricFacts(

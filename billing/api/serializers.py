@@ -41,12 +41,7 @@ class InvoiceOut(serializers.ModelSerializer):
             "status",
             "billing_reason",
             "lines",
-            "subtotal",
-            "tax",
-            "total",
-            "credit_applied",
-            "amount_due",
-            "amount_paid",
+            *Invoice.TOTALS,
             "currency",
             "period_start",
             "period_end",
@@ -66,16 +61,7 @@ class InvoiceOut(serializers.ModelSerializer):
 class AttemptOut(serializers.ModelSerializer):
     class Meta:
         model = PaymentAttempt
-        fields = [
-            "number",
-            "trigger",
-            "at",
-            "outcome",
-            "payment_method",
-            "gateway_reference",
-            "failure_code",
-            "failure_message",
-        ]
+        fields = list(PaymentAttempt.SHOWN_FIELDS)
 
 
 class RefundOut(serializers.ModelSerializer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Unpack
 
 from billing.commands.unit_of_work import UnitOfWork
 from billing.models import (
@@ -13,6 +14,7 @@ from billing.models import (
 )
 from billing.ports import payment_gateway
 from billing.values import (
+    AccountHolder,
     InvalidPaymentMethod,
     PaymentMethodInfo,
     SubscriptionState,
@@ -49,41 +51,18 @@ def account_needed(customer_id) -> str:
 
 
 @command(aggregate="BillingAccount", records=("billing.BillingAccountOpened",))
-def open_account(
-    *,
-    customer_id: str,
-    name: str,
-    email: str,
-    currency: str,
-    country: str,
-    region: str,
-    tax_exempt: bool,
-    user_id: int | None,
-    test_clock_id: str | None,
-    at: datetime,
-) -> BillingAccount | None:
+def open_account(*, at: datetime, **holder: Unpack[AccountHolder]) -> BillingAccount | None:
     """OpenBillingAccount (from CustomerRegistered). Opening twice has one effect. Events that waited
     for the account (:func:`account_needed`) are handled once it commits.
 
     Records billing.BillingAccountOpened."""
-    if BillingAccount.objects.filter(pk=customer_id).exists():
+    if BillingAccount.objects.filter(pk=holder["customer_id"]).exists():
         return None
-    account = BillingAccount.open(
-        customer_id=customer_id,
-        name=name,
-        email=email,
-        currency=currency,
-        country=country,
-        region=region,
-        tax_exempt=tax_exempt,
-        user_id=user_id,
-        test_clock_id=test_clock_id,
-        at=at,
-    )
+    account = BillingAccount.open(at=at, **holder)
     uow = UnitOfWork()
     uow.add(account, current_cause())
     uow.commit()
-    arrived(account_needed(customer_id))
+    arrived(account_needed(holder["customer_id"]))
     return account
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from datetime import datetime
+from typing import Unpack
 
 from django.db import models
 
 from billing import events as ev
-from billing.values import Jurisdiction, PaymentMethodInfo, SubscriptionState
+from billing.values import AccountHolder, Jurisdiction, PaymentMethodInfo, SubscriptionState
 from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import DomainError, InvalidTransition
 from sharedkernel.periods import period_after
@@ -53,39 +54,17 @@ class BillingAccount(AggregateRoot):
         return f"{self.name} <{self.email}>"
 
     @classmethod
-    def open(
-        cls,
-        *,
-        customer_id: str,
-        name: str,
-        email: str,
-        currency: str,
-        country: str,
-        region: str,
-        tax_exempt: bool,
-        user_id: int | None,
-        test_clock_id: str | None,
-        at: datetime,
-    ) -> BillingAccount:
-        account = cls(
-            customer_id=uuid.UUID(str(customer_id)),
-            name=name,
-            email=email,
-            currency=currency,
-            country=country,
-            region=region or "",
-            tax_exempt=tax_exempt,
-            user_id=user_id,
-            test_clock_id=test_clock_id,
-            opened_at=at,
-        )
+    def open(cls, *, at: datetime, **holder: Unpack[AccountHolder]) -> BillingAccount:
+        account = cls(**holder, opened_at=at)
+        account.customer_id = uuid.UUID(str(holder["customer_id"]))
+        account.region = holder["region"] or ""
         account.record(
             ev.BillingAccountOpened(
                 customer_id=str(account.customer_id),
-                currency=currency,
-                country=country,
+                currency=account.currency,
+                country=account.country,
                 region=account.region,
-                tax_exempt=tax_exempt,
+                tax_exempt=account.tax_exempt,
             ),
             at=at,
         )

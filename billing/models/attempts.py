@@ -23,6 +23,19 @@ class PaymentAttempt(models.Model):
     failure_message = models.CharField(max_length=300, blank=True)
     raw = models.JSONField(default=dict, blank=True)
 
+    #: What an attempt shows, in this order, to integrators (the API) and to staff (the admin, who
+    #: also see ``raw``): the charge and the gateway's answer.
+    SHOWN_FIELDS = (
+        "number",
+        "trigger",
+        "at",
+        "outcome",
+        "payment_method",
+        "gateway_reference",
+        "failure_code",
+        "failure_message",
+    )
+
     class Meta:
         ordering = ["payment", "number"]
         constraints = [models.UniqueConstraint(fields=["payment", "number"], name="one_row_per_attempt")]

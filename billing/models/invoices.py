@@ -86,8 +86,19 @@ class Invoice(AggregateRoot):
         return self.number or f"Draft {str(self.id)[:8]}"
 
     # -- reading -----------------------------------------------------------------------
+    #: The invoice's amounts (the Money properties below), in the order staff and the API show them.
+    TOTALS = ("subtotal", "tax", "total", "credit_applied", "amount_due", "amount_paid")
+
     def _money(self, minor: int) -> Money:
         return Money.from_minor(minor, self.currency)
+
+    def _ids(self) -> dict:
+        """Which invoice, whose, of which subscription: the ids the invoice's events carry."""
+        return {
+            "invoice_id": str(self.id),
+            "customer_id": str(self.customer_id),
+            "subscription_id": str(self.subscription_id) if self.subscription_id else None,
+        }
 
     @property
     def subtotal(self) -> Money:
@@ -183,9 +194,7 @@ class Invoice(AggregateRoot):
         invoice._recompute()
         invoice.record(
             ev.InvoiceGenerated(
-                invoice_id=str(invoice.id),
-                customer_id=str(customer_id),
-                subscription_id=str(subscription_id) if subscription_id else None,
+                **invoice._ids(),
                 billing_reason=invoice.billing_reason,
                 currency=currency,
                 lines=[line_ref(line) for line in invoice._new_lines],
@@ -235,9 +244,7 @@ class Invoice(AggregateRoot):
         self._recompute()
         self.record(
             ev.InvoiceLineItemAdded(
-                invoice_id=str(self.id),
-                customer_id=str(self.customer_id),
-                subscription_id=str(self.subscription_id) if self.subscription_id else None,
+                **self._ids(),
                 line=line_ref(row),
                 subtotal=self.subtotal,
             ),
@@ -274,9 +281,7 @@ class Invoice(AggregateRoot):
         self._recompute()
         self.record(
             ev.TaxCalculated(
-                invoice_id=str(self.id),
-                customer_id=str(self.customer_id),
-                subscription_id=str(self.subscription_id) if self.subscription_id else None,
+                **self._ids(),
                 taxable_amount=self.taxable_amount,
                 tax=calculation.tax,
                 rate=calculation.rate,
@@ -329,12 +334,10 @@ class Invoice(AggregateRoot):
         self.issued_at = at
         self.record(
             ev.InvoiceFinalized(
-                invoice_id=str(self.id),
+                **self._ids(),
                 number=number,
-                customer_id=str(self.customer_id),
                 customer_name=self.customer_name,
                 customer_email=self.customer_email,
-                subscription_id=str(self.subscription_id) if self.subscription_id else None,
                 plan_name=self.plan_name or None,
                 billing_reason=self.billing_reason,
                 currency=self.currency,
@@ -363,10 +366,8 @@ class Invoice(AggregateRoot):
         self.paid_at = at
         self.record(
             ev.InvoicePaid(
-                invoice_id=str(self.id),
+                **self._ids(),
                 number=self.number,
-                customer_id=str(self.customer_id),
-                subscription_id=str(self.subscription_id) if self.subscription_id else None,
                 amount_paid=amount,
                 paid_at=at,
             ),
@@ -386,10 +387,8 @@ class Invoice(AggregateRoot):
         self.tax_retry_at = None
         self.record(
             ev.InvoiceVoided(
-                invoice_id=str(self.id),
+                **self._ids(),
                 number=self.number,
-                customer_id=str(self.customer_id),
-                subscription_id=str(self.subscription_id) if self.subscription_id else None,
                 reason=self.void_reason,
                 voided_at=at,
             ),
