@@ -19,6 +19,7 @@ from subscriptions.models import (
     Plan,
     SubscriptionStatus,
 )
+from subscriptions.values import PlanTerms
 
 
 def _parse_money_lines(text: str, field: str, read=Money.parse) -> list:
@@ -33,6 +34,11 @@ def _parse_money_lines(text: str, field: str, read=Money.parse) -> list:
         except ValueError:
             raise forms.ValidationError({field: f"“{line}” is not “<amount> <CURRENCY>”, e.g. 49.00 USD."}) from None
     return prices
+
+
+def plan_terms(data) -> dict:
+    """The terms (PlanTerms' keywords) out of PlanForm's cleaned data."""
+    return {name: data[name] for name in PlanTerms.names()}
 
 
 class PlanForm(forms.ModelForm):
@@ -100,14 +106,9 @@ class PlanForm(forms.ModelForm):
         probe = Plan(code=data.get("code") or self.instance.code)
         try:
             probe._apply(
-                name=data.get("name", ""),
                 tier=data.get("tier") or self.instance.tier,
                 interval=data.get("interval") or self.instance.interval,
-                trial_days=data.get("trial_days", 0),
-                prices=data["prices"],
-                features=data["features"],
-                included_usage=data["included_usage"],
-                overage_rates=data["overage_rates"],
+                terms=PlanTerms(**plan_terms(data)),
             )
         except DomainError as exc:
             field_map = {
@@ -187,18 +188,11 @@ class PlanAdmin(CommandDrivenAdmin):
         return plan.subscriptions.exclude(status=SubscriptionStatus.CANCELLED).count()
 
     def save_model(self, request, obj, form, change):
-        data = form.cleaned_data
-        terms = dict(
-            name=data["name"],
-            trial_days=data["trial_days"],
-            prices=data["prices"],
-            features=data["features"],
-            included_usage=data["included_usage"],
-            overage_rates=data["overage_rates"],
-        )
+        terms = plan_terms(form.cleaned_data)
         if change:
             plan = commands.revise_plan(plan_id=obj.pk, **terms)
         else:
+            data = form.cleaned_data
             plan = commands.define_plan(code=data["code"], tier=data["tier"], interval=data["interval"], **terms)
         obj.pk = plan.pk
         obj._state.adding = False

@@ -12,7 +12,7 @@ from sharedkernel.errors import InvalidInput, InvalidTransition
 from sharedkernel.values import MAX_INTEGER_DIGITS, RATE_DECIMALS, Money, UnitRate
 from subscriptions import events as ev
 from subscriptions.rules import CurrencyNotOffered, PlanOption
-from subscriptions.values import MAX_QUANTITY, BillingInterval, PlanTier, TrialDuration
+from subscriptions.values import MAX_QUANTITY, BillingInterval, PlanTerms, PlanTier, TrialDuration
 
 
 class Plan(AggregateRoot):
@@ -91,59 +91,18 @@ class Plan(AggregateRoot):
 
     # -- behaviour -------------------------------------------------------------------
     @classmethod
-    def define(
-        cls,
-        *,
-        code: str,
-        name: str,
-        tier: str,
-        interval: str,
-        trial_days: int,
-        prices: list[Money],
-        features: list[str] | None = None,
-        included_usage: dict[str, int] | None = None,
-        overage_rates: dict[str, list[UnitRate | Money]] | None = None,
-        at: datetime,
-    ) -> Plan:
+    def define(cls, *, code: str, tier: str, interval: str, terms: PlanTerms, at: datetime) -> Plan:
         plan = cls(id=uuid.uuid4(), code=code, created_at=at, current_version=1)
-        plan._apply(
-            name=name,
-            tier=tier,
-            interval=interval,
-            trial_days=trial_days,
-            prices=prices,
-            features=features or [],
-            included_usage=included_usage or {},
-            overage_rates=overage_rates or {},
-        )
+        plan._apply(tier=tier, interval=interval, terms=terms)
         plan.__dict__["_staged_version_at"] = at
         plan.record(ev.PlanCreated(**plan._snapshot(), current_from=at), at=at)
         return plan
 
-    def revise(
-        self,
-        *,
-        name: str,
-        trial_days: int,
-        prices: list[Money],
-        features: list[str],
-        included_usage: dict[str, int],
-        overage_rates: dict[str, list[UnitRate | Money]],
-        at: datetime,
-    ) -> None:
+    def revise(self, terms: PlanTerms, *, at: datetime) -> None:
         """A new version (current_version + 1) with complete new terms, current for new
         subscriptions from ``at``. Existing subscriptions stay on their version and price
         until a price migration moves them."""
-        self._apply(
-            name=name,
-            tier=self.tier,
-            interval=self.interval,
-            trial_days=trial_days,
-            prices=prices,
-            features=features,
-            included_usage=included_usage,
-            overage_rates=overage_rates,
-        )
+        self._apply(tier=self.tier, interval=self.interval, terms=terms)
         self.current_version += 1
         self.__dict__["_staged_version_at"] = at
         self.record(ev.PlanUpdated(**self._snapshot(), current_from=at), at=at)
@@ -160,7 +119,10 @@ class Plan(AggregateRoot):
         self.archived = False
         self.record(ev.PlanRestored(plan_id=str(self.id), code=self.code), at=at)
 
-    def _apply(self, *, name, tier, interval, trial_days, prices, features, included_usage, overage_rates) -> None:
+    def _apply(self, *, tier: str, interval: str, terms: PlanTerms) -> None:
+        name, trial_days, prices = terms.name, terms.trial_days, terms.prices
+        features, included_usage = terms.features or [], terms.included_usage or {}
+        overage_rates = terms.overage_rates or {}
         problems: dict[str, str] = {}
         if not (name or "").strip():
             problems["name"] = "A plan needs a name."

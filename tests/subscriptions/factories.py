@@ -6,21 +6,14 @@ from datetime import datetime
 
 from sharedkernel.values import Money
 from subscriptions.models import Customer, Plan, Subscription
+from subscriptions.values import PlanTerms
 from tests.conftest import at
 
 
 def plan(code="pro-m", tier="professional", interval="month", prices=("49.00 USD",), trial_days=14, **extra) -> Plan:
     money = [Money(*p.split()) for p in prices]
-    p = Plan.define(
-        code=code,
-        name=code.title(),
-        tier=tier,
-        interval=interval,
-        trial_days=trial_days,
-        prices=money,
-        at=at("2025-01-01 00:00"),
-        **extra,
-    )
+    terms = PlanTerms(name=code.title(), trial_days=trial_days, prices=money, **extra)
+    p = Plan.define(code=code, tier=tier, interval=interval, terms=terms, at=at("2025-01-01 00:00"))
     p.pull_events()
     return p
 
