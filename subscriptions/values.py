@@ -37,6 +37,23 @@ class BillingInterval(StrEnum):
 
 
 @dataclass(frozen=True)
+class CustomerDetails:
+    """What a customer registers with (Customer.register checks and normalises them)."""
+
+    name: str
+    email: str
+    currency: str
+    country: str
+    region: str = ""
+    tax_exempt: bool = False
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The details' keywords, as register_customer takes them and the admin and API show them."""
+        return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True)
 class PlanTerms:
     """What one version of a plan sells: define_plan gives version 1's, revise_plan the next one's.
     Tier and interval are not terms: they are the plan's identity, fixed when it is defined.

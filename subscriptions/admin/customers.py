@@ -14,12 +14,13 @@ from subscriptions.models import (
     Customer,
     Subscription,
 )
+from subscriptions.values import CustomerDetails
 
 
 class CustomerAddForm(forms.ModelForm):
     class Meta:
         model = Customer
-        fields = ["name", "email", "currency", "country", "region", "tax_exempt", "test_clock"]
+        fields = [*CustomerDetails.names(), "test_clock"]
 
 
 class SubscriptionInline(admin.TabularInline):
@@ -47,12 +48,7 @@ class CustomerAdmin(CommandDrivenAdmin):
     readonly_fields = [
         "id",
         "timeline",
-        "name",
-        "email",
-        "currency",
-        "country",
-        "region",
-        "tax_exempt",
+        *CustomerDetails.names(),
         "user",
         "test_clock",
         "has_payment_method",
@@ -85,12 +81,7 @@ class CustomerAdmin(CommandDrivenAdmin):
             return
         data = form.cleaned_data
         customer, _ = commands.register_customer(
-            name=data["name"],
-            email=data["email"],
-            currency=data["currency"],
-            country=data["country"],
-            region=data.get("region", ""),
-            tax_exempt=data.get("tax_exempt", False),
+            **{name: data[name] for name in CustomerDetails.names()},
             test_clock_id=data["test_clock"].pk if data.get("test_clock") else None,
         )
         obj.pk = customer.pk

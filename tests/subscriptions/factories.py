@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sharedkernel.values import Money
 from subscriptions.models import Customer, Plan, Subscription
-from subscriptions.values import PlanTerms
+from subscriptions.values import CustomerDetails, PlanTerms
 from tests.conftest import at
 
 
@@ -19,13 +19,13 @@ def plan(code="pro-m", tier="professional", interval="month", prices=("49.00 USD
 
 
 def customer(**kw) -> Customer:
-    c = Customer.register(
+    details = CustomerDetails(
         name=kw.get("name", "Ada Lovelace"),
         email=kw.get("email", "ada@example.com"),
         currency=kw.get("currency", "USD"),
         country=kw.get("country", "GB"),
-        at=at("2025-01-01 00:00"),
     )
+    c = Customer.register(details, at=at("2025-01-01 00:00"))
     c.pull_events()
     return c
 
