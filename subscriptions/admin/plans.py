@@ -10,11 +10,12 @@ from django.contrib import admin
 from django.db.models import Count
 from django.utils.html import format_html, format_html_join
 
-from sharedkernel.adminkit import CommandDrivenAdmin, run_for_each
+from sharedkernel.adminkit import CommandDrivenAdmin
 from sharedkernel.errors import DomainError
 from sharedkernel.templatetags.formatting import format_money
 from sharedkernel.values import AmountRefused, Money, UnitRate
 from subscriptions import commands
+from subscriptions.admin.actions import command_action
 from subscriptions.models import (
     Plan,
     SubscriptionStatus,
@@ -200,10 +201,9 @@ class PlanAdmin(CommandDrivenAdmin):
     def save_related(self, request, form, formsets, change):
         pass  # prices and rates were written by the command
 
-    @admin.action(description="Archive (no new subscriptions; existing ones stay)")
-    def archive(self, request, queryset):
-        run_for_each(self, request, queryset, "Archive", lambda p: commands.archive_plan(plan_id=p.pk))
-
-    @admin.action(description="Offer again")
-    def restore(self, request, queryset):
-        run_for_each(self, request, queryset, "Restore", lambda p: commands.restore_plan(plan_id=p.pk))
+    archive = command_action(
+        "Archive (no new subscriptions; existing ones stay)",
+        "Archive",
+        lambda p: commands.archive_plan(plan_id=p.pk),
+    )
+    restore = command_action("Offer again", "Restore", lambda p: commands.restore_plan(plan_id=p.pk))

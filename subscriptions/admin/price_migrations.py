@@ -13,9 +13,10 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from sharedkernel.adminkit import ReadOnlyAdmin, render_add_page, run_for_each
+from sharedkernel.adminkit import ReadOnlyAdmin, render_add_page
 from sharedkernel.errors import DomainError
 from subscriptions import commands, queries
+from subscriptions.admin.actions import command_action
 from subscriptions.models import LeftOut, Plan, PriceMigration, PriceMigrationItem, Subscription
 
 
@@ -240,21 +241,19 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
             '<table class="left-out">{}<tr><th>Subscription of</th><th>Reason</th></tr>{}</table>', caption, rows
         )
 
-    def _run(self, request, queryset, label, command):
-        run_for_each(self, request, queryset, label, lambda m: command(migration_id=m.pk))
-
-    @admin.action(description="Start (schedule the price changes, in batches)")
-    def start(self, request, queryset):
-        self._run(request, queryset, "Start", commands.start_price_migration)
-
-    @admin.action(description="Pause (schedule no more for now)")
-    def pause(self, request, queryset):
-        self._run(request, queryset, "Pause", commands.pause_price_migration)
-
-    @admin.action(description="Resume")
-    def resume(self, request, queryset):
-        self._run(request, queryset, "Resume", commands.resume_price_migration)
-
-    @admin.action(description="Cancel (withdraw the changes that have not happened)")
-    def cancel(self, request, queryset):
-        self._run(request, queryset, "Cancel", commands.cancel_price_migration)
+    start = command_action(
+        "Start (schedule the price changes, in batches)",
+        "Start",
+        lambda m: commands.start_price_migration(migration_id=m.pk),
+    )
+    pause = command_action(
+        "Pause (schedule no more for now)",
+        "Pause",
+        lambda m: commands.pause_price_migration(migration_id=m.pk),
+    )
+    resume = command_action("Resume", "Resume", lambda m: commands.resume_price_migration(migration_id=m.pk))
+    cancel = command_action(
+        "Cancel (withdraw the changes that have not happened)",
+        "Cancel",
+        lambda m: commands.cancel_price_migration(migration_id=m.pk),
+    )

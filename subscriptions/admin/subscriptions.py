@@ -12,9 +12,10 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
-from sharedkernel.adminkit import CommandDrivenAdmin, form_action, render_add_page, run_for_each, timeline_link
+from sharedkernel.adminkit import CommandDrivenAdmin, form_action, render_add_page, timeline_link
 from sharedkernel.errors import DomainError
 from subscriptions import commands
+from subscriptions.admin.actions import command_action
 from subscriptions.models import (
     Customer,
     Plan,
@@ -139,49 +140,36 @@ class SubscriptionAdmin(CommandDrivenAdmin):
     def price_display(self, sub):
         return f"{sub.price} / {sub.interval}"
 
-    @admin.action(description="Cancel now")
-    def cancel_now(self, request, queryset):
-        run_for_each(
-            self,
-            request,
-            queryset,
-            "Cancel",
-            lambda s: commands.cancel_subscription(subscription_id=s.pk, reason="cancelled by staff"),
-        )
-
-    @admin.action(description="Cancel at period end")
-    def cancel_at_period_end(self, request, queryset):
-        run_for_each(
-            self,
-            request,
-            queryset,
-            "Schedule cancellation",
-            lambda s: commands.cancel_subscription(
-                subscription_id=s.pk, reason="cancelled by staff", at_period_end=True
-            ),
-        )
-
-    @admin.action(description="Suspend (pause collection and service)")
-    def suspend(self, request, queryset):
-        run_for_each(self, request, queryset, "Suspend", lambda s: commands.suspend_subscription(subscription_id=s.pk))
-
-    @admin.action(description="Resume")
-    def resume(self, request, queryset):
-        run_for_each(
-            self,
-            request,
-            queryset,
-            "Resume",
-            lambda s: commands.resume_subscription(subscription_id=s.pk, initiator=ResumeInitiator.STAFF),
-        )
-
-    @admin.action(description="Approve requested plan change")
-    def approve_plan_change(self, request, queryset):
-        run_for_each(self, request, queryset, "Approve", lambda s: commands.approve_plan_change(subscription_id=s.pk))
-
-    @admin.action(description="Decline requested plan change")
-    def decline_plan_change(self, request, queryset):
-        run_for_each(self, request, queryset, "Decline", lambda s: commands.decline_plan_change(subscription_id=s.pk))
+    cancel_now = command_action(
+        "Cancel now",
+        "Cancel",
+        lambda s: commands.cancel_subscription(subscription_id=s.pk, reason="cancelled by staff"),
+    )
+    cancel_at_period_end = command_action(
+        "Cancel at period end",
+        "Schedule cancellation",
+        lambda s: commands.cancel_subscription(subscription_id=s.pk, reason="cancelled by staff", at_period_end=True),
+    )
+    suspend = command_action(
+        "Suspend (pause collection and service)",
+        "Suspend",
+        lambda s: commands.suspend_subscription(subscription_id=s.pk),
+    )
+    resume = command_action(
+        "Resume",
+        "Resume",
+        lambda s: commands.resume_subscription(subscription_id=s.pk, initiator=ResumeInitiator.STAFF),
+    )
+    approve_plan_change = command_action(
+        "Approve requested plan change",
+        "Approve",
+        lambda s: commands.approve_plan_change(subscription_id=s.pk),
+    )
+    decline_plan_change = command_action(
+        "Decline requested plan change",
+        "Decline",
+        lambda s: commands.decline_plan_change(subscription_id=s.pk),
+    )
 
     @admin.action(description="Change plan…")
     def change_plan(self, request, queryset):
