@@ -5,6 +5,8 @@ command per selected row."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from django import forms
 from django.contrib import admin
 from django.db.models import Count
@@ -35,6 +37,9 @@ def _parse_money_lines(text: str, field: str, read=Money.parse) -> list:
         except ValueError:
             raise forms.ValidationError({field: f"“{line}” is not “<amount> <CURRENCY>”, e.g. 49.00 USD."}) from None
     return prices
+
+
+each_plan = partial(command_action, key="plan_id")
 
 
 def plan_terms(data) -> dict:
@@ -201,9 +206,5 @@ class PlanAdmin(CommandDrivenAdmin):
     def save_related(self, request, form, formsets, change):
         pass  # prices and rates were written by the command
 
-    archive = command_action(
-        "Archive (no new subscriptions; existing ones stay)",
-        "Archive",
-        lambda p: commands.archive_plan(plan_id=p.pk),
-    )
-    restore = command_action("Offer again", "Restore", lambda p: commands.restore_plan(plan_id=p.pk))
+    archive = each_plan("Archive (no new subscriptions; existing ones stay)", "Archive", commands.archive_plan)
+    restore = each_plan("Offer again", "Restore", commands.restore_plan)

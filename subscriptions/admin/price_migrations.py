@@ -6,6 +6,7 @@ command per selected row."""
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
@@ -65,6 +66,8 @@ class PriceMigrationAddForm(forms.Form):
         except ValueError:
             raise forms.ValidationError("Subscription ids are UUIDs, one a line.") from None
 
+
+each_migration = partial(command_action, key="migration_id")
 
 #: Buttons on a migration's page: (command, label, the statuses it is offered in).
 _MIGRATION_BUTTONS = {
@@ -241,19 +244,9 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
             '<table class="left-out">{}<tr><th>Subscription of</th><th>Reason</th></tr>{}</table>', caption, rows
         )
 
-    start = command_action(
-        "Start (schedule the price changes, in batches)",
-        "Start",
-        lambda m: commands.start_price_migration(migration_id=m.pk),
-    )
-    pause = command_action(
-        "Pause (schedule no more for now)",
-        "Pause",
-        lambda m: commands.pause_price_migration(migration_id=m.pk),
-    )
-    resume = command_action("Resume", "Resume", lambda m: commands.resume_price_migration(migration_id=m.pk))
-    cancel = command_action(
-        "Cancel (withdraw the changes that have not happened)",
-        "Cancel",
-        lambda m: commands.cancel_price_migration(migration_id=m.pk),
+    start = each_migration("Start (schedule the price changes, in batches)", "Start", commands.start_price_migration)
+    pause = each_migration("Pause (schedule no more for now)", "Pause", commands.pause_price_migration)
+    resume = each_migration("Resume", "Resume", commands.resume_price_migration)
+    cancel = each_migration(
+        "Cancel (withdraw the changes that have not happened)", "Cancel", commands.cancel_price_migration
     )

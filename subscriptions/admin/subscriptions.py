@@ -5,6 +5,8 @@ command per selected row."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect
@@ -22,6 +24,8 @@ from subscriptions.models import (
     ResumeInitiator,
     Subscription,
 )
+
+each_subscription = partial(command_action, key="subscription_id")
 
 
 class SubscriptionAddForm(forms.Form):
@@ -140,36 +144,18 @@ class SubscriptionAdmin(CommandDrivenAdmin):
     def price_display(self, sub):
         return f"{sub.price} / {sub.interval}"
 
-    cancel_now = command_action(
-        "Cancel now",
-        "Cancel",
-        lambda s: commands.cancel_subscription(subscription_id=s.pk, reason="cancelled by staff"),
-    )
-    cancel_at_period_end = command_action(
+    cancel_now = each_subscription("Cancel now", "Cancel", commands.cancel_subscription, reason="cancelled by staff")
+    cancel_at_period_end = each_subscription(
         "Cancel at period end",
         "Schedule cancellation",
-        lambda s: commands.cancel_subscription(subscription_id=s.pk, reason="cancelled by staff", at_period_end=True),
+        commands.cancel_subscription,
+        reason="cancelled by staff",
+        at_period_end=True,
     )
-    suspend = command_action(
-        "Suspend (pause collection and service)",
-        "Suspend",
-        lambda s: commands.suspend_subscription(subscription_id=s.pk),
-    )
-    resume = command_action(
-        "Resume",
-        "Resume",
-        lambda s: commands.resume_subscription(subscription_id=s.pk, initiator=ResumeInitiator.STAFF),
-    )
-    approve_plan_change = command_action(
-        "Approve requested plan change",
-        "Approve",
-        lambda s: commands.approve_plan_change(subscription_id=s.pk),
-    )
-    decline_plan_change = command_action(
-        "Decline requested plan change",
-        "Decline",
-        lambda s: commands.decline_plan_change(subscription_id=s.pk),
-    )
+    suspend = each_subscription("Suspend (pause collection and service)", "Suspend", commands.suspend_subscription)
+    resume = each_subscription("Resume", "Resume", commands.resume_subscription, initiator=ResumeInitiator.STAFF)
+    approve_plan_change = each_subscription("Approve requested plan change", "Approve", commands.approve_plan_change)
+    decline_plan_change = each_subscription("Decline requested plan change", "Decline", commands.decline_plan_change)
 
     @admin.action(description="Change plan…")
     def change_plan(self, request, queryset):
