@@ -8,8 +8,9 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from sharedkernel.adminkit import CommandDrivenAdmin, timeline_link
+from sharedkernel.adminkit import CommandDrivenAdmin
 from subscriptions import commands
+from subscriptions.admin.columns import timeline_column
 from subscriptions.models import (
     Customer,
     Subscription,
@@ -56,9 +57,7 @@ class CustomerAdmin(CommandDrivenAdmin):
         "version",
     ]
 
-    @admin.display(description="Timeline")
-    def timeline(self, obj):
-        return timeline_link(customer_id=obj.pk)
+    timeline = timeline_column("customer_id")
 
     inlines = [SubscriptionInline]
 

@@ -14,10 +14,11 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
-from sharedkernel.adminkit import CommandDrivenAdmin, form_action, render_add_page, timeline_link
+from sharedkernel.adminkit import CommandDrivenAdmin, form_action, render_add_page
 from sharedkernel.errors import DomainError
 from subscriptions import commands
 from subscriptions.admin.actions import command_action
+from subscriptions.admin.columns import timeline_column
 from subscriptions.models import (
     Customer,
     Plan,
@@ -97,9 +98,7 @@ class SubscriptionAdmin(CommandDrivenAdmin):
         "version",
     ]
 
-    @admin.display(description="Timeline")
-    def timeline(self, obj):
-        return timeline_link(subscription_id=obj.pk)
+    timeline = timeline_column("subscription_id")
 
     def get_fields(self, request, obj=None):
         return self.readonly_fields
