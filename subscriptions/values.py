@@ -71,6 +71,10 @@ class PlanTerms:
         """The terms' keywords, as the commands, the admin form and the API take them."""
         return tuple(f.name for f in fields(cls))
 
+    def keywords(self) -> dict:
+        """The terms as keywords (the PlanCreated/PlanUpdated payload says them so)."""
+        return {name: getattr(self, name) for name in self.names()}
+
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionPeriod:

@@ -70,6 +70,18 @@ class Plan(AggregateRoot):
     def price_in(self, currency: str) -> Money | None:
         return next((p for p in self.prices if p.currency == currency.upper()), None)
 
+    @property
+    def terms(self) -> PlanTerms:
+        """The current version's terms (as define/revise staged them, until they are saved)."""
+        return PlanTerms(
+            name=self.name,
+            trial_days=self.trial_days,
+            prices=self.prices,
+            features=list(self.features),
+            included_usage=dict(self.included_usage),
+            overage_rates=self.overage_rates,
+        )
+
     def ref(self, version: int | None = None) -> ev.PlanRef:
         return ev.PlanRef(
             id=str(self.id),
@@ -175,15 +187,10 @@ class Plan(AggregateRoot):
         return dict(
             plan_id=str(self.id),
             code=self.code,
-            name=self.name,
             tier=self.tier,
             interval=self.interval,
-            trial_days=self.trial_days,
-            prices=self.prices,
-            features=list(self.features),
-            included_usage=dict(self.included_usage),
-            overage_rates=self.overage_rates,
             version=self.current_version,
+            **self.terms.keywords(),
         )
 
     def staged_version(self) -> PlanVersion | None:
@@ -191,16 +198,7 @@ class Plan(AggregateRoot):
         at = self.__dict__.pop("_staged_version_at", None)
         if at is None:
             return None
-        return PlanVersion.of_terms(
-            plan=self,
-            version=self.current_version,
-            prices=self.prices,
-            included_usage=self.included_usage,
-            overage_rates=self.overage_rates,
-            trial_days=self.trial_days,
-            features=self.features,
-            current_from=at,
-        )
+        return PlanVersion.of_terms(plan=self, version=self.current_version, terms=self.terms, current_from=at)
 
     def staged_children(self) -> tuple[list[Money], dict[str, list[UnitRate]]] | None:
         """Prices and rates set by define/revise and not yet written."""
@@ -243,17 +241,16 @@ class PlanVersion(models.Model):
         return f"{self.plan.name} v{self.version}"
 
     @classmethod
-    def of_terms(
-        cls, *, plan, version, prices, included_usage, overage_rates, trial_days, features, current_from
-    ) -> PlanVersion:
+    def of_terms(cls, *, plan, version: int, terms: PlanTerms, current_from: datetime) -> PlanVersion:
+        """The row of a version's terms (the name is the plan's, not the version's)."""
         return cls(
             plan=plan,
             version=version,
-            prices=[p.to_json() for p in prices],
-            included_usage=dict(included_usage),
-            overage_rates={metric: [r.to_json() for r in rates] for metric, rates in overage_rates.items()},
-            trial_days=trial_days,
-            features=list(features),
+            prices=[p.to_json() for p in terms.prices],
+            included_usage=dict(terms.included_usage),
+            overage_rates={metric: [r.to_json() for r in rates] for metric, rates in terms.overage_rates.items()},
+            trial_days=terms.trial_days,
+            features=list(terms.features),
             current_from=current_from,
         )
 
