@@ -7,30 +7,29 @@ fields named here, so Billing may add fields freely.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Self
 
 
 @dataclass(frozen=True)
-class InvoiceSettled:
+class AboutSubscription:
+    """A Billing event about a customer's subscription (``subscription_id`` None: about none of them)."""
+
+    subscription_id: str | None
+    customer_id: str
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> Self:
+        return cls(subscription_id=payload.get("subscription_id"), customer_id=payload["customer_id"])
+
+
+@dataclass(frozen=True)
+class InvoiceSettled(AboutSubscription):
     """billing.PaymentSucceeded: an invoice of a subscription was paid."""
 
-    subscription_id: str | None
-    customer_id: str
-
-    @classmethod
-    def from_payload(cls, payload: dict) -> InvoiceSettled:
-        return cls(subscription_id=payload.get("subscription_id"), customer_id=payload["customer_id"])
-
 
 @dataclass(frozen=True)
-class CollectionGaveUp:
+class CollectionGaveUp(AboutSubscription):
     """billing.DunningExhausted: every retry and reminder failed."""
-
-    subscription_id: str | None
-    customer_id: str
-
-    @classmethod
-    def from_payload(cls, payload: dict) -> CollectionGaveUp:
-        return cls(subscription_id=payload.get("subscription_id"), customer_id=payload["customer_id"])
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from sharedkernel.periods import nth_period
+from sharedkernel.values import Money, UnitRate
 
 
 class PlanTier(StrEnum):
@@ -33,6 +34,46 @@ class BillingInterval(StrEnum):
     @property
     def months(self) -> int:
         return 1 if self is BillingInterval.MONTH else 12
+
+
+@dataclass(frozen=True)
+class CustomerDetails:
+    """What a customer registers with (Customer.register checks and normalises them)."""
+
+    name: str
+    email: str
+    currency: str
+    country: str
+    region: str = ""
+    tax_exempt: bool = False
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The details' keywords, as register_customer takes them and the admin and API show them."""
+        return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True)
+class PlanTerms:
+    """What one version of a plan sells: define_plan gives version 1's, revise_plan the next one's.
+    Tier and interval are not terms: they are the plan's identity, fixed when it is defined.
+    Overage rates may be given as Money (minor digits at most 6); the plan reads them as unit rates."""
+
+    name: str
+    trial_days: int
+    prices: list[Money]
+    features: list[str] = field(default_factory=list)
+    included_usage: dict[str, int] = field(default_factory=dict)
+    overage_rates: dict[str, list[UnitRate | Money]] = field(default_factory=dict)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The terms' keywords, as the commands, the admin form and the API take them."""
+        return tuple(f.name for f in fields(cls))
+
+    def keywords(self) -> dict:
+        """The terms as keywords (the PlanCreated/PlanUpdated payload says them so)."""
+        return {name: getattr(self, name) for name in self.names()}
 
 
 @dataclass(frozen=True, slots=True)

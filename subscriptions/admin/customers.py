@@ -8,18 +8,20 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from sharedkernel.adminkit import CommandDrivenAdmin, timeline_link
+from sharedkernel.adminkit import CommandDrivenAdmin
 from subscriptions import commands
+from subscriptions.admin.columns import timeline_column
 from subscriptions.models import (
     Customer,
     Subscription,
 )
+from subscriptions.values import CustomerDetails
 
 
 class CustomerAddForm(forms.ModelForm):
     class Meta:
         model = Customer
-        fields = ["name", "email", "currency", "country", "region", "tax_exempt", "test_clock"]
+        fields = [*CustomerDetails.names(), "test_clock"]
 
 
 class SubscriptionInline(admin.TabularInline):
@@ -47,12 +49,7 @@ class CustomerAdmin(CommandDrivenAdmin):
     readonly_fields = [
         "id",
         "timeline",
-        "name",
-        "email",
-        "currency",
-        "country",
-        "region",
-        "tax_exempt",
+        *CustomerDetails.names(),
         "user",
         "test_clock",
         "has_payment_method",
@@ -60,9 +57,7 @@ class CustomerAdmin(CommandDrivenAdmin):
         "version",
     ]
 
-    @admin.display(description="Timeline")
-    def timeline(self, obj):
-        return timeline_link(customer_id=obj.pk)
+    timeline = timeline_column("customer_id")
 
     inlines = [SubscriptionInline]
 
@@ -85,12 +80,7 @@ class CustomerAdmin(CommandDrivenAdmin):
             return
         data = form.cleaned_data
         customer, _ = commands.register_customer(
-            name=data["name"],
-            email=data["email"],
-            currency=data["currency"],
-            country=data["country"],
-            region=data.get("region", ""),
-            tax_exempt=data.get("tax_exempt", False),
+            **{name: data[name] for name in CustomerDetails.names()},
             test_clock_id=data["test_clock"].pk if data.get("test_clock") else None,
         )
         obj.pk = customer.pk

@@ -5,20 +5,24 @@ command per selected row."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from django import forms
 from django.contrib import admin
 from django.db.models import Count
 from django.utils.html import format_html, format_html_join
 
-from sharedkernel.adminkit import CommandDrivenAdmin, run_for_each
+from sharedkernel.adminkit import CommandDrivenAdmin
 from sharedkernel.errors import DomainError
 from sharedkernel.templatetags.formatting import format_money
 from sharedkernel.values import AmountRefused, Money, UnitRate
 from subscriptions import commands
+from subscriptions.admin.actions import command_action
 from subscriptions.models import (
     Plan,
     SubscriptionStatus,
 )
+from subscriptions.values import PlanTerms
 
 
 def _parse_money_lines(text: str, field: str, read=Money.parse) -> list:
@@ -33,6 +37,14 @@ def _parse_money_lines(text: str, field: str, read=Money.parse) -> list:
         except ValueError:
             raise forms.ValidationError({field: f"“{line}” is not “<amount> <CURRENCY>”, e.g. 49.00 USD."}) from None
     return prices
+
+
+each_plan = partial(command_action, key="plan_id")
+
+
+def plan_terms(data) -> dict:
+    """The terms (PlanTerms' keywords) out of PlanForm's cleaned data."""
+    return {name: data[name] for name in PlanTerms.names()}
 
 
 class PlanForm(forms.ModelForm):
@@ -100,14 +112,9 @@ class PlanForm(forms.ModelForm):
         probe = Plan(code=data.get("code") or self.instance.code)
         try:
             probe._apply(
-                name=data.get("name", ""),
                 tier=data.get("tier") or self.instance.tier,
                 interval=data.get("interval") or self.instance.interval,
-                trial_days=data.get("trial_days", 0),
-                prices=data["prices"],
-                features=data["features"],
-                included_usage=data["included_usage"],
-                overage_rates=data["overage_rates"],
+                terms=PlanTerms(**plan_terms(data)),
             )
         except DomainError as exc:
             field_map = {
@@ -187,18 +194,11 @@ class PlanAdmin(CommandDrivenAdmin):
         return plan.subscriptions.exclude(status=SubscriptionStatus.CANCELLED).count()
 
     def save_model(self, request, obj, form, change):
-        data = form.cleaned_data
-        terms = dict(
-            name=data["name"],
-            trial_days=data["trial_days"],
-            prices=data["prices"],
-            features=data["features"],
-            included_usage=data["included_usage"],
-            overage_rates=data["overage_rates"],
-        )
+        terms = plan_terms(form.cleaned_data)
         if change:
             plan = commands.revise_plan(plan_id=obj.pk, **terms)
         else:
+            data = form.cleaned_data
             plan = commands.define_plan(code=data["code"], tier=data["tier"], interval=data["interval"], **terms)
         obj.pk = plan.pk
         obj._state.adding = False
@@ -206,10 +206,5 @@ class PlanAdmin(CommandDrivenAdmin):
     def save_related(self, request, form, formsets, change):
         pass  # prices and rates were written by the command
 
-    @admin.action(description="Archive (no new subscriptions; existing ones stay)")
-    def archive(self, request, queryset):
-        run_for_each(self, request, queryset, "Archive", lambda p: commands.archive_plan(plan_id=p.pk))
-
-    @admin.action(description="Offer again")
-    def restore(self, request, queryset):
-        run_for_each(self, request, queryset, "Restore", lambda p: commands.restore_plan(plan_id=p.pk))
+    archive = each_plan("Archive (no new subscriptions; existing ones stay)", "Archive", commands.archive_plan)
+    restore = each_plan("Offer again", "Restore", commands.restore_plan)

@@ -6,6 +6,7 @@ command per selected row."""
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
@@ -13,9 +14,10 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from sharedkernel.adminkit import ReadOnlyAdmin, render_add_page, run_for_each
+from sharedkernel.adminkit import ReadOnlyAdmin, render_add_page
 from sharedkernel.errors import DomainError
 from subscriptions import commands, queries
+from subscriptions.admin.actions import command_action
 from subscriptions.models import LeftOut, Plan, PriceMigration, PriceMigrationItem, Subscription
 
 
@@ -64,6 +66,8 @@ class PriceMigrationAddForm(forms.Form):
         except ValueError:
             raise forms.ValidationError("Subscription ids are UUIDs, one a line.") from None
 
+
+each_migration = partial(command_action, key="migration_id")
 
 #: Buttons on a migration's page: (command, label, the statuses it is offered in).
 _MIGRATION_BUTTONS = {
@@ -240,21 +244,9 @@ class PriceMigrationAdmin(ReadOnlyAdmin):
             '<table class="left-out">{}<tr><th>Subscription of</th><th>Reason</th></tr>{}</table>', caption, rows
         )
 
-    def _run(self, request, queryset, label, command):
-        run_for_each(self, request, queryset, label, lambda m: command(migration_id=m.pk))
-
-    @admin.action(description="Start (schedule the price changes, in batches)")
-    def start(self, request, queryset):
-        self._run(request, queryset, "Start", commands.start_price_migration)
-
-    @admin.action(description="Pause (schedule no more for now)")
-    def pause(self, request, queryset):
-        self._run(request, queryset, "Pause", commands.pause_price_migration)
-
-    @admin.action(description="Resume")
-    def resume(self, request, queryset):
-        self._run(request, queryset, "Resume", commands.resume_price_migration)
-
-    @admin.action(description="Cancel (withdraw the changes that have not happened)")
-    def cancel(self, request, queryset):
-        self._run(request, queryset, "Cancel", commands.cancel_price_migration)
+    start = each_migration("Start (schedule the price changes, in batches)", "Start", commands.start_price_migration)
+    pause = each_migration("Pause (schedule no more for now)", "Pause", commands.pause_price_migration)
+    resume = each_migration("Resume", "Resume", commands.resume_price_migration)
+    cancel = each_migration(
+        "Cancel (withdraw the changes that have not happened)", "Cancel", commands.cancel_price_migration
+    )

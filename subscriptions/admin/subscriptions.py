@@ -5,6 +5,8 @@ command per selected row."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect
@@ -12,15 +14,19 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
-from sharedkernel.adminkit import CommandDrivenAdmin, form_action, render_add_page, run_for_each, timeline_link
+from sharedkernel.adminkit import CommandDrivenAdmin, form_action, render_add_page
 from sharedkernel.errors import DomainError
 from subscriptions import commands
+from subscriptions.admin.actions import command_action
+from subscriptions.admin.columns import timeline_column
 from subscriptions.models import (
     Customer,
     Plan,
     ResumeInitiator,
     Subscription,
 )
+
+each_subscription = partial(command_action, key="subscription_id")
 
 
 class SubscriptionAddForm(forms.Form):
@@ -92,9 +98,7 @@ class SubscriptionAdmin(CommandDrivenAdmin):
         "version",
     ]
 
-    @admin.display(description="Timeline")
-    def timeline(self, obj):
-        return timeline_link(subscription_id=obj.pk)
+    timeline = timeline_column("subscription_id")
 
     def get_fields(self, request, obj=None):
         return self.readonly_fields
@@ -139,49 +143,18 @@ class SubscriptionAdmin(CommandDrivenAdmin):
     def price_display(self, sub):
         return f"{sub.price} / {sub.interval}"
 
-    @admin.action(description="Cancel now")
-    def cancel_now(self, request, queryset):
-        run_for_each(
-            self,
-            request,
-            queryset,
-            "Cancel",
-            lambda s: commands.cancel_subscription(subscription_id=s.pk, reason="cancelled by staff"),
-        )
-
-    @admin.action(description="Cancel at period end")
-    def cancel_at_period_end(self, request, queryset):
-        run_for_each(
-            self,
-            request,
-            queryset,
-            "Schedule cancellation",
-            lambda s: commands.cancel_subscription(
-                subscription_id=s.pk, reason="cancelled by staff", at_period_end=True
-            ),
-        )
-
-    @admin.action(description="Suspend (pause collection and service)")
-    def suspend(self, request, queryset):
-        run_for_each(self, request, queryset, "Suspend", lambda s: commands.suspend_subscription(subscription_id=s.pk))
-
-    @admin.action(description="Resume")
-    def resume(self, request, queryset):
-        run_for_each(
-            self,
-            request,
-            queryset,
-            "Resume",
-            lambda s: commands.resume_subscription(subscription_id=s.pk, initiator=ResumeInitiator.STAFF),
-        )
-
-    @admin.action(description="Approve requested plan change")
-    def approve_plan_change(self, request, queryset):
-        run_for_each(self, request, queryset, "Approve", lambda s: commands.approve_plan_change(subscription_id=s.pk))
-
-    @admin.action(description="Decline requested plan change")
-    def decline_plan_change(self, request, queryset):
-        run_for_each(self, request, queryset, "Decline", lambda s: commands.decline_plan_change(subscription_id=s.pk))
+    cancel_now = each_subscription("Cancel now", "Cancel", commands.cancel_subscription, reason="cancelled by staff")
+    cancel_at_period_end = each_subscription(
+        "Cancel at period end",
+        "Schedule cancellation",
+        commands.cancel_subscription,
+        reason="cancelled by staff",
+        at_period_end=True,
+    )
+    suspend = each_subscription("Suspend (pause collection and service)", "Suspend", commands.suspend_subscription)
+    resume = each_subscription("Resume", "Resume", commands.resume_subscription, initiator=ResumeInitiator.STAFF)
+    approve_plan_change = each_subscription("Approve requested plan change", "Approve", commands.approve_plan_change)
+    decline_plan_change = each_subscription("Decline requested plan change", "Decline", commands.decline_plan_change)
 
     @admin.action(description="Change plan…")
     def change_plan(self, request, queryset):

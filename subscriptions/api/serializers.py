@@ -8,6 +8,7 @@ from rest_framework import serializers
 from sharedkernel.api.fields import MONEY_SCHEMA, RATE_SCHEMA, MoneyField, parse_rate
 from sharedkernel.values import UnitRate
 from subscriptions.models import Customer, Plan, PlanVersion, Subscription
+from subscriptions.values import CustomerDetails
 
 
 @extend_schema_field({"type": "object", "additionalProperties": RATE_SCHEMA})
@@ -100,12 +101,7 @@ class CustomerOut(serializers.ModelSerializer):
         model = Customer
         fields = [
             "id",
-            "name",
-            "email",
-            "currency",
-            "country",
-            "region",
-            "tax_exempt",
+            *CustomerDetails.names(),
             "test_clock",
             "has_payment_method",
             "created_at",

@@ -15,6 +15,7 @@ from sharedkernel.eventstore import save_and_publish
 from sharedkernel.models import CustomerLogin, TestClock
 from sharedkernel.values import EmailAddress, UnknownCurrency
 from subscriptions.models import Customer
+from subscriptions.values import CustomerDetails
 
 
 class EmailTaken(DomainError):
@@ -24,25 +25,23 @@ class EmailTaken(DomainError):
 @command(aggregate="Customer", records=("subscriptions.CustomerRegistered",))
 def register_customer(
     *,
-    name: str,
-    email: str,
-    currency: str,
-    country: str,
-    region: str = "",
-    tax_exempt: bool = False,
     user=None,
     with_api_key: bool = False,
     test_clock_id: str | None = None,
     clock: Clock | None = None,
+    **details,
 ) -> tuple[Customer, str | None]:
     """RegisterCustomer → CustomerRegistered. With ``with_api_key`` a login is made
-    for the customer and its API key returned (shown once).
+    for the customer and its API key returned (shown once). ``details`` are the keywords of
+    :class:`~subscriptions.values.CustomerDetails`: ``name``, ``email``, ``currency``, ``country`` and,
+    optionally, ``region``, ``tax_exempt``.
 
     One customer per e-mail address, compared case-insensitively (sign-up promises it):
     a second registration is refused with ``email_taken`` before anything is written.
     """
+    details = CustomerDetails(**details)
     try:
-        address = EmailAddress(email).value
+        address = EmailAddress(details.email).value
     except ValueError as exc:
         raise InvalidInput(str(exc), details={"email": "invalid"}) from None
     if connection.vendor == "postgresql":  # two registrations of one address: the second waits, then sees the first
@@ -65,17 +64,7 @@ def register_customer(
         )
         api_key = Token.objects.create(user=user).key
     try:
-        customer = Customer.register(
-            name=name,
-            email=email,
-            currency=currency,
-            country=country,
-            region=region,
-            tax_exempt=tax_exempt,
-            user=user,
-            test_clock=test_clock,
-            at=clock.now(),
-        )
+        customer = Customer.register(details, user=user, test_clock=test_clock, at=clock.now())
     except UnknownCurrency as exc:
         raise InvalidInput(str(exc), details={"currency": "not a billable ISO 4217 code"}) from None
     save_and_publish(customer)

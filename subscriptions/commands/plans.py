@@ -6,8 +6,8 @@ from sharedkernel.clock import Clock, clock_for
 from sharedkernel.commands import command
 from sharedkernel.errors import InvalidInput, NotFound
 from sharedkernel.eventstore import save_and_publish
-from sharedkernel.values import Money, UnitRate
 from subscriptions.models import Plan, PlanOverageRate, PlanPrice
+from subscriptions.values import PlanTerms
 
 
 def _save_plan(plan: Plan) -> None:
@@ -30,61 +30,25 @@ def _save_plan(plan: Plan) -> None:
 
 
 @command(aggregate="Plan", records=("subscriptions.PlanCreated",))
-def define_plan(
-    *,
-    code: str,
-    name: str,
-    tier: str,
-    interval: str,
-    trial_days: int,
-    prices: list[Money],
-    features: list[str] | None = None,
-    included_usage: dict[str, int] | None = None,
-    overage_rates: dict[str, list[UnitRate | Money]] | None = None,
-    clock: Clock | None = None,
-) -> Plan:
-    """DefinePlan → PlanCreated (version 1 of its terms). The code is unique."""
+def define_plan(*, code: str, tier: str, interval: str, clock: Clock | None = None, **terms) -> Plan:
+    """DefinePlan → PlanCreated (version 1 of its terms). The code is unique.
+
+    ``terms`` are the keywords of :class:`~subscriptions.values.PlanTerms`: ``name``, ``trial_days``,
+    ``prices`` and, optionally, ``features``, ``included_usage``, ``overage_rates``."""
     if Plan.objects.filter(code=code).exists():
         raise InvalidInput("A plan with this code exists already.", details={"code": "already used"})
-    plan = Plan.define(
-        code=code,
-        name=name,
-        tier=tier,
-        interval=interval,
-        trial_days=trial_days,
-        prices=prices,
-        features=features,
-        included_usage=included_usage,
-        overage_rates=overage_rates,
-        at=(clock or clock_for(None)).now(),
-    )
+    at = (clock or clock_for(None)).now()
+    plan = Plan.define(code=code, tier=tier, interval=interval, terms=PlanTerms(**terms), at=at)
     _save_plan(plan)
     return plan
 
 
 @command(aggregate="Plan", records=("subscriptions.PlanUpdated",))
-def revise_plan(
-    *,
-    plan_id: str,
-    name: str,
-    trial_days: int,
-    prices: list[Money],
-    features: list[str],
-    included_usage: dict[str, int],
-    overage_rates: dict[str, list[UnitRate | Money]],
-    clock: Clock | None = None,
-) -> Plan:
-    """RevisePlan → PlanUpdated: a new version with complete terms; existing subscriptions keep theirs."""
+def revise_plan(*, plan_id: str, clock: Clock | None = None, **terms) -> Plan:
+    """RevisePlan → PlanUpdated: a new version with complete terms (the keywords of
+    :class:`~subscriptions.values.PlanTerms`); existing subscriptions keep theirs."""
     plan = load_plan(plan_id)
-    plan.revise(
-        name=name,
-        trial_days=trial_days,
-        prices=prices,
-        features=features,
-        included_usage=included_usage,
-        overage_rates=overage_rates,
-        at=(clock or clock_for(None)).now(),
-    )
+    plan.revise(PlanTerms(**terms), at=(clock or clock_for(None)).now())
     _save_plan(plan)
     return plan
 

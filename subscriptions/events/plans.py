@@ -10,16 +10,21 @@ from sharedkernel.values import Money, UnitRate
 
 
 @dataclass(frozen=True)
-class PlanCreated(Event):
-    """A plan was added to the catalogue."""
-
-    event_type = "subscriptions.PlanCreated"
+class PlanEvent(Event):
     aggregate_type = "Plan"
     aggregate_id_field = "plan_id"
     public = False
 
     plan_id: str
     code: str
+
+
+@dataclass(frozen=True)
+class PlanCreated(PlanEvent):
+    """A plan was added to the catalogue."""
+
+    event_type = "subscriptions.PlanCreated"
+
     name: str
     tier: str
     interval: str
@@ -43,16 +48,10 @@ class PlanUpdated(PlanCreated):
 
 
 @dataclass(frozen=True)
-class PlanArchived(Event):
+class PlanArchived(PlanEvent):
     """No new subscriptions to this plan; existing ones stay valid."""
 
     event_type = "subscriptions.PlanArchived"
-    aggregate_type = "Plan"
-    aggregate_id_field = "plan_id"
-    public = False
-
-    plan_id: str
-    code: str
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,21 @@ from sharedkernel.events import Event
 
 
 @dataclass(frozen=True)
-class PriceMigrationDrafted(Event):
-    """Staff drafted a move of a plan's subscriptions to ``to_version``. Empty lists select all:
-    ``from_versions`` (all older versions), ``currencies``, ``subscription_ids`` (all matching)."""
-
-    event_type = "subscriptions.PriceMigrationDrafted"
+class PriceMigrationEvent(Event):
     aggregate_type = "PriceMigration"
     aggregate_id_field = "migration_id"
     public = False
 
     migration_id: str
+
+
+@dataclass(frozen=True)
+class PriceMigrationDrafted(PriceMigrationEvent):
+    """Staff drafted a move of a plan's subscriptions to ``to_version``. Empty lists select all:
+    ``from_versions`` (all older versions), ``currencies``, ``subscription_ids`` (all matching)."""
+
+    event_type = "subscriptions.PriceMigrationDrafted"
+
     plan_id: str
     to_version: int
     effective_from: datetime
@@ -29,15 +34,10 @@ class PriceMigrationDrafted(Event):
 
 
 @dataclass(frozen=True)
-class PriceMigrationStarted(Event):
+class PriceMigrationStarted(PriceMigrationEvent):
     """The migration schedules its price changes (in batches, by the beat job)."""
 
     event_type = "subscriptions.PriceMigrationStarted"
-    aggregate_type = "PriceMigration"
-    aggregate_id_field = "migration_id"
-    public = False
-
-    migration_id: str
 
 
 @dataclass(frozen=True)

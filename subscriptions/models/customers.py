@@ -13,6 +13,7 @@ from sharedkernel.errors import InvalidInput
 from sharedkernel.models import TestClock
 from sharedkernel.values import EmailAddress, minor_digits
 from subscriptions import events as ev
+from subscriptions.values import CustomerDetails
 
 
 class Customer(AggregateRoot):
@@ -45,28 +46,18 @@ class Customer(AggregateRoot):
 
     @classmethod
     def register(
-        cls,
-        *,
-        name: str,
-        email: str,
-        currency: str,
-        country: str,
-        region: str = "",
-        tax_exempt: bool = False,
-        user=None,
-        test_clock: TestClock | None = None,
-        at: datetime,
+        cls, details: CustomerDetails, *, user=None, test_clock: TestClock | None = None, at: datetime
     ) -> Customer:
-        name = (name or "").strip()
+        name = (details.name or "").strip()
         if not name:
             raise InvalidInput("A customer needs a name.", details={"name": "required"})
         try:
-            address = EmailAddress(email)
+            address = EmailAddress(details.email)
         except ValueError as exc:
             raise InvalidInput(str(exc), details={"email": "invalid"}) from None
-        currency = (currency or "").upper()
+        currency = (details.currency or "").upper()
         minor_digits(currency)  # raises UnknownCurrency for anything not billable
-        country = (country or "").upper()
+        country = (details.country or "").upper()
         if len(country) != 2 or not country.isalpha():
             raise InvalidInput("Country is an ISO 3166-1 alpha-2 code, e.g. US.", details={"country": "invalid"})
         customer = cls(
@@ -75,8 +66,8 @@ class Customer(AggregateRoot):
             email=address.value,
             currency=currency,
             country=country,
-            region=(region or "").upper(),
-            tax_exempt=tax_exempt,
+            region=(details.region or "").upper(),
+            tax_exempt=details.tax_exempt,
             user=user,
             test_clock=test_clock,
             created_at=at,
@@ -89,7 +80,7 @@ class Customer(AggregateRoot):
                 currency=currency,
                 country=country,
                 region=customer.region,
-                tax_exempt=tax_exempt,
+                tax_exempt=customer.tax_exempt,
                 test_clock_id=str(test_clock.pk) if test_clock else None,
                 user_id=user.pk if user else None,
             ),

@@ -12,7 +12,7 @@ from sharedkernel.errors import InvalidInput, InvalidTransition
 from sharedkernel.values import MAX_INTEGER_DIGITS, RATE_DECIMALS, Money, UnitRate
 from subscriptions import events as ev
 from subscriptions.rules import CurrencyNotOffered, PlanOption
-from subscriptions.values import MAX_QUANTITY, BillingInterval, PlanTier, TrialDuration
+from subscriptions.values import MAX_QUANTITY, BillingInterval, PlanTerms, PlanTier, TrialDuration
 
 
 class Plan(AggregateRoot):
@@ -70,6 +70,18 @@ class Plan(AggregateRoot):
     def price_in(self, currency: str) -> Money | None:
         return next((p for p in self.prices if p.currency == currency.upper()), None)
 
+    @property
+    def terms(self) -> PlanTerms:
+        """The current version's terms (as define/revise staged them, until they are saved)."""
+        return PlanTerms(
+            name=self.name,
+            trial_days=self.trial_days,
+            prices=self.prices,
+            features=list(self.features),
+            included_usage=dict(self.included_usage),
+            overage_rates=self.overage_rates,
+        )
+
     def ref(self, version: int | None = None) -> ev.PlanRef:
         return ev.PlanRef(
             id=str(self.id),
@@ -91,59 +103,18 @@ class Plan(AggregateRoot):
 
     # -- behaviour -------------------------------------------------------------------
     @classmethod
-    def define(
-        cls,
-        *,
-        code: str,
-        name: str,
-        tier: str,
-        interval: str,
-        trial_days: int,
-        prices: list[Money],
-        features: list[str] | None = None,
-        included_usage: dict[str, int] | None = None,
-        overage_rates: dict[str, list[UnitRate | Money]] | None = None,
-        at: datetime,
-    ) -> Plan:
+    def define(cls, *, code: str, tier: str, interval: str, terms: PlanTerms, at: datetime) -> Plan:
         plan = cls(id=uuid.uuid4(), code=code, created_at=at, current_version=1)
-        plan._apply(
-            name=name,
-            tier=tier,
-            interval=interval,
-            trial_days=trial_days,
-            prices=prices,
-            features=features or [],
-            included_usage=included_usage or {},
-            overage_rates=overage_rates or {},
-        )
+        plan._apply(tier=tier, interval=interval, terms=terms)
         plan.__dict__["_staged_version_at"] = at
         plan.record(ev.PlanCreated(**plan._snapshot(), current_from=at), at=at)
         return plan
 
-    def revise(
-        self,
-        *,
-        name: str,
-        trial_days: int,
-        prices: list[Money],
-        features: list[str],
-        included_usage: dict[str, int],
-        overage_rates: dict[str, list[UnitRate | Money]],
-        at: datetime,
-    ) -> None:
+    def revise(self, terms: PlanTerms, *, at: datetime) -> None:
         """A new version (current_version + 1) with complete new terms, current for new
         subscriptions from ``at``. Existing subscriptions stay on their version and price
         until a price migration moves them."""
-        self._apply(
-            name=name,
-            tier=self.tier,
-            interval=self.interval,
-            trial_days=trial_days,
-            prices=prices,
-            features=features,
-            included_usage=included_usage,
-            overage_rates=overage_rates,
-        )
+        self._apply(tier=self.tier, interval=self.interval, terms=terms)
         self.current_version += 1
         self.__dict__["_staged_version_at"] = at
         self.record(ev.PlanUpdated(**self._snapshot(), current_from=at), at=at)
@@ -160,7 +131,10 @@ class Plan(AggregateRoot):
         self.archived = False
         self.record(ev.PlanRestored(plan_id=str(self.id), code=self.code), at=at)
 
-    def _apply(self, *, name, tier, interval, trial_days, prices, features, included_usage, overage_rates) -> None:
+    def _apply(self, *, tier: str, interval: str, terms: PlanTerms) -> None:
+        name, trial_days, prices = terms.name, terms.trial_days, terms.prices
+        features, included_usage = terms.features or [], terms.included_usage or {}
+        overage_rates = terms.overage_rates or {}
         problems: dict[str, str] = {}
         if not (name or "").strip():
             problems["name"] = "A plan needs a name."
@@ -213,15 +187,10 @@ class Plan(AggregateRoot):
         return dict(
             plan_id=str(self.id),
             code=self.code,
-            name=self.name,
             tier=self.tier,
             interval=self.interval,
-            trial_days=self.trial_days,
-            prices=self.prices,
-            features=list(self.features),
-            included_usage=dict(self.included_usage),
-            overage_rates=self.overage_rates,
             version=self.current_version,
+            **self.terms.keywords(),
         )
 
     def staged_version(self) -> PlanVersion | None:
@@ -229,16 +198,7 @@ class Plan(AggregateRoot):
         at = self.__dict__.pop("_staged_version_at", None)
         if at is None:
             return None
-        return PlanVersion.of_terms(
-            plan=self,
-            version=self.current_version,
-            prices=self.prices,
-            included_usage=self.included_usage,
-            overage_rates=self.overage_rates,
-            trial_days=self.trial_days,
-            features=self.features,
-            current_from=at,
-        )
+        return PlanVersion.of_terms(plan=self, version=self.current_version, terms=self.terms, current_from=at)
 
     def staged_children(self) -> tuple[list[Money], dict[str, list[UnitRate]]] | None:
         """Prices and rates set by define/revise and not yet written."""
@@ -281,17 +241,16 @@ class PlanVersion(models.Model):
         return f"{self.plan.name} v{self.version}"
 
     @classmethod
-    def of_terms(
-        cls, *, plan, version, prices, included_usage, overage_rates, trial_days, features, current_from
-    ) -> PlanVersion:
+    def of_terms(cls, *, plan, version: int, terms: PlanTerms, current_from: datetime) -> PlanVersion:
+        """The row of a version's terms (the name is the plan's, not the version's)."""
         return cls(
             plan=plan,
             version=version,
-            prices=[p.to_json() for p in prices],
-            included_usage=dict(included_usage),
-            overage_rates={metric: [r.to_json() for r in rates] for metric, rates in overage_rates.items()},
-            trial_days=trial_days,
-            features=list(features),
+            prices=[p.to_json() for p in terms.prices],
+            included_usage=dict(terms.included_usage),
+            overage_rates={metric: [r.to_json() for r in rates] for metric, rates in terms.overage_rates.items()},
+            trial_days=terms.trial_days,
+            features=list(terms.features),
             current_from=current_from,
         )
 

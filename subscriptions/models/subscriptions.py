@@ -226,16 +226,7 @@ class Subscription(PlanChanges, PriceChanges, AggregateRoot):
             self._move_to_period(ended, 0)
             self.record(ev.TrialExpired(**self._common(), trial_end=ended, converted=True), at=ended)
             self._apply_due_price_change(boundary=ended)
-            self.record(
-                ev.SubscriptionActivated(
-                    **self._common(),
-                    price=self.price,
-                    period=self._period_ref(),
-                    activated_at=ended,
-                    reason=ActivationReason.TRIAL_CONVERTED,
-                ),
-                at=ended,
-            )
+            self._record_activated(at=ended, reason=ActivationReason.TRIAL_CONVERTED)
             return
         self.status = SubscriptionStatus.SUSPENDED
         self.suspended_at, self.suspension_reason = ended, SuspensionReason.NO_PAYMENT_METHOD
@@ -252,13 +243,13 @@ class Subscription(PlanChanges, PriceChanges, AggregateRoot):
             raise InvalidTransition(f"Only a subscription pending payment can be activated (it is {self.status}).")
         self.status = SubscriptionStatus.ACTIVE
         self.activated_at = at
+        self._record_activated(at=at, reason=ActivationReason.FIRST_PAYMENT)
+
+    def _record_activated(self, *, at: datetime, reason: ActivationReason) -> None:
+        """SubscriptionActivated: live and billable from the current period's start."""
         self.record(
             ev.SubscriptionActivated(
-                **self._common(),
-                price=self.price,
-                period=self._period_ref(),
-                activated_at=at,
-                reason=ActivationReason.FIRST_PAYMENT,
+                **self._common(), price=self.price, period=self._period_ref(), activated_at=at, reason=reason
             ),
             at=at,
         )

@@ -6,33 +6,26 @@ from datetime import datetime
 
 from sharedkernel.values import Money
 from subscriptions.models import Customer, Plan, Subscription
+from subscriptions.values import CustomerDetails, PlanTerms
 from tests.conftest import at
 
 
 def plan(code="pro-m", tier="professional", interval="month", prices=("49.00 USD",), trial_days=14, **extra) -> Plan:
     money = [Money(*p.split()) for p in prices]
-    p = Plan.define(
-        code=code,
-        name=code.title(),
-        tier=tier,
-        interval=interval,
-        trial_days=trial_days,
-        prices=money,
-        at=at("2025-01-01 00:00"),
-        **extra,
-    )
+    terms = PlanTerms(name=code.title(), trial_days=trial_days, prices=money, **extra)
+    p = Plan.define(code=code, tier=tier, interval=interval, terms=terms, at=at("2025-01-01 00:00"))
     p.pull_events()
     return p
 
 
 def customer(**kw) -> Customer:
-    c = Customer.register(
+    details = CustomerDetails(
         name=kw.get("name", "Ada Lovelace"),
         email=kw.get("email", "ada@example.com"),
         currency=kw.get("currency", "USD"),
         country=kw.get("country", "GB"),
-        at=at("2025-01-01 00:00"),
     )
+    c = Customer.register(details, at=at("2025-01-01 00:00"))
     c.pull_events()
     return c
 

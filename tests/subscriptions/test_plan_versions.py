@@ -6,18 +6,21 @@ import pytest
 
 from sharedkernel.errors import InvalidTransition
 from sharedkernel.values import Money
+from subscriptions.values import PlanTerms
 from tests.conftest import at
 from tests.subscriptions.factories import names, plan, subscription
 
 
 def _revise(p, price="59.00 USD", when="2025-02-10 00:00"):
     p.revise(
-        name=p.name,
-        trial_days=p.trial_days,
-        prices=[Money(*price.split())],
-        features=[],
-        included_usage={},
-        overage_rates={},
+        PlanTerms(
+            name=p.name,
+            trial_days=p.trial_days,
+            prices=[Money(*price.split())],
+            features=[],
+            included_usage={},
+            overage_rates={},
+        ),
         at=at(when),
     )
     return p.pull_events()
