@@ -11,6 +11,7 @@ from sharedkernel.bus import drain
 from sharedkernel.values import Money
 from subscriptions import commands as subs
 from subscriptions.models import Plan, Subscription
+from tests.billing.helpers import plan
 from tests.browser.conftest import shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -24,22 +25,14 @@ def log_in(page, live_server, user) -> None:
     )
 
 
+def _enterprise():
+    return plan("ent-y", "4600.00 EUR", interval="year", tier="enterprise", name="Enterprise")
+
+
 def _plans():
-    basic = subs.define_plan(
-        code="basic-m", name="Basic", tier="basic", interval="month", trial_days=14, prices=[Money("10.00", "EUR")]
-    )
-    pro = subs.define_plan(
-        code="pro-m", name="Pro", tier="professional", interval="month", trial_days=14, prices=[Money("30.00", "EUR")]
-    )
-    enterprise = subs.define_plan(
-        code="ent-y",
-        name="Enterprise",
-        tier="enterprise",
-        interval="year",
-        trial_days=0,
-        prices=[Money("4600.00", "EUR")],
-    )
-    return basic, pro, enterprise
+    basic = plan("basic-m", "10.00 EUR", tier="basic", trial_days=14, name="Basic")
+    pro = plan("pro-m", "30.00 EUR", trial_days=14, name="Pro")
+    return basic, pro, _enterprise()
 
 
 def _customer(email: str, *, country: str = "FR"):
@@ -83,24 +76,14 @@ def paying_customer():
     from subscriptions.commands import record_usage
 
     TaxRate.objects.create(country="FR", region="", rate="0.20", name="TVA")
-    pro = subs.define_plan(
-        code="pro-m",
+    pro = plan(
+        "pro-m",
+        "45.00 EUR",
         name="Pro",
-        tier="professional",
-        interval="month",
-        trial_days=0,
-        prices=[Money("45.00", "EUR")],
         included_usage={"api_calls": 100_000},
         overage_rates={"api_calls": [Money("0.01", "EUR")]},
     )
-    subs.define_plan(
-        code="ent-y",
-        name="Enterprise",
-        tier="enterprise",
-        interval="year",
-        trial_days=0,
-        prices=[Money("4600.00", "EUR")],
-    )
+    _enterprise()
     user, customer = _customer("pierre@example.com", country="FR")
     sub = subs.subscribe(customer_id=str(customer.id), plan_id=str(pro.id))
     drain()

@@ -221,21 +221,14 @@ def populate(n: int, settings) -> Population:
     made by the contexts' own commands and handled in this process — the set-up, not under fault."""
     from billing.commands import update_payment_method
     from sharedkernel.bus import drain
-    from sharedkernel.values import Money
     from subscriptions import commands
     from subscriptions.models import Subscription
+    from tests.billing.helpers import plan as define_plan
 
     dispatch = settings.EVENT_DISPATCH
     settings.EVENT_DISPATCH = "manual"
     try:
-        plan = commands.define_plan(
-            code="pro-m",
-            name="Pro",
-            tier="professional",
-            interval="month",
-            trial_days=0,
-            prices=[Money("30.00", "USD")],
-        )
+        plan = define_plan("pro-m", "30.00 USD", name="Pro")
         customers = []
         for i in range(n):
             customer, _ = commands.register_customer(

@@ -109,13 +109,10 @@ def test_the_staff_event_list_is_the_whole_store_in_order(drain):
 
 def test_a_metered_subscriptions_timeline_has_its_usage_thresholds_and_the_usage_billed_on_renewal(drain):
     clock = TestClock.objects.create(name="usage", frozen_time=at("2025-05-01 00:00"))
-    metered = subs.define_plan(
-        code="api-m",
+    metered = plan(
+        "api-m",
+        "50.00 USD",
         name="API",
-        tier="professional",
-        interval="month",
-        trial_days=0,
-        prices=[Money("50.00", "USD")],
         included_usage={"api_calls": 1000},
         overage_rates={"api_calls": [Money("0.01", "USD")]},
     )

@@ -13,6 +13,7 @@ from sharedkernel.values import Money, UnitRate
 from subscriptions import commands as subs
 from subscriptions.models import UsageRecord
 from tests.billing.helpers import customer
+from tests.billing.helpers import plan as define_plan
 from tests.conftest import at
 from tests.helpers import api_client, staff_user
 
@@ -23,13 +24,10 @@ T0 = at("2025-05-01 00:00")
 
 @pytest.fixture
 def metered(db):
-    return subs.define_plan(
-        code="api-m",
+    return define_plan(
+        "api-m",
+        "50.00 USD",
         name="API",
-        tier="professional",
-        interval="month",
-        trial_days=0,
-        prices=[Money("50.00", "USD")],
         included_usage={"api_calls": 1000, "seats": 5},
         overage_rates={"api_calls": [Money("0.01", "USD")]},
     )
@@ -232,13 +230,10 @@ def test_a_fine_unit_rate_is_charged_once_per_line_and_the_usage_view_agrees_wit
 
     # given a plan charging 0.000125 USD per API call and 0.004999 USD per export over what it includes
     settings.USAGE_GRACE_SECONDS = 600
-    plan = subs.define_plan(
-        code="fine-m",
+    plan = define_plan(
+        "fine-m",
+        "50.00 USD",
         name="Fine",
-        tier="professional",
-        interval="month",
-        trial_days=0,
-        prices=[Money("50.00", "USD")],
         included_usage={"api_calls": 1000, "exports": 0},
         overage_rates={"api_calls": [UnitRate("0.000125", "USD")], "exports": [UnitRate("0.004999", "USD")]},
     )
