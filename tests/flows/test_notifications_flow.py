@@ -12,14 +12,8 @@ import pytest
 from notifications.models import Notification, WebhookDelivery
 from notifications.webhooks import SIGNATURE_HEADER, verify
 from tests.conftest import wait_until_handled
-from tests.helpers import api_client, staff_user
 
 pytestmark = pytest.mark.flow
-
-
-@pytest.fixture
-def staff(flow):
-    return api_client(staff_user())
 
 
 def settle(timeout: float = 30) -> None:

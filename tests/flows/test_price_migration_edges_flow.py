@@ -13,17 +13,11 @@ from subscriptions.commands import price_migrations
 from subscriptions.commands import subscriptions as subscription_commands
 from subscriptions.models import Subscription
 from tests.conftest import wait_until_handled
-from tests.flows.test_billing_flow import advance, invoices, make_plan, money
+from tests.flows.api import advance, invoices, make_plan, money
 from tests.flows.test_notifications_flow import settle
 from tests.flows.test_price_migration_flow import customers_on_clock, scheduled_events
-from tests.helpers import api_client, staff_user
 
 pytestmark = pytest.mark.flow
-
-
-@pytest.fixture
-def staff(flow):
-    return api_client(staff_user())
 
 
 def subscribe(staff, customer, plan, trial=False) -> str:

@@ -25,11 +25,6 @@ from tests.helpers import api_client, event_types, payment_succeeded_payload, pu
 pytestmark = pytest.mark.flow
 
 
-@pytest.fixture
-def staff(flow):
-    return api_client(staff_user())
-
-
 def staff_queue() -> str:
     from config.celery import app
 
