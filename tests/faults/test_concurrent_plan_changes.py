@@ -13,7 +13,8 @@ from django.db import connection
 from billing.models import CreditEntry, Invoice, Payment
 from sharedkernel.models import StoredEvent
 from subscriptions.models import Subscription
-from tests.faults.conftest import FAULTS, populate, settle_everything
+from tests.faults.bill_run import populate
+from tests.faults.conftest import FAULTS, settle_everything
 from tests.helpers import api_client, staff_user
 
 pytestmark = FAULTS
