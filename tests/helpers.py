@@ -29,6 +29,19 @@ class ForeignEvent:
         return self.body
 
 
+@dataclass(frozen=True)
+class TaggedEvent:
+    """A stand-in event for plumbing tests, told apart by its tag (not part of any published
+    language); a test names its own kind by overriding ``event_type``."""
+
+    tag: str
+    event_type: str = "tests.Tagged"
+    event_version: int = 1
+
+    def payload(self) -> dict:
+        return {"tag": self.tag}
+
+
 def publish(
     event_type: str,
     payload: dict,
