@@ -22,6 +22,17 @@ def plan(code="pro", price="30.00 USD", interval="month", tier="professional", t
     )
 
 
+def metered_plan(code="api-m", **included):
+    """The API plan: 50.00 USD a month with 1,000 API calls (and ``included``) included, 0.01 USD a call over."""
+    return plan(
+        code,
+        "50.00 USD",
+        name="API",
+        included_usage={"api_calls": 1000, **included},
+        overage_rates={"api_calls": [Money("0.01", "USD")]},
+    )
+
+
 def customer(drain, *, card="pm_card_visa", currency="USD", country="US", region="CA", test_clock_id=None, **kw):
     c, _ = subs.register_customer(
         name=kw.pop("name", "Ada Lovelace"),

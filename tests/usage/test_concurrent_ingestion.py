@@ -13,11 +13,9 @@ from django.utils import timezone
 
 from sharedkernel.clock import FixedClock
 from sharedkernel.models import StoredEvent
-from sharedkernel.values import Money
 from subscriptions import commands as subs
 from subscriptions.models import UsageCounter, UsageRecord
-from tests.billing.helpers import customer
-from tests.billing.helpers import plan as define_plan
+from tests.billing.helpers import customer, metered_plan
 from tests.helpers import api_client, staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,13 +27,7 @@ def test_overlapping_concurrent_batches_count_each_key_once_and_fire_each_thresh
     if connection.vendor != "postgresql":
         pytest.skip("SQLite serialises writers: nothing runs concurrently")
     # given three subscriptions of 1,000 included calls each
-    plan = define_plan(
-        "api-c",
-        "50.00 USD",
-        name="API",
-        included_usage={"api_calls": 1000},
-        overage_rates={"api_calls": [Money("0.01", "USD")]},
-    )
+    plan = metered_plan("api-c")
     start = timezone.now() - timedelta(hours=1)
     sub_ids = []
     for n in range(3):

@@ -9,10 +9,10 @@ import pytest
 from billing import commands as billing
 from sharedkernel.clock import FixedClock
 from sharedkernel.models import StoredEvent, TestClock
-from sharedkernel.values import Money, UnitRate
+from sharedkernel.values import UnitRate
 from subscriptions import commands as subs
 from subscriptions.models import UsageRecord
-from tests.billing.helpers import customer
+from tests.billing.helpers import customer, metered_plan
 from tests.billing.helpers import plan as define_plan
 from tests.conftest import at
 from tests.helpers import api_client, staff_user
@@ -24,13 +24,7 @@ T0 = at("2025-05-01 00:00")
 
 @pytest.fixture
 def metered(db):
-    return define_plan(
-        "api-m",
-        "50.00 USD",
-        name="API",
-        included_usage={"api_calls": 1000, "seats": 5},
-        overage_rates={"api_calls": [Money("0.01", "USD")]},
-    )
+    return metered_plan(seats=5)
 
 
 @pytest.fixture
