@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
 
 from billing import commands as billing
 from sharedkernel.bus import drain
@@ -12,17 +11,9 @@ from sharedkernel.values import Money
 from subscriptions import commands as subs
 from subscriptions.models import Plan, Subscription
 from tests.billing.helpers import plan
-from tests.browser.conftest import shot
+from tests.browser.conftest import customer_with_login, log_in, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def log_in(page, live_server, user) -> None:
-    client = Client()
-    client.force_login(user)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-    )
 
 
 def _enterprise():
@@ -36,11 +27,7 @@ def _plans():
 
 
 def _customer(email: str, *, country: str = "FR"):
-    user = get_user_model().objects.create_user(email, email, "Correct-Horse-42")
-    customer, _ = subs.register_customer(name="Marie Curie", email=email, currency="EUR", country=country, user=user)
-    drain()
-    billing.update_payment_method(customer_id=str(customer.id), token="pm_card_visa")
-    return user, customer
+    return customer_with_login(email, "Marie Curie", email, currency="EUR", country=country, handled=drain)
 
 
 def test_the_plan_change_preview_says_what_the_policy_will_do(page, live_server):
