@@ -40,6 +40,23 @@ def drain():
     return run_all
 
 
+@pytest.fixture
+def staff(db):
+    """An API client holding a staff member's token."""
+    from tests.helpers import api_client, staff_user
+
+    return api_client(staff_user())
+
+
+@pytest.fixture
+def admin(client, db):
+    """Django's test client logged in as staff, for the admin pages."""
+    from tests.helpers import staff_user
+
+    client.force_login(staff_user("boss"))
+    return client
+
+
 def at(text: str) -> datetime:
     """UTC datetime from '2025-01-31 10:00'."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)

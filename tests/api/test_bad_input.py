@@ -38,11 +38,6 @@ PLAN = {
 }
 
 
-@pytest.fixture
-def staff(db):
-    return api_client(staff_user())
-
-
 def error(response, status: int) -> dict:
     assert response.status_code == status, response.content
     assert response["Content-Type"].startswith("application/json")

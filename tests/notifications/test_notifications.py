@@ -9,14 +9,8 @@ from notifications.models import Notification, Suppression
 from sharedkernel.bus import run_deliveries
 from sharedkernel.models import EventDelivery
 from subscriptions import commands as subs
-from tests.helpers import api_client, staff_user
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(db):
-    return api_client(staff_user())
 
 
 @pytest.fixture

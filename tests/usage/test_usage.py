@@ -15,7 +15,7 @@ from subscriptions.models import UsageRecord
 from tests.billing.helpers import customer, metered_plan
 from tests.billing.helpers import plan as define_plan
 from tests.conftest import at
-from tests.helpers import api_client, staff_user
+from tests.helpers import api_client
 
 pytestmark = pytest.mark.django_db
 
@@ -36,11 +36,6 @@ def sub(metered, drain):
     s.refresh_from_db()
     assert s.status == "active"
     return s
-
-
-@pytest.fixture
-def staff(db):
-    return api_client(staff_user())
 
 
 def rec(sub, key, quantity=10, when="2025-05-05T12:00:00Z", metric="api_calls"):
