@@ -191,22 +191,13 @@ def test_cancelling_now_bills_the_partial_periods_overage_on_a_final_invoice(sta
     cancelled_at = T0 + timedelta(days=10)
     subs.cancel_subscription(subscription_id=str(sub.id), reason="moving on", clock=FixedClock(cancelled_at))
     drain()
-    assert (
-        run_job(
-            "subscriptions.calculate_usage",
-            now=cancelled_at + timedelta(minutes=9),
-            test_clock_id=str(sub.test_clock_id),
-        )
-        == 0
-    )  # still in grace
-    assert (
-        run_job(
-            "subscriptions.calculate_usage",
-            now=cancelled_at + timedelta(minutes=10),
-            test_clock_id=str(sub.test_clock_id),
-        )
-        == 1
-    )
+
+    def usage_calculated(minutes_after_cancelling: int) -> int:
+        moment = cancelled_at + timedelta(minutes=minutes_after_cancelling)
+        return run_job("subscriptions.calculate_usage", now=moment, test_clock_id=str(sub.test_clock_id))
+
+    assert usage_calculated(9) == 0  # still in grace
+    assert usage_calculated(10) == 1
     drain()
     final = Invoice.objects.get(subscription_id=sub.id, billing_reason="subscription_cancel")
     assert final.status == "paid"
