@@ -26,9 +26,6 @@ from django.utils import timezone
 
 from tests.conftest import ARTIFACTS, Worker, wait_until_handled, wait_until_worker_idle
 
-# the bill run's assertions (assert_one_bill_run) explain their failures as the tests' own do
-pytest.register_assert_rewrite("tests.faults.bill_run")
-
 REDIS_SERVER = shutil.which("redis-server")
 _ENGINE = django_settings.DATABASES["default"]["ENGINE"]
 if _ENGINE.endswith("sqlite3"):

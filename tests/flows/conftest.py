@@ -9,4 +9,5 @@ from tests.helpers import api_client, staff_user
 
 @pytest.fixture
 def staff(flow):
+    """An API client holding a staff member's token, with the real worker running."""
     return api_client(staff_user())

@@ -10,8 +10,7 @@ from sharedkernel.scheduling import run_job
 from subscriptions import commands
 from subscriptions.models import Subscription
 from tests.conftest import at, wait_until_handled
-from tests.flows.api import advance, invoices, make_plan, money, new_customer
-from tests.flows.test_notifications_flow import settle
+from tests.flows.api import advance, invoices, make_plan, money, new_customer, two_beats_schedule_price_changes
 
 pytestmark = pytest.mark.flow
 
@@ -69,9 +68,7 @@ def test_a_rise_is_noticed_once_billed_after_the_date_and_never_for_the_grandfat
     assert staff.post(f"/api/v1/price-migrations/{migration['id']}/pause/").json()["status"] == "paused"
     assert run_job("subscriptions.schedule_price_changes") == 0  # paused: nothing more is scheduled
     assert staff.post(f"/api/v1/price-migrations/{migration['id']}/resume/").json()["status"] == "running"
-    run_job("subscriptions.schedule_price_changes")
-    run_job("subscriptions.schedule_price_changes")
-    settle()
+    two_beats_schedule_price_changes()
     state = staff.get(f"/api/v1/price-migrations/{migration['id']}/").json()
     assert state["status"] == "done"
     assert state["counts"] == {"scheduled": 2, "left_out": 0, "moved": 0, "cancelled": 0}
