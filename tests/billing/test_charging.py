@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -79,6 +80,24 @@ def gateway(settings):
     yield use
     GATEWAYS.pop("test", None)
     reset_adapters()
+
+
+@pytest.fixture
+def stripe(settings, gateway):
+    """``with stripe() as server:`` Stripe is up (a local fake that answers a repeated
+    Idempotency-Key with its first answer) and Billing charges through it; ``stripe(fresh=False)``
+    is Stripe back after an outage, remembering what it answered."""
+
+    @contextmanager
+    def running(*, fresh: bool = True):
+        if fresh:
+            FakeStripe.answered = {}
+        with FakeServer(FakeStripe) as server:
+            settings.STRIPE_API_BASE, settings.STRIPE_API_KEY = server.url, "sk_test_fake"
+            gateway("billing.acl.payments.StripeGateway")
+            yield server
+
+    return running
 
 
 def run_all_but(handler: str) -> None:
@@ -263,13 +282,10 @@ run_deliveries("billing.process_payment", [int(x) for x in sys.argv[1].split(","
 
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_worker_process_after_stripe_charged_is_resolved_from_stripes_idempotent_answer(
-    drain, settings, gateway
+    drain, settings, stripe
 ):
     # given Stripe (a local fake that answers a repeated Idempotency-Key with its first answer)
-    FakeStripe.answered = {}
-    with FakeServer(FakeStripe) as stripe_server:
-        settings.STRIPE_API_BASE, settings.STRIPE_API_KEY = stripe_server.url, "sk_test_fake"
-        gateway("billing.acl.payments.StripeGateway")
+    with stripe() as stripe_server:
         invoice = finalized_invoice_waiting_for_the_payment_policy(drain, card="pm_ok")
         env = {
             **os.environ,
@@ -305,11 +321,8 @@ def test_a_killed_worker_process_after_stripe_charged_is_resolved_from_stripes_i
 
 
 @pytest.mark.django_db(transaction=True)
-def test_stripe_is_sent_the_invoice_and_attempt_as_idempotency_key_for_each_attempt(drain, settings, gateway):
-    FakeStripe.answered = {}
-    with FakeServer(FakeStripe) as stripe_server:
-        settings.STRIPE_API_BASE, settings.STRIPE_API_KEY = stripe_server.url, "sk_test_fake"
-        gateway("billing.acl.payments.StripeGateway")
+def test_stripe_is_sent_the_invoice_and_attempt_as_idempotency_key_for_each_attempt(drain, settings, stripe):
+    with stripe() as stripe_server:
         invoice = finalized_invoice_waiting_for_the_payment_policy(drain, card="pm_declined")
         drain()
         payment = Payment.objects.get(invoice_id=invoice.id)
@@ -443,21 +456,16 @@ def test_a_refund_whose_answer_was_lost_is_resolved_once_and_a_second_refund_wai
 
 
 @pytest.mark.django_db(transaction=True)
-def test_no_answer_from_stripe_keeps_the_attempt_in_flight_until_the_same_key_is_answered(drain, settings, gateway):
+def test_no_answer_from_stripe_keeps_the_attempt_in_flight_until_the_same_key_is_answered(drain, settings, stripe):
     # given Stripe goes away after the customer's card was checked
-    FakeStripe.answered = {}
-    with FakeServer(FakeStripe) as stripe_server:
-        settings.STRIPE_API_BASE, settings.STRIPE_API_KEY = stripe_server.url, "sk_test_fake"
-        gateway("billing.acl.payments.StripeGateway")
+    with stripe() as stripe_server:
         invoice = finalized_invoice_waiting_for_the_payment_policy(drain, card="pm_ok")
     # when the payment policy charges: no answer at all (we cannot know whether Stripe charged)
     run_deliveries("billing.process_payment", open_ids("billing.process_payment"))
     payment = Payment.objects.get(invoice_id=invoice.id)
     assert payment.status == PaymentStatus.PROCESSING and not PaymentAttempt.objects.filter(payment=payment).exists()
     # then, Stripe back, the resolver asks again with the same key and records its answer
-    with FakeServer(FakeStripe) as stripe_server:
-        settings.STRIPE_API_BASE = stripe_server.url
-        gateway("billing.acl.payments.StripeGateway")
+    with stripe(fresh=False) as stripe_server:
         settings.BILLING_CHARGE_RESOLVE_AFTER_SECONDS = 0
         assert jobs.resolve_charges(timezone.now(), None) == 1
         [intent] = [r for r in stripe_server.requests if r["path"] == "/v1/payment_intents"]
