@@ -16,7 +16,7 @@ from sharedkernel.models import StoredEvent
 from subscriptions import commands as subs
 from subscriptions.models import UsageCounter, UsageRecord
 from tests.billing.helpers import customer, metered_plan
-from tests.helpers import api_client, staff_user
+from tests.helpers import all_at_once, api_client, staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,11 +65,7 @@ def test_overlapping_concurrent_batches_count_each_key_once_and_fire_each_thresh
             connection.close()
 
     # when the threads post at once
-    threads = [threading.Thread(target=post_all, args=(p,)) for p in plans]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    all_at_once(post_all, [(p,) for p in plans], timeout=120)
 
     # then every call succeeded, and what was counted is exactly the distinct keys that were sent
     assert failures == []
