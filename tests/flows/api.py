@@ -14,7 +14,8 @@ def money(amount: str, currency: str = "USD") -> dict:
     return {"amount": amount, "currency": currency}
 
 
-def make_plan(staff, code, price, tier="professional", interval="month", trial_days=0, *, name=None) -> dict:
+def make_plan(staff, code, price, tier="professional", interval="month", trial_days=0, *, name=None, **terms) -> dict:
+    """A USD plan created by staff; ``terms`` are the rest of the body (included usage, overage rates)."""
     response = staff.post(
         "/api/v1/plans/",
         {
@@ -24,6 +25,7 @@ def make_plan(staff, code, price, tier="professional", interval="month", trial_d
             "interval": interval,
             "trial_days": trial_days,
             "prices": [money(price)],
+            **terms,
         },
         format="json",
     )
