@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -20,7 +19,7 @@ from billing import jobs
 from billing.acl.payments import SandboxGateway
 from billing.commands.refunds import _request_refund
 from billing.models import Invoice, InvoiceStatus, Payment, PaymentAttempt, PaymentStatus, TaxRate
-from billing.ports import GATEWAYS, TAX_CALCULATORS, payment_gateway, reset_adapters, tax_calculator
+from billing.ports import TAX_CALCULATORS, payment_gateway, reset_adapters, tax_calculator
 from billing.values import Jurisdiction
 from sharedkernel.bus import run_deliveries
 from sharedkernel.correlation import current_cause
@@ -65,39 +64,6 @@ class DyingSandbox(SandboxGateway):
         if self.when == "after":
             raise WorkerDied()
         return result
-
-
-@pytest.fixture
-def gateway(settings):
-    """Select a gateway adapter class by dotted path for one test; the built instance is returned."""
-
-    def use(cls_path: str):
-        GATEWAYS["test"] = cls_path
-        settings.BILLING_PAYMENT_GATEWAY = "test"
-        reset_adapters()
-        return payment_gateway()
-
-    yield use
-    GATEWAYS.pop("test", None)
-    reset_adapters()
-
-
-@pytest.fixture
-def stripe(settings, gateway):
-    """``with stripe() as server:`` Stripe is up (a local fake that answers a repeated
-    Idempotency-Key with its first answer) and Billing charges through it; ``stripe(fresh=False)``
-    is Stripe back after an outage, remembering what it answered."""
-
-    @contextmanager
-    def running(*, fresh: bool = True):
-        if fresh:
-            FakeStripe.answered = {}
-        with FakeServer(FakeStripe) as server:
-            settings.STRIPE_API_BASE, settings.STRIPE_API_KEY = server.url, "sk_test_fake"
-            gateway("billing.acl.payments.StripeGateway")
-            yield server
-
-    return running
 
 
 def run_all_but(handler: str) -> None:
