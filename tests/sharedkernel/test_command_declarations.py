@@ -29,20 +29,21 @@ def polish_widget():
     parametrised tests over every event never see the kit's events)."""
 
     @dataclass(frozen=True)
-    class WidgetPolished(events.Event):
-        event_type = "testkit.WidgetPolished"
+    class WidgetEvent(events.Event):
+        """What every event about a widget carries (no event type: not registered itself)."""
+
         aggregate_type = "Widget"
         aggregate_id_field = "widget_id"
         public = False
         widget_id: str
 
     @dataclass(frozen=True)
-    class WidgetScratched(events.Event):
+    class WidgetPolished(WidgetEvent):
+        event_type = "testkit.WidgetPolished"
+
+    @dataclass(frozen=True)
+    class WidgetScratched(WidgetEvent):
         event_type = "testkit.WidgetScratched"
-        aggregate_type = "Widget"
-        aggregate_id_field = "widget_id"
-        public = False
-        widget_id: str
 
     @command(aggregate="Widget", records=("testkit.WidgetPolished",), name="testkit.polish_widget")
     def polish(*, widget_id: str, scratch: bool = False) -> None:
