@@ -29,21 +29,20 @@ def polish_widget():
     parametrised tests over every event never see the kit's events)."""
 
     @dataclass(frozen=True)
-    class WidgetEvent(events.Event):
-        """What every event about a widget carries (no event type: not registered itself)."""
-
+    class WidgetPolished(events.Event):
+        event_type = "testkit.WidgetPolished"
         aggregate_type = "Widget"
         aggregate_id_field = "widget_id"
         public = False
         widget_id: str
 
     @dataclass(frozen=True)
-    class WidgetPolished(WidgetEvent):
-        event_type = "testkit.WidgetPolished"
-
-    @dataclass(frozen=True)
-    class WidgetScratched(WidgetEvent):
+    class WidgetScratched(events.Event):
         event_type = "testkit.WidgetScratched"
+        aggregate_type = "Widget"
+        aggregate_id_field = "widget_id"
+        public = False
+        widget_id: str
 
     @command(aggregate="Widget", records=("testkit.WidgetPolished",), name="testkit.polish_widget")
     def polish(*, widget_id: str, scratch: bool = False) -> None:
