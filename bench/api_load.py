@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import _fresh  # noqa: E402
+from bench import _common, _fresh  # noqa: E402
 
 BASE_DB, DB_NAME, DB_URL = _fresh.database("bench_perfapi")
 API_WORKERS = int(os.environ.get("API_WORKERS", "2"))
@@ -138,12 +138,6 @@ def prepare() -> list[dict]:
     if not invoices["results"]:
         raise RuntimeError("set-up: the customers have no invoice")
     return clients
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request_bytes(method: str, path: str, key: str | None, body: bytes = b"") -> bytes:
@@ -251,28 +245,10 @@ def main() -> None:
     customers = prepare()
     # 32 connections, one customer key each (the clients wrap round if CLIENTS > 32)
     clients = [customers[i % len(customers)] for i in range(CLIENTS)]
-    port = free_port()
+    port = _common.free_port()
     extra = os.environ.get("GUNICORN_ARGS", "").split()
     # PYSPY=out.txt samples the gunicorn workers with py-spy (collapsed stacks) for the whole run
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(API_WORKERS),
-            "--backlog",
-            "2048",
-            "--log-level",
-            "warning",
-            *extra,
-        ],
-        cwd=ROOT,
-        env=ENV,
-    )
+    server = _common.start_api(port, API_WORKERS, ENV, "--backlog", "2048", "--log-level", "warning", *extra)
     rows = []
     profiler = None
     try:

@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import _fresh  # noqa: E402
+from bench import _common, _fresh  # noqa: E402
 
 BASE_DB, DB_NAME, DB_URL = _fresh.database("bench_bill_run")  # BENCH_DB_NAME when several people bench at once
 BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -142,16 +142,8 @@ def populate(n: int) -> None:
             begin = end - relativedelta(months=months)
             price = plan.price_in(currency)
             declining = i % 20 == 7  # 5 %
-            c = Customer(
-                id=uuid.uuid4(),
-                name=f"Customer {i}",
-                email=f"c{i}@bench.example",
-                currency=currency,
-                country=country,
-                region=region,
-                has_payment_method=True,
-                created_at=begin,
-                version=1,
+            c = _common.customer_row(
+                i, currency=currency, country=country, region=region, has_payment_method=True, created_at=begin
             )
             customers.append(c)
             accounts.append(
@@ -169,21 +161,8 @@ def populate(n: int) -> None:
                     version=1,
                 )
             )
-            s = Subscription(
-                id=uuid.uuid4(),
-                customer=c,
-                plan=plan,
-                currency=currency,
-                price_minor=price.minor_units,
-                interval=plan.interval,
-                status="active",
-                billing_anchor=begin,
-                period_index=0,
-                current_period_start=begin,
-                current_period_end=end,
-                activated_at=begin,
-                created_at=begin,
-                version=1,
+            s = _common.active_subscription_row(
+                c, plan, price_minor=price.minor_units, start=begin, end=end, period_index=0, activated_at=begin
             )
             subs.append(s)
             billed.append(

@@ -19,7 +19,6 @@ figures as a sanity check.
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
@@ -30,16 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import _fresh  # noqa: E402
+from bench import _common, _fresh  # noqa: E402
 
 BASE_DB, DB_NAME, DB_URL = _fresh.database("bench_price_impact")  # BENCH_DB_NAME when several people bench at once
-os.environ.update(
-    DATABASE_URL=DB_URL,
-    DEBUG="0",
-    SECRET_KEY=os.environ.get("SECRET_KEY") or uuid.uuid4().hex,
-    EVENT_DISPATCH="manual",
-    DJANGO_SETTINGS_MODULE="config.settings",
-)
+_common.manual_dispatch_environment(DB_URL)
 
 PRICES = {1: {"USD": "49.00", "EUR": "45.00"}, 2: {"USD": "55.00", "EUR": "50.00"}}
 INCLUDED = {1: 1000, 2: 500}

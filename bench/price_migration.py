@@ -14,26 +14,18 @@ second run schedules nothing.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import _fresh  # noqa: E402
+from bench import _common, _fresh  # noqa: E402
 
 BASE_DB, DB_NAME, DB_URL = _fresh.database("bench_price_migration")  # BENCH_DB_NAME when several people bench at once
-os.environ.update(
-    DATABASE_URL=DB_URL,
-    DEBUG="0",
-    SECRET_KEY=os.environ.get("SECRET_KEY") or uuid.uuid4().hex,
-    EVENT_DISPATCH="manual",
-    DJANGO_SETTINGS_MODULE="config.settings",
-)
+_common.manual_dispatch_environment(DB_URL)
 
 
 def recreate_database() -> None:
@@ -71,32 +63,17 @@ def main(n: int) -> None:
     customers, subs = [], []
     for i in range(n):
         currency = "USD" if i % 2 else "EUR"
-        c = Customer(
-            id=uuid.uuid4(),
-            name=f"Customer {i}",
-            email=f"c{i}@bench.example",
-            currency=currency,
-            country="DE",
-            created_at=begin,
-            version=1,
-        )
+        c = _common.customer_row(i, currency=currency, country="DE", created_at=begin)
         customers.append(c)
         subs.append(
-            Subscription(
-                id=uuid.uuid4(),
-                customer=c,
-                plan=plan,
-                currency=currency,
+            _common.active_subscription_row(
+                c,
+                plan,
                 price_minor=4900 if currency == "USD" else 4500,
-                interval="month",
-                status="active",
-                billing_anchor=begin,
+                start=begin,
+                end=begin + timedelta(days=30),
                 period_index=0,
-                current_period_start=begin,
-                current_period_end=begin + timedelta(days=30),
                 activated_at=begin,
-                created_at=begin,
-                version=1,
             )
         )
     with transaction.atomic():

@@ -24,19 +24,17 @@ import os
 import random
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import _fresh  # noqa: E402
+from bench import _common, _fresh  # noqa: E402
 
 BASE_DB, DB_NAME, DB_URL = _fresh.database("bench_usage")
 SUBSCRIPTIONS = 2000
@@ -92,41 +90,16 @@ def prepare() -> tuple[str, list[str]]:
     now = timezone.now()
     customers, subs = [], []
     for i in range(SUBSCRIPTIONS):
-        c = Customer(
-            id=uuid.uuid4(),
-            name=f"C{i}",
-            email=f"c{i}@bench.example",
-            currency="USD",
-            country="GB",
-            created_at=now,
-            version=1,
-        )
+        c = _common.customer_row(i, name=f"C{i}", currency="USD", country="GB", created_at=now)
         customers.append(c)
         subs.append(
-            Subscription(
-                id=uuid.uuid4(),
-                customer=c,
-                plan=plan,
-                currency="USD",
-                price_minor=5000,
-                interval="month",
-                status="active",
-                billing_anchor=now - timedelta(days=1),
-                current_period_start=now - timedelta(days=1),
-                current_period_end=now + timedelta(days=29),
-                created_at=now,
-                version=1,
+            _common.active_subscription_row(
+                c, plan, price_minor=5000, start=now - timedelta(days=1), end=now + timedelta(days=29), created_at=now
             )
         )
     Customer.objects.bulk_create(customers)
     Subscription.objects.bulk_create(subs)
     return token, [str(s.id) for s in subs]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def client(args) -> dict:
@@ -246,23 +219,8 @@ def main() -> None:
     total = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     clients = int(sys.argv[2]) if len(sys.argv) > 2 else 4
     token, sub_ids = prepare()
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(API_WORKERS),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=ENV,
-    )
+    port = _common.free_port()
+    server = _common.start_api(port, API_WORKERS, ENV, "--log-level", "warning")
     base = f"http://127.0.0.1:{port}"
     try:
         import requests

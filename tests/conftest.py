@@ -22,6 +22,9 @@ import pytest
 
 os.environ.setdefault("TESTING", "1")
 
+# helpers that check as they go explain their failures as the tests' own asserts do
+pytest.register_assert_rewrite("tests.faults.bill_run", "tests.flows.api")
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / "test-artifacts"))
 
@@ -38,6 +41,23 @@ def drain():
     from sharedkernel.bus import drain as run_all
 
     return run_all
+
+
+@pytest.fixture
+def staff(db):
+    """An API client holding a staff member's token."""
+    from tests.helpers import api_client, staff_user
+
+    return api_client(staff_user())
+
+
+@pytest.fixture
+def admin(client, db):
+    """Django's test client logged in as staff, for the admin pages."""
+    from tests.helpers import staff_user
+
+    client.force_login(staff_user("boss"))
+    return client
 
 
 def at(text: str) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,19 @@ class ForeignEvent:
         return self.body
 
 
+@dataclass(frozen=True)
+class TaggedEvent:
+    """A stand-in event for plumbing tests, told apart by its tag (not part of any published
+    language); a test names its own kind by overriding ``event_type``."""
+
+    tag: str
+    event_type: str = "tests.Tagged"
+    event_version: int = 1
+
+    def payload(self) -> dict:
+        return {"tag": self.tag}
+
+
 def publish(
     event_type: str,
     payload: dict,
@@ -52,6 +66,16 @@ def publish(
             ]
         )
     return event
+
+
+def all_at_once(target, arguments, *, timeout: float | None = None) -> None:
+    """``target(*args)`` for each ``args`` of ``arguments``, each in a thread of its own, all started
+    before any is waited for (each waited for up to ``timeout``)."""
+    threads = [threading.Thread(target=target, args=args) for args in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
 
 
 def event_types(aggregate_id) -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 from analytics import impact
 from analytics.models import MrrMovement, MrrSnapshot, RevenueEntry, SubscriptionView
 from sharedkernel.models import EventDelivery, StoredEvent
+from tests.analytics.helpers import price_migration_drafted
 from tests.helpers import publish
 
 PLAN = str(uuid.uuid4())
@@ -103,22 +104,7 @@ def script_history() -> dict[str, tuple[str, str]]:
     """The history of the module docstring; returns name → (subscription id, customer id)."""
     plan_event("subscriptions.PlanCreated", 1, "10.00", 100, "0.10")
     plan_event("subscriptions.PlanUpdated", 2, "12.00", 50, "0.20")
-    publish(
-        "subscriptions.PriceMigrationDrafted",
-        {
-            "migration_id": MIGRATION,
-            "plan_id": PLAN,
-            "to_version": 2,
-            "effective_from": at(4, 1).isoformat(),
-            "from_versions": [],
-            "currencies": [],
-            "subscription_ids": [],
-            "created_before": None,
-        },
-        aggregate_type="PriceMigration",
-        aggregate_id=MIGRATION,
-        occurred_on=at(1, 1),
-    )
+    price_migration_drafted(MIGRATION, PLAN, effective_from=at(4, 1), occurred_on=at(1, 1))
     subs = {name: (str(uuid.uuid4()), str(uuid.uuid4())) for name in "ABC"}
     for sub, customer in subs.values():
         sub_event("SubscriptionCreated", sub, customer, at(1, 1))

@@ -20,6 +20,7 @@ from fractions import Fraction
 import pytest
 
 from analytics import impact
+from tests.analytics.helpers import price_migration_drafted
 from tests.helpers import publish
 
 TEAM, BUSINESS, OTHER = (str(uuid.uuid4()) for _ in range(3))
@@ -116,22 +117,7 @@ class Sub:
 
 def draft_migration(when: datetime) -> None:
     version("subscriptions.PlanUpdated", 2, "25.00", "22.00", 50, "0.10", "0.08", when)
-    publish(
-        "subscriptions.PriceMigrationDrafted",
-        {
-            "migration_id": MIGRATION,
-            "plan_id": TEAM,
-            "to_version": 2,
-            "effective_from": at(4, 1).isoformat(),
-            "from_versions": [],
-            "currencies": [],
-            "subscription_ids": [],
-            "created_before": None,
-        },
-        aggregate_type="PriceMigration",
-        aggregate_id=MIGRATION,
-        occurred_on=when,
-    )
+    price_migration_drafted(MIGRATION, TEAM, effective_from=at(4, 1), occurred_on=when)
 
 
 @pytest.fixture(params=["drafted after the history", "drafted before it"])

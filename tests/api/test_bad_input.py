@@ -20,6 +20,7 @@ from sharedkernel.values import Money
 from subscriptions import commands as subs
 from subscriptions.models import Customer, Plan, UsageRecord
 from tests.billing.helpers import customer
+from tests.billing.helpers import plan as define_plan
 from tests.conftest import at
 from tests.helpers import api_client, staff_user
 
@@ -35,11 +36,6 @@ PLAN = {
     "included_usage": {"api_calls": 1000},
     "overage_rates": {"api_calls": {"amount": "0.01", "currency": "USD"}},
 }
-
-
-@pytest.fixture
-def staff(db):
-    return api_client(staff_user())
 
 
 def error(response, status: int) -> dict:
@@ -138,9 +134,7 @@ def test_the_same_rules_hold_for_plan_prices_and_refunds_and_valid_amounts_still
 
 
 def test_a_proration_preview_for_a_plan_that_is_not_an_id_is_a_400(staff, drain):
-    plan = subs.define_plan(
-        code="p", name="P", tier="basic", interval="month", trial_days=0, prices=[Money("10.00", "USD")]
-    )
+    plan = define_plan("p", "10.00 USD", tier="basic")
     c = customer(drain)
     sub = subs.subscribe(customer_id=str(c.id), plan_id=str(plan.id), clock=FixedClock(at("2025-01-01 00:00")))
     drain()
@@ -164,15 +158,7 @@ def test_options_describes_views_that_act_for_a_customer_by_id(staff, drain):
 
 
 def test_usage_quantities_beyond_the_bound_are_refused_per_record_and_the_rest_of_the_batch_counts(staff, drain):
-    plan = subs.define_plan(
-        code="api",
-        name="API",
-        tier="basic",
-        interval="month",
-        trial_days=0,
-        prices=[Money("10.00", "USD")],
-        included_usage={"api_calls": 1000},
-    )
+    plan = define_plan("api", "10.00 USD", tier="basic", name="API", included_usage={"api_calls": 1000})
     clock = TestClock.objects.create(frozen_time=at("2025-05-10 00:00"))
     c = customer(drain, test_clock_id=str(clock.pk))
     sub = subs.subscribe(customer_id=str(c.id), plan_id=str(plan.id), clock=FixedClock(at("2025-05-01 00:00")))
@@ -238,14 +224,7 @@ def test_a_refused_customer_leaves_nothing_behind():
 
 
 def test_a_credit_in_a_currency_the_customer_is_not_billed_in_is_refused(staff, drain):
-    plan = subs.define_plan(
-        code="dual",
-        name="Dual",
-        tier="basic",
-        interval="month",
-        trial_days=0,
-        prices=[Money("10.00", "USD"), Money("9.00", "EUR")],
-    )
+    plan = define_plan("dual", "10.00 USD, 9.00 EUR", tier="basic")
     c = customer(drain)
     err = error(credit(staff, c.id, {"amount": "5.00", "currency": "EUR"}), 409)
     assert err["code"] == "currency_mismatch" and "amount" in err["details"]

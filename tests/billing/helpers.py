@@ -8,10 +8,28 @@ from sharedkernel.values import Money
 from subscriptions import commands as subs
 
 
-def plan(code="pro", price="30.00 USD", interval="month", tier="professional", trial_days=0, **extra):
+def plan(code="pro", price="30.00 USD", interval="month", tier="professional", trial_days=0, *, name=None, **extra):
+    """A plan defined through the real command; ``price`` lists its prices ("10.00 USD, 9.00 EUR")."""
     prices = [Money(*p.split()) for p in price.split(",")]
     return subs.define_plan(
-        code=code, name=code.title(), tier=tier, interval=interval, trial_days=trial_days, prices=prices, **extra
+        code=code,
+        name=name or code.title(),
+        tier=tier,
+        interval=interval,
+        trial_days=trial_days,
+        prices=prices,
+        **extra,
+    )
+
+
+def metered_plan(code="api-m", **included):
+    """The API plan: 50.00 USD a month with 1,000 API calls (and ``included``) included, 0.01 USD a call over."""
+    return plan(
+        code,
+        "50.00 USD",
+        name="API",
+        included_usage={"api_calls": 1000, **included},
+        overage_rates={"api_calls": [Money("0.01", "USD")]},
     )
 
 

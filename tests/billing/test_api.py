@@ -10,14 +10,9 @@ from sharedkernel.clock import FixedClock
 from subscriptions import commands as subs
 from tests.billing.helpers import customer, plan
 from tests.conftest import at
-from tests.helpers import api_client, staff_user
+from tests.helpers import api_client
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(db):
-    return api_client(staff_user())
 
 
 def customer_client(drain, **kw):

@@ -19,7 +19,7 @@ from billing import jobs
 from billing.acl.payments import SandboxGateway
 from billing.commands.refunds import _request_refund
 from billing.models import Invoice, InvoiceStatus, Payment, PaymentAttempt, PaymentStatus, TaxRate
-from billing.ports import GATEWAYS, TAX_CALCULATORS, payment_gateway, reset_adapters, tax_calculator
+from billing.ports import TAX_CALCULATORS, payment_gateway, reset_adapters, tax_calculator
 from billing.values import Jurisdiction
 from sharedkernel.bus import run_deliveries
 from sharedkernel.correlation import current_cause
@@ -64,21 +64,6 @@ class DyingSandbox(SandboxGateway):
         if self.when == "after":
             raise WorkerDied()
         return result
-
-
-@pytest.fixture
-def gateway(settings):
-    """Select a gateway adapter class by dotted path for one test; the built instance is returned."""
-
-    def use(cls_path: str):
-        GATEWAYS["test"] = cls_path
-        settings.BILLING_PAYMENT_GATEWAY = "test"
-        reset_adapters()
-        return payment_gateway()
-
-    yield use
-    GATEWAYS.pop("test", None)
-    reset_adapters()
 
 
 def run_all_but(handler: str) -> None:
@@ -263,13 +248,10 @@ run_deliveries("billing.process_payment", [int(x) for x in sys.argv[1].split(","
 
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_worker_process_after_stripe_charged_is_resolved_from_stripes_idempotent_answer(
-    drain, settings, gateway
+    drain, settings, stripe
 ):
     # given Stripe (a local fake that answers a repeated Idempotency-Key with its first answer)
-    FakeStripe.answered = {}
-    with FakeServer(FakeStripe) as stripe_server:
-        settings.STRIPE_API_BASE, settings.STRIPE_API_KEY = stripe_server.url, "sk_test_fake"
-        gateway("billing.acl.payments.StripeGateway")
+    with stripe() as stripe_server:
         invoice = finalized_invoice_waiting_for_the_payment_policy(drain, card="pm_ok")
         env = {
             **os.environ,
@@ -305,11 +287,8 @@ def test_a_killed_worker_process_after_stripe_charged_is_resolved_from_stripes_i
 
 
 @pytest.mark.django_db(transaction=True)
-def test_stripe_is_sent_the_invoice_and_attempt_as_idempotency_key_for_each_attempt(drain, settings, gateway):
-    FakeStripe.answered = {}
-    with FakeServer(FakeStripe) as stripe_server:
-        settings.STRIPE_API_BASE, settings.STRIPE_API_KEY = stripe_server.url, "sk_test_fake"
-        gateway("billing.acl.payments.StripeGateway")
+def test_stripe_is_sent_the_invoice_and_attempt_as_idempotency_key_for_each_attempt(drain, settings, stripe):
+    with stripe() as stripe_server:
         invoice = finalized_invoice_waiting_for_the_payment_policy(drain, card="pm_declined")
         drain()
         payment = Payment.objects.get(invoice_id=invoice.id)
@@ -443,21 +422,16 @@ def test_a_refund_whose_answer_was_lost_is_resolved_once_and_a_second_refund_wai
 
 
 @pytest.mark.django_db(transaction=True)
-def test_no_answer_from_stripe_keeps_the_attempt_in_flight_until_the_same_key_is_answered(drain, settings, gateway):
+def test_no_answer_from_stripe_keeps_the_attempt_in_flight_until_the_same_key_is_answered(drain, settings, stripe):
     # given Stripe goes away after the customer's card was checked
-    FakeStripe.answered = {}
-    with FakeServer(FakeStripe) as stripe_server:
-        settings.STRIPE_API_BASE, settings.STRIPE_API_KEY = stripe_server.url, "sk_test_fake"
-        gateway("billing.acl.payments.StripeGateway")
+    with stripe() as stripe_server:
         invoice = finalized_invoice_waiting_for_the_payment_policy(drain, card="pm_ok")
     # when the payment policy charges: no answer at all (we cannot know whether Stripe charged)
     run_deliveries("billing.process_payment", open_ids("billing.process_payment"))
     payment = Payment.objects.get(invoice_id=invoice.id)
     assert payment.status == PaymentStatus.PROCESSING and not PaymentAttempt.objects.filter(payment=payment).exists()
     # then, Stripe back, the resolver asks again with the same key and records its answer
-    with FakeServer(FakeStripe) as stripe_server:
-        settings.STRIPE_API_BASE = stripe_server.url
-        gateway("billing.acl.payments.StripeGateway")
+    with stripe(fresh=False) as stripe_server:
         settings.BILLING_CHARGE_RESOLVE_AFTER_SECONDS = 0
         assert jobs.resolve_charges(timezone.now(), None) == 1
         [intent] = [r for r in stripe_server.requests if r["path"] == "/v1/payment_intents"]

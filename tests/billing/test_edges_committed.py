@@ -18,22 +18,10 @@ from sharedkernel.models import StoredEvent
 from sharedkernel.scheduling import run_job
 from subscriptions import commands as subs
 from tests.billing.helpers import customer, plan
-from tests.helpers import api_client, staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 USD = {"currency": "USD"}
-
-
-@pytest.fixture
-def staff():
-    return api_client(staff_user())
-
-
-@pytest.fixture
-def admin(client):
-    client.force_login(staff_user("boss"))
-    return client
 
 
 def count(event_type: str, **payload) -> int:

@@ -5,7 +5,6 @@ the fact arrives — no error, no attempt counted."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 import pytest
 from django.db import transaction
@@ -24,6 +23,7 @@ from sharedkernel.values import Money
 from subscriptions import commands as subs
 from tests.billing.helpers import customer, plan
 from tests.conftest import at
+from tests.helpers import ForeignEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -71,18 +71,6 @@ def test_a_cancellation_handled_before_the_first_invoice_waits_for_it_and_voids_
     assert Invoice.objects.get(subscription_id=sub.id).status == InvoiceStatus.VOIDED
 
 
-@dataclass(frozen=True)
-class UsageCalculated:
-    """A stand-in for Subscriptions' event: the closed period's usage, published before its renewal."""
-
-    body: dict
-    event_type: str = "subscriptions.UsageCalculated"
-    event_version: int = 1
-
-    def payload(self) -> dict:
-        return self.body
-
-
 def test_usage_that_comes_before_its_renewal_invoice_waits_for_it_and_lands_on_it(drain):
     # given a customer's closed period whose usage is calculated before the renewal is invoiced
     c = customer(drain, country="GB", region="")
@@ -97,8 +85,10 @@ def test_usage_that_comes_before_its_renewal_invoice_waits_for_it_and_lands_on_i
         "metrics": [{"metric": "api_calls", "used": 1500, "included": 1000, "overage": 500, "rate": rate}],
         "final": False,
     }
+    # Subscriptions' event, as it publishes it: the closed period's usage, before its renewal
+    usage_calculated = ForeignEvent("subscriptions.UsageCalculated", usage)
     with transaction.atomic():
-        append([RecordedEvent(UsageCalculated(usage), end, "Subscription", sub_id, 7, None)])
+        append([RecordedEvent(usage_calculated, end, "Subscription", sub_id, 7, None)])
     # when Billing handles it
     waiting = run_only("billing.bill_usage")
     # then it waits for the renewal invoice of the period after it

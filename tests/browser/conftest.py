@@ -59,3 +59,34 @@ def link_in_last_mail(pattern: str) -> str:
     match = re.search(pattern, mail.outbox[-1].body)
     assert match, mail.outbox[-1].body
     return match.group(0)
+
+
+def log_in(page, live_server, user) -> None:
+    """``user``'s session in the browser (logged in through Django's test client, not the form)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+
+
+def customer_with_login(
+    username: str, name: str, email: str, *, currency="USD", country="GB", card="pm_card_visa", handled=None
+):
+    """A customer who can log in (password ``Correct-Horse-42``), registered by Subscriptions'
+    command and, with ``card``, given a working card. ``handled`` waits for what registering recorded
+    (by default the real worker's handling; ``drain`` in a test without a worker)."""
+    from django.contrib.auth import get_user_model
+
+    from billing import commands as billing
+    from subscriptions import commands as subs
+    from tests.conftest import wait_until_handled
+
+    user = get_user_model().objects.create_user(username, email, "Correct-Horse-42")
+    customer, _ = subs.register_customer(name=name, email=email, currency=currency, country=country, user=user)
+    (handled or wait_until_handled)()
+    if card:
+        billing.update_payment_method(customer_id=str(customer.id), token=card)
+    return user, customer

@@ -4,25 +4,15 @@ browser, with the real worker handling the events."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 
-from billing import commands as billing
 from billing.models import Invoice
 from sharedkernel.values import Money
 from subscriptions import commands as subs
 from subscriptions.models import Subscription
-from tests.browser.conftest import shot
+from tests.browser.conftest import customer_with_login, log_in, shot
 from tests.conftest import wait_until_handled
 
 pytestmark = [pytest.mark.browser, pytest.mark.flow]
-
-
-def log_in(page, live_server, user) -> None:
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies["sessionid"]
-    page.context.add_cookies([{"name": "sessionid", "value": cookie.value, "url": live_server.url}])
 
 
 def test_change_plan_with_preview_then_see_the_invoice(flow, page, live_server):
@@ -32,12 +22,7 @@ def test_change_plan_with_preview_then_see_the_invoice(flow, page, live_server):
     subs.define_plan(
         code="pro-m", name="Pro", tier="professional", interval="month", trial_days=0, prices=[Money("30.00", "USD")]
     )
-    user = get_user_model().objects.create_user("grace", "grace@example.com", "Correct-Horse-42")
-    customer, _ = subs.register_customer(
-        name="Grace Hopper", email="grace@example.com", currency="USD", country="GB", user=user
-    )
-    wait_until_handled()
-    billing.update_payment_method(customer_id=str(customer.id), token="pm_card_visa")
+    user, customer = customer_with_login("grace", "Grace Hopper", "grace@example.com")
     sub = subs.subscribe(customer_id=str(customer.id), plan_id=str(basic.id))
     wait_until_handled()
     assert Subscription.objects.get(pk=sub.id).status == "active"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 
-from sharedkernel.values import Money
-from subscriptions import commands
 from subscriptions.models import Customer, Subscription
+from tests.billing.helpers import plan
 from tests.browser.conftest import link_in_last_mail, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -15,22 +14,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def catalogue():
-    commands.define_plan(
-        code="starter-m",
-        name="Starter",
-        tier="basic",
-        interval="month",
-        trial_days=0,
-        prices=[Money("19.00", "USD")],
-        features=["1 project"],
-    )
-    commands.define_plan(
-        code="pro-m",
-        name="Pro",
-        tier="professional",
-        interval="month",
+    plan("starter-m", "19.00 USD", tier="basic", name="Starter", features=["1 project"])
+    plan(
+        "pro-m",
+        "49.00 USD, 45.00 EUR",
         trial_days=14,
-        prices=[Money("49.00", "USD"), Money("45.00", "EUR")],
+        name="Pro",
         features=["Unlimited projects"],
         included_usage={"api_calls": 10000},
     )

@@ -4,50 +4,30 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
 
 from billing import commands as billing
 from sharedkernel.bus import drain
 from sharedkernel.values import Money
 from subscriptions import commands as subs
 from subscriptions.models import Plan, Subscription
-from tests.browser.conftest import shot
+from tests.billing.helpers import plan
+from tests.browser.conftest import customer_with_login, log_in, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def log_in(page, live_server, user) -> None:
-    client = Client()
-    client.force_login(user)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-    )
+def _enterprise():
+    return plan("ent-y", "4600.00 EUR", interval="year", tier="enterprise", name="Enterprise")
 
 
 def _plans():
-    basic = subs.define_plan(
-        code="basic-m", name="Basic", tier="basic", interval="month", trial_days=14, prices=[Money("10.00", "EUR")]
-    )
-    pro = subs.define_plan(
-        code="pro-m", name="Pro", tier="professional", interval="month", trial_days=14, prices=[Money("30.00", "EUR")]
-    )
-    enterprise = subs.define_plan(
-        code="ent-y",
-        name="Enterprise",
-        tier="enterprise",
-        interval="year",
-        trial_days=0,
-        prices=[Money("4600.00", "EUR")],
-    )
-    return basic, pro, enterprise
+    basic = plan("basic-m", "10.00 EUR", tier="basic", trial_days=14, name="Basic")
+    pro = plan("pro-m", "30.00 EUR", trial_days=14, name="Pro")
+    return basic, pro, _enterprise()
 
 
 def _customer(email: str, *, country: str = "FR"):
-    user = get_user_model().objects.create_user(email, email, "Correct-Horse-42")
-    customer, _ = subs.register_customer(name="Marie Curie", email=email, currency="EUR", country=country, user=user)
-    drain()
-    billing.update_payment_method(customer_id=str(customer.id), token="pm_card_visa")
-    return user, customer
+    return customer_with_login(email, "Marie Curie", email, currency="EUR", country=country, handled=drain)
 
 
 def test_the_plan_change_preview_says_what_the_policy_will_do(page, live_server):
@@ -83,24 +63,14 @@ def paying_customer():
     from subscriptions.commands import record_usage
 
     TaxRate.objects.create(country="FR", region="", rate="0.20", name="TVA")
-    pro = subs.define_plan(
-        code="pro-m",
+    pro = plan(
+        "pro-m",
+        "45.00 EUR",
         name="Pro",
-        tier="professional",
-        interval="month",
-        trial_days=0,
-        prices=[Money("45.00", "EUR")],
         included_usage={"api_calls": 100_000},
         overage_rates={"api_calls": [Money("0.01", "EUR")]},
     )
-    subs.define_plan(
-        code="ent-y",
-        name="Enterprise",
-        tier="enterprise",
-        interval="year",
-        trial_days=0,
-        prices=[Money("4600.00", "EUR")],
-    )
+    _enterprise()
     user, customer = _customer("pierre@example.com", country="FR")
     sub = subs.subscribe(customer_id=str(customer.id), plan_id=str(pro.id))
     drain()

@@ -7,27 +7,17 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 
 from billing import commands as billing
 from notifications.models import Notification, Recipient, WebhookDelivery
 from sharedkernel.values import Money
 from subscriptions import commands as subs
-from tests.browser.conftest import shot
+from tests.browser.conftest import customer_with_login, log_in, shot
 from tests.conftest import wait_until_handled
 from tests.helpers import staff_user
 from tests.notifications.receiver import Receiver
 
 pytestmark = [pytest.mark.browser, pytest.mark.flow]
-
-
-def log_in(page, live_server, user) -> None:
-    client = Client()
-    client.force_login(user)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-    )
 
 
 def settle(timeout: float = 30) -> None:
@@ -45,11 +35,7 @@ def test_preferences_and_webhooks_pages(flow, page, live_server, smtp_sink):
     plan = subs.define_plan(
         code="pro-m", name="Pro", tier="professional", interval="month", trial_days=0, prices=[Money("30.00", "USD")]
     )
-    user = get_user_model().objects.create_user("ada", "ada.pages@example.com", "Correct-Horse-42")
-    customer, _ = subs.register_customer(
-        name="Ada Lovelace", email="ada.pages@example.com", currency="USD", country="GB", user=user
-    )
-    settle()
+    user, customer = customer_with_login("ada", "Ada Lovelace", "ada.pages@example.com", card=None, handled=settle)
     log_in(page, live_server, user)
 
     # preferences: the log of what was sent, and the essential-only switch

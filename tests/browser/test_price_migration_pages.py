@@ -6,14 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from billing import commands as billing
 from sharedkernel.scheduling import run_job
 from sharedkernel.values import Money
 from subscriptions import commands as subs
-from tests.browser.conftest import shot
-from tests.browser.test_billing_pages import log_in
+from tests.browser.conftest import customer_with_login, log_in, shot
 from tests.conftest import wait_until_handled
 from tests.helpers import staff_user
 
@@ -32,12 +29,7 @@ def test_migration_admin_plan_versions_and_the_customers_coming_price(flow, page
     plan = subs.define_plan(
         code="pro-m", name="Pro", tier="professional", interval="month", trial_days=0, prices=[Money("30.00", "USD")]
     )
-    user = get_user_model().objects.create_user("grace", "grace@example.com", "Correct-Horse-42")
-    customer, _ = subs.register_customer(
-        name="Grace Hopper", email="grace@example.com", currency="USD", country="GB", user=user
-    )
-    wait_until_handled()
-    billing.update_payment_method(customer_id=str(customer.id), token="pm_card_visa")
+    user, customer = customer_with_login("grace", "Grace Hopper", "grace@example.com")
     sub = subs.subscribe(customer_id=str(customer.id), plan_id=str(plan.pk))
     wait_until_handled()
     subs.revise_plan(

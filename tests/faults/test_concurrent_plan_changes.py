@@ -13,8 +13,9 @@ from django.db import connection
 from billing.models import CreditEntry, Invoice, Payment
 from sharedkernel.models import StoredEvent
 from subscriptions.models import Subscription
-from tests.faults.conftest import FAULTS, populate, settle_everything
-from tests.helpers import api_client, staff_user
+from tests.faults.bill_run import populate
+from tests.faults.conftest import FAULTS, settle_everything
+from tests.helpers import all_at_once, api_client, staff_user
 
 pytestmark = FAULTS
 
@@ -71,11 +72,7 @@ def test_fifty_concurrent_plan_changes_each_accepted_one_bills_once_the_rest_get
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=change, args=(plan_id,)) for plan_id in plans]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    all_at_once(change, [(plan_id,) for plan_id in plans])
     settle_everything()
 
     # then every request answered 200 or 409 concurrent_update, never 5xx

@@ -11,7 +11,8 @@ from billing.models import Invoice
 from sharedkernel.models import EventDelivery, StoredEvent
 from subscriptions.models import Subscription
 from tests.conftest import _database_url
-from tests.faults.conftest import FAULTS, populate, settle_everything
+from tests.faults.bill_run import populate
+from tests.faults.conftest import FAULTS, settle_everything
 from tests.faults.test_concurrent_plan_changes import define_plans
 from tests.helpers import api_client, staff_user
 

@@ -7,21 +7,8 @@ from collections import defaultdict
 
 from sharedkernel.bus import send_grouped
 from sharedkernel.models import EventDelivery
-from sharedkernel.scheduling import run_job
-from tests.faults.conftest import (
-    BILL_RUN,
-    FAULTS,
-    bill_run_moment,
-    difference,
-    effects,
-    listen,
-    no_double_invoice_per_period,
-    one_bill_run,
-    populate,
-    queue_empty,
-    settle_everything,
-    wait_until,
-)
+from tests.faults.bill_run import BILL_RUN, assert_one_bill_run, effects, listen, populate, renew_all
+from tests.faults.conftest import FAULTS, queue_empty, settle_everything, wait_until
 
 pytestmark = FAULTS
 
@@ -40,12 +27,11 @@ def test_a_bill_run_with_every_delivery_sent_twice_and_then_all_again_has_one_ef
     first_new = EventDelivery.objects.order_by("-pk").values_list("pk", flat=True).first()
 
     # when beat's renewal job runs and the worker drains the whole chain
-    assert run_job("subscriptions.renew_subscriptions", now=bill_run_moment(population)) == N
+    renew_all(population)
     settle_everything()
 
     # then every effect happened once
-    assert difference(effects(smtp_sink, receiver), before) == one_bill_run(N)
-    assert no_double_invoice_per_period() == []
+    assert_one_bill_run(before, N, smtp_sink, receiver)
     bill_run = EventDelivery.objects.filter(pk__gt=first_new)
     assert bill_run.exclude(status="done").count() == 0
     assert sorted(set(bill_run.values_list("attempts", flat=True))) == [1]  # the copies claimed nothing

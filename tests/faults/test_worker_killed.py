@@ -5,20 +5,17 @@ from __future__ import annotations
 
 from django.db import connection
 
-from sharedkernel.scheduling import run_job
-from tests.faults.conftest import (
+from tests.faults.bill_run import (
     BILL_RUN,
-    FAULTS,
-    bill_run_moment,
     difference,
     effects,
     listen,
     no_double_invoice_per_period,
     one_bill_run,
     populate,
-    settle_everything,
-    wait_until,
+    renew_all,
 )
+from tests.faults.conftest import FAULTS, settle_everything, wait_until
 
 pytestmark = FAULTS
 
@@ -44,7 +41,7 @@ def test_a_worker_killed_mid_bill_run_leaves_the_rest_to_another_and_nothing_hap
     before = effects(smtp_sink, receiver)
 
     # when the bill run starts and the worker is SIGKILLed while inside a handler's transaction
-    assert run_job("subscriptions.renew_subscriptions", now=bill_run_moment(population)) == N
+    renew_all(population)
 
     def mid_way() -> bool:
         done = difference(effects(), before)

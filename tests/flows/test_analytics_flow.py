@@ -11,6 +11,7 @@ from django.core.management import call_command
 from analytics import queries
 from analytics.models import MrrMovement, RevenueEntry, SubscriptionView
 from tests.conftest import wait_until_handled
+from tests.flows.api import make_plan, new_customer
 from tests.helpers import api_client, staff_user
 
 pytestmark = pytest.mark.flow
@@ -32,24 +33,10 @@ def figures(staff) -> dict:
 def test_a_scripted_month_gives_the_hand_computed_figures_and_replay_reproduces_them(flow):
     staff = api_client(staff_user())
 
-    def plan(code, price, interval="month", trial_days=0, tier="professional"):
-        return staff.post(
-            "/api/v1/plans/",
-            {
-                "code": code,
-                "name": code.title(),
-                "tier": tier,
-                "interval": interval,
-                "trial_days": trial_days,
-                "prices": [usd(price)],
-            },
-            format="json",
-        ).json()
-
     basic, pro, annual = (
-        plan("basic", "10.00", tier="basic"),
-        plan("pro", "30.00", trial_days=7),
-        plan("annual", "120.00", interval="year"),
+        make_plan(staff, "basic", "10.00", tier="basic"),
+        make_plan(staff, "pro", "30.00", trial_days=7),
+        make_plan(staff, "annual", "120.00", interval="year"),
     )
     clock = staff.post("/api/v1/test-clocks/", {"frozen_time": "2025-03-01T00:00:00Z"}, format="json").json()
 
@@ -58,17 +45,7 @@ def test_a_scripted_month_gives_the_hand_computed_figures_and_replay_reproduces_
         wait_until_handled()
 
     def customer(name, card):
-        c = staff.post(
-            "/api/v1/customers/",
-            {
-                "name": name,
-                "email": f"{name.lower()}@example.com",
-                "currency": "USD",
-                "country": "GB",
-                "test_clock": clock["id"],
-            },
-            format="json",
-        ).json()
+        c = new_customer(staff, name, clock)
         wait_until_handled()
         staff.put(f"/api/v1/customers/{c['id']}/payment-method/", {"token": card}, format="json")
         return c

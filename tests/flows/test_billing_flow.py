@@ -9,59 +9,20 @@ import pytest
 from billing.models import BillingAccount, Invoice, Payment, TaxRate
 from subscriptions.models import Subscription
 from tests.conftest import at, wait_until_handled
-from tests.helpers import api_client, event_types, staff_user
+from tests.flows.api import advance, invoices, make_plan, money, new_customer
+from tests.helpers import event_types
 
 pytestmark = pytest.mark.flow
 
 
-@pytest.fixture
-def staff(flow):
-    return api_client(staff_user())
-
-
-def money(amount: str, currency: str = "USD") -> dict:
-    return {"amount": amount, "currency": currency}
-
-
-def make_plan(staff, code, price, tier="professional", interval="month", trial_days=0):
-    response = staff.post(
-        "/api/v1/plans/",
-        {
-            "code": code,
-            "name": code.title(),
-            "tier": tier,
-            "interval": interval,
-            "trial_days": trial_days,
-            "prices": [money(price)],
-        },
-        format="json",
-    )
-    assert response.status_code == 201, response.content
-    return response.json()
-
-
 def on_clock(staff, when: str, *, card: str | None = "pm_card_visa", country="GB"):
     clock = staff.post("/api/v1/test-clocks/", {"frozen_time": when}, format="json").json()
-    customer = staff.post(
-        "/api/v1/customers/",
-        {"name": "Ada", "email": "ada@example.com", "currency": "USD", "country": country, "test_clock": clock["id"]},
-        format="json",
-    ).json()
+    customer = new_customer(staff, "Ada", clock, country=country)
     wait_until_handled()
     if card:
         put = staff.put(f"/api/v1/customers/{customer['id']}/payment-method/", {"token": card}, format="json")
         assert put.status_code == 200, put.content
     return clock, customer
-
-
-def advance(staff, clock, to: str):
-    response = staff.post(f"/api/v1/test-clocks/{clock['id']}/advance/", {"to": to}, format="json")
-    assert response.status_code == 200, response.content
-    wait_until_handled()
-
-
-def invoices(staff, sub_id) -> list[dict]:
-    return list(reversed(staff.get("/api/v1/invoices/", {"subscription": sub_id}).json()["results"]))
 
 
 def test_trial_converts_first_invoice_is_paid_and_each_renewal_bills_once(staff):

@@ -12,55 +12,14 @@ import pytest
 from notifications.models import Notification, WebhookDelivery
 from notifications.webhooks import SIGNATURE_HEADER, verify
 from tests.conftest import wait_until_handled
-from tests.helpers import api_client, staff_user
+from tests.flows.api import make_plan, new_customer, settle
 
 pytestmark = pytest.mark.flow
 
 
-@pytest.fixture
-def staff(flow):
-    return api_client(staff_user())
-
-
-def settle(timeout: float = 30) -> None:
-    """Every delivery handled, and what handlers leave for after their commit (the e-mail, a webhook's
-    first attempt, sent by the worker) done too — only then is there something to assert on."""
-    wait_until_handled()
-    deadline = time.monotonic() + timeout
-    while (
-        Notification.objects.filter(status="queued").exists()
-        or WebhookDelivery.objects.filter(status="pending").exists()
-    ):
-        assert time.monotonic() < deadline, (
-            "e-mail or webhooks still waiting to go out: "
-            f"{list(Notification.objects.filter(status='queued').values_list('template', 'cause_event_type'))} "
-            f"{list(WebhookDelivery.objects.filter(status='pending').values_list('event_type', 'created_at'))}"
-        )
-        time.sleep(0.05)
-
-
-def make_plan(staff, code="pro", trial_days=14):
-    return staff.post(
-        "/api/v1/plans/",
-        {
-            "code": code,
-            "name": code.title(),
-            "tier": "professional",
-            "interval": "month",
-            "trial_days": trial_days,
-            "prices": [{"amount": "30.00", "currency": "USD"}],
-        },
-        format="json",
-    ).json()
-
-
 def customer_on_clock(staff, email, when="2025-03-01T09:00:00Z"):
     clock = staff.post("/api/v1/test-clocks/", {"frozen_time": when}, format="json").json()
-    customer = staff.post(
-        "/api/v1/customers/",
-        {"name": "Ada", "email": email, "currency": "USD", "country": "GB", "test_clock": clock["id"]},
-        format="json",
-    ).json()
+    customer = new_customer(staff, "Ada", clock, email=email)
     settle()
     return clock, customer
 
@@ -72,7 +31,7 @@ def advance(staff, clock, to):
 
 def test_each_reaction_sends_exactly_one_email_with_the_right_content(staff, smtp_sink):
     address = "ada.mail@example.com"
-    plan = make_plan(staff)
+    plan = make_plan(staff, "pro", "30.00", trial_days=14)
     clock, customer = customer_on_clock(staff, address)
     staff.put(f"/api/v1/customers/{customer['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
     sub = staff.post(
@@ -167,7 +126,7 @@ def receiver():
 
 def test_a_receiver_verifies_the_signature_of_what_it_receives(staff, receiver):
     url, state = receiver
-    plan = make_plan(staff, trial_days=0)
+    plan = make_plan(staff, "pro", "30.00")
     clock, customer = customer_on_clock(staff, "hooks@example.com")
     created = staff.post(
         "/api/v1/webhook-endpoints/", {"url": url, "events": ["*"], "customer": customer["id"]}, format="json"

@@ -13,17 +13,10 @@ from subscriptions.commands import price_migrations
 from subscriptions.commands import subscriptions as subscription_commands
 from subscriptions.models import Subscription
 from tests.conftest import wait_until_handled
-from tests.flows.test_billing_flow import advance, invoices, make_plan, money
-from tests.flows.test_notifications_flow import settle
+from tests.flows.api import advance, invoices, make_plan, money, settle, two_beats_schedule_price_changes
 from tests.flows.test_price_migration_flow import customers_on_clock, scheduled_events
-from tests.helpers import api_client, staff_user
 
 pytestmark = pytest.mark.flow
-
-
-@pytest.fixture
-def staff(flow):
-    return api_client(staff_user())
 
 
 def subscribe(staff, customer, plan, trial=False) -> str:
@@ -86,9 +79,7 @@ def test_in_dunning_paused_or_on_an_approval_only_plan_is_reported_not_moved(sta
     # and running them moves only Max: one notice, one scheduled change; the others are counted as left out
     for migration in (pro_migration, enterprise_migration):
         assert staff.post(f"/api/v1/price-migrations/{migration}/start/").status_code == 200
-    run_job("subscriptions.schedule_price_changes")
-    run_job("subscriptions.schedule_price_changes")
-    settle()
+    two_beats_schedule_price_changes()
     pro_state = staff.get(f"/api/v1/price-migrations/{pro_migration}/").json()
     assert pro_state["status"] == "done"
     assert pro_state["counts"] == {"scheduled": 1, "moved": 0, "left_out": 2, "cancelled": 0}
@@ -177,9 +168,7 @@ def test_a_batch_that_crashes_then_resumes_moves_everyone_exactly_once(staff, se
     assert sum(len(scheduled_events(s)) for s in subs) == 2
 
     # then beat resumes it — twice, as a second beat would — and everyone is scheduled once, noticed once
-    run_job("subscriptions.schedule_price_changes")
-    run_job("subscriptions.schedule_price_changes")
-    settle()
+    two_beats_schedule_price_changes()
     state = staff.get(f"/api/v1/price-migrations/{migration}/").json()
     assert state["status"] == "done"
     assert state["counts"] == {"scheduled": 5, "moved": 0, "left_out": 0, "cancelled": 0}

@@ -10,34 +10,16 @@ from sharedkernel.scheduling import run_job
 from subscriptions import commands
 from subscriptions.models import Subscription
 from tests.conftest import at, wait_until_handled
-from tests.flows.test_billing_flow import advance, invoices, make_plan, money
-from tests.flows.test_notifications_flow import settle
-from tests.helpers import api_client, staff_user
+from tests.flows.api import advance, invoices, make_plan, money, new_customer, two_beats_schedule_price_changes
 
 pytestmark = pytest.mark.flow
-
-
-@pytest.fixture
-def staff(flow):
-    return api_client(staff_user())
 
 
 def customers_on_clock(staff, when: str, names: list[str]):
     clock = staff.post("/api/v1/test-clocks/", {"frozen_time": when}, format="json").json()
     people = []
     for name in names:
-        customer = staff.post(
-            "/api/v1/customers/",
-            {
-                "name": name,
-                "email": f"{name.lower()}@example.com",
-                "currency": "USD",
-                "country": "GB",
-                "test_clock": clock["id"],
-            },
-            format="json",
-        ).json()
-        people.append(customer)
+        people.append(new_customer(staff, name, clock))
     wait_until_handled()
     for customer in people:
         put = staff.put(f"/api/v1/customers/{customer['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")
@@ -86,9 +68,7 @@ def test_a_rise_is_noticed_once_billed_after_the_date_and_never_for_the_grandfat
     assert staff.post(f"/api/v1/price-migrations/{migration['id']}/pause/").json()["status"] == "paused"
     assert run_job("subscriptions.schedule_price_changes") == 0  # paused: nothing more is scheduled
     assert staff.post(f"/api/v1/price-migrations/{migration['id']}/resume/").json()["status"] == "running"
-    run_job("subscriptions.schedule_price_changes")
-    run_job("subscriptions.schedule_price_changes")
-    settle()
+    two_beats_schedule_price_changes()
     state = staff.get(f"/api/v1/price-migrations/{migration['id']}/").json()
     assert state["status"] == "done"
     assert state["counts"] == {"scheduled": 2, "left_out": 0, "moved": 0, "cancelled": 0}

@@ -13,18 +13,9 @@ from billing.models import BillingAccount, Invoice
 from sharedkernel.bus import run_deliveries
 from sharedkernel.models import DeliveryStatus, EventDelivery
 from tests.conftest import wait_until_handled
-from tests.helpers import api_client, staff_user
+from tests.flows.api import money
 
 pytestmark = pytest.mark.flow
-
-
-@pytest.fixture
-def staff(flow):
-    return api_client(staff_user())
-
-
-def money(amount: str, currency: str = "USD") -> dict:
-    return {"amount": amount, "currency": currency}
 
 
 def create(staff, path: str, body: dict) -> dict:

@@ -20,14 +20,10 @@ from sharedkernel.models import DeliveryStatus, EventDelivery, StoredEvent, Test
 from sharedkernel.scheduling import run_job
 from subscriptions.models import Subscription
 from tests.conftest import ARTIFACTS, Worker, at, wait_until_handled, wait_until_queue_empty
+from tests.flows.api import new_customer
 from tests.helpers import api_client, event_types, payment_succeeded_payload, publish, staff_user
 
 pytestmark = pytest.mark.flow
-
-
-@pytest.fixture
-def staff(flow):
-    return api_client(staff_user())
 
 
 def staff_queue() -> str:
@@ -60,11 +56,7 @@ def test_a_trial_on_a_test_clock_expires_when_the_clock_passes_its_end(staff):
         "/api/v1/test-clocks/", {"frozen_time": "2025-03-01T09:00:00Z", "name": "trial"}, format="json"
     ).json()
     plan = create_plan(staff)
-    customer = staff.post(
-        "/api/v1/customers/",
-        {"name": "Ada", "email": "ada@example.com", "currency": "USD", "country": "GB", "test_clock": clock["id"]},
-        format="json",
-    ).json()
+    customer = new_customer(staff, "Ada", clock)
     sub = staff.post(
         "/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan["id"], "trial": True}, format="json"
     ).json()
@@ -97,11 +89,7 @@ def test_a_trial_on_a_test_clock_expires_when_the_clock_passes_its_end(staff):
 
 def test_a_renewal_fires_once_when_beat_runs_twice(staff):
     plan = create_plan(staff)
-    customer = staff.post(
-        "/api/v1/customers/",
-        {"name": "Bo", "email": "bo@example.com", "currency": "USD", "country": "US"},
-        format="json",
-    ).json()
+    customer = new_customer(staff, "Bo", country="US")
     sub = staff.post("/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan["id"]}, format="json").json()
     publish("billing.PaymentSucceeded", payment_succeeded_payload(customer["id"], sub["id"]))
     wait_until_handled()
@@ -129,11 +117,7 @@ def test_a_renewal_fires_once_when_beat_runs_twice(staff):
 
 def test_a_handler_run_twice_on_one_event_has_one_effect(staff):
     plan = create_plan(staff)
-    customer = staff.post(
-        "/api/v1/customers/",
-        {"name": "Cy", "email": "cy@example.com", "currency": "USD", "country": "US"},
-        format="json",
-    ).json()
+    customer = new_customer(staff, "Cy", country="US")
     sub = staff.post("/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan["id"]}, format="json").json()
     event = publish("billing.PaymentSucceeded", payment_succeeded_payload(customer["id"], sub["id"]))
     wait_until_handled()
@@ -157,11 +141,7 @@ def test_two_concurrent_plan_changes_one_wins_the_other_gets_409(staff, settings
     basic = create_plan(staff, code="basic-m", tier="basic", price="19.00")
     pro = create_plan(staff, code="pro-m", price="49.00")
     team = create_plan(staff, code="team-m", price="79.00")
-    customer = staff.post(
-        "/api/v1/customers/",
-        {"name": "Di", "email": "di@example.com", "currency": "USD", "country": "US"},
-        format="json",
-    ).json()
+    customer = new_customer(staff, "Di", country="US")
     sub = staff.post("/api/v1/subscriptions/", {"customer": customer["id"], "plan": basic["id"]}, format="json").json()
     publish("billing.PaymentSucceeded", payment_succeeded_payload(customer["id"], sub["id"]))
     wait_until_handled()
@@ -262,11 +242,7 @@ def test_with_the_broker_stopped_a_command_commits_and_the_relay_delivers_later(
     try:
         staff = api_client(staff_user("staff2"))
         plan = create_plan(staff)
-        customer = staff.post(
-            "/api/v1/customers/",
-            {"name": "Ed", "email": "ed@example.com", "currency": "USD", "country": "US"},
-            format="json",
-        ).json()
+        customer = new_customer(staff, "Ed", country="US")
         sub = staff.post(
             "/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan["id"]}, format="json"
         ).json()

@@ -6,6 +6,7 @@ import pytest
 
 from billing.models import Invoice
 from tests.conftest import wait_until_handled
+from tests.flows.api import make_plan, money, new_customer
 from tests.helpers import api_client, staff_user
 
 pytestmark = pytest.mark.flow
@@ -13,41 +14,20 @@ pytestmark = pytest.mark.flow
 
 def metered_plan(staff, code: str, rate: str) -> dict:
     """A 50.00 USD monthly plan with 1,000 API calls included and ``rate`` per call over."""
-    response = staff.post(
-        "/api/v1/plans/",
-        {
-            "code": code,
-            "name": "API",
-            "tier": "professional",
-            "interval": "month",
-            "trial_days": 0,
-            "prices": [{"amount": "50.00", "currency": "USD"}],
-            "included_usage": {"api_calls": 1000},
-            "overage_rates": {"api_calls": {"amount": rate, "currency": "USD"}},
-        },
-        format="json",
+    return make_plan(
+        staff,
+        code,
+        "50.00",
+        name="API",
+        included_usage={"api_calls": 1000},
+        overage_rates={"api_calls": money(rate)},
     )
-    assert response.status_code == 201, response.content
-    return response.json()
 
 
 def customers_with_cards(staff, *names: str) -> tuple[dict, list[dict]]:
     """A test clock at 2025-05-01 and a USD customer with a working card on it per name."""
     clock = staff.post("/api/v1/test-clocks/", {"frozen_time": "2025-05-01T00:00:00Z"}, format="json").json()
-    people = [
-        staff.post(
-            "/api/v1/customers/",
-            {
-                "name": name,
-                "email": f"{name}@example.com",
-                "currency": "USD",
-                "country": "GB",
-                "test_clock": clock["id"],
-            },
-            format="json",
-        ).json()
-        for name in names
-    ]
+    people = [new_customer(staff, name, clock, email=f"{name}@example.com") for name in names]
     wait_until_handled()
     for person in people:
         staff.put(f"/api/v1/customers/{person['id']}/payment-method/", {"token": "pm_card_visa"}, format="json")

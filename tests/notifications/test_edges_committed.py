@@ -23,6 +23,7 @@ from sharedkernel.scheduling import run_job
 from sharedkernel.values import Money
 from subscriptions import commands as subs
 from tests.helpers import api_client, staff_user
+from tests.notifications.helpers import report_bounce
 from tests.notifications.receiver import Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,12 +92,7 @@ def test_the_bounce_callback_marks_the_mail_and_records_email_bounced(drain, cli
     customer, _ = subs.register_customer(name="B", email="bouncy@example.com", currency="USD", country="GB")
     drain()
     note = Notification.objects.get(customer_id=customer.id)
-    response = client.post(
-        "/api/v1/notifications-bounces/",
-        {"email": "bouncy@example.com", "reason": "550 no such user", "message_id": note.message_id},
-        content_type="application/json",
-        HTTP_AUTHORIZATION="Bearer bounce-secret",
-    )
+    response = report_bounce(client, note)
     assert response.status_code == 202
     note.refresh_from_db()
     assert note.status == "bounced" and Suppression.objects.filter(email="bouncy@example.com").exists()

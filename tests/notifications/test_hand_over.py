@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -41,14 +42,26 @@ def logged_invoice_mails(count: int) -> list[Notification]:
     return notes
 
 
-def smtp_to(settings, sink: SmtpSink) -> dict:
+@contextmanager
+def mail_server(settings, *, delay: float = 0):
+    """A real SMTP server on loopback taking ``delay`` seconds a message, Django's mail pointed at it;
+    yields it and the environment that points a child process at it too, and stops it afterwards."""
+    sink = SmtpSink(delay=delay).start()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", sink.port
-    return {
-        "EMAIL_BACKEND": settings.EMAIL_BACKEND,
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(sink.port),
-    }
+    env = {"EMAIL_BACKEND": settings.EMAIL_BACKEND, "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(sink.port)}
+    try:
+        yield sink, env
+    finally:
+        sink.stop()
+
+
+def synchronous_commit() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -57,9 +70,7 @@ def test_a_sender_killed_mid_batch_sends_each_email_once_and_the_backlog_goes_ou
 
     # given a bill run's 300 invoice e-mails, logged, and a mail server that takes 5 ms to accept each message
     notes = logged_invoice_mails(300)
-    sink = SmtpSink(delay=0.005).start()
-    env = smtp_to(settings, sink)
-    try:
+    with mail_server(settings, delay=0.005) as (sink, env):
         # when the worker sending them is SIGKILLed once 150 have reached the server
         ids = [str(n.pk) for n in notes]
         with Doomed(f"from notifications import mail\nmail.send_many({ids!r})", **env) as worker:
@@ -72,8 +83,6 @@ def test_a_sender_killed_mid_batch_sends_each_email_once_and_the_backlog_goes_ou
         left = Notification.objects.exclude(status="sent").count()
         # and a minute later, what it had taken: all of it in one run, not 200 every two minutes
         run_job("notifications.retry_mail", now=crashed_at + timedelta(minutes=1, seconds=1))
-    finally:
-        sink.stop()
 
     assert 150 <= on_server < 300 and 0 < left < 300 - on_server
     assert SCHEDULE["notifications.retry_mail"]["schedule"] <= 15
@@ -99,8 +108,6 @@ def test_a_slow_sender_keeps_its_hold_so_the_drain_job_never_sends_its_mail_as_w
     # given a sender holding ten e-mails for 2 s at a time, on a server that takes 0.3 s for each
     monkeypatch.setattr(mail, "HOLD", timedelta(seconds=2))
     notes = logged_invoice_mails(10)
-    sink = SmtpSink(delay=0.3).start()
-    smtp_to(settings, sink)
 
     def sender():
         try:
@@ -108,7 +115,7 @@ def test_a_slow_sender_keeps_its_hold_so_the_drain_job_never_sends_its_mail_as_w
         finally:
             connection.close()
 
-    try:
+    with mail_server(settings, delay=0.3) as (sink, _):
         # when beat runs the drain job over and over while the sender works (longer than its first hold)
         thread = threading.Thread(target=sender)
         thread.start()
@@ -120,8 +127,6 @@ def test_a_slow_sender_keeps_its_hold_so_the_drain_job_never_sends_its_mail_as_w
             run_job("notifications.retry_mail")
             runs += 1
             thread.join(timeout=0.1)
-    finally:
-        sink.stop()
 
     # then the sender renewed its hold: every message went out once, from the sender, with one EmailSent each
     assert runs > 10
@@ -134,17 +139,13 @@ def test_a_slow_sender_keeps_its_hold_so_the_drain_job_never_sends_its_mail_as_w
 def test_an_smtp_hand_over_inside_an_open_transaction_is_refused(settings):
     # given a logged e-mail and a mail server
     [note] = logged_invoice_mails(1)
-    sink = SmtpSink().start()
-    smtp_to(settings, sink)
-    try:
+    with mail_server(settings) as (sink, _):
         # when code sends it from inside its own transaction, the check refuses before a byte goes out
         with pytest.raises(CallInsideTransaction, match="smtp.send"), transaction.atomic():
             mail.send_many([note.pk])
         assert sink.messages == []
         # and sent the right way, after commit, it goes out once
         assert mail.send_many([note.pk]) == 1
-    finally:
-        sink.stop()
     assert [m["Message-ID"] for _, m in sink.messages] == [note.message_id]
 
 
@@ -155,26 +156,18 @@ def test_the_marks_commit_asynchronously_and_the_connection_is_synchronous_again
     if connection.vendor != "postgresql":
         pytest.skip("synchronous_commit is PostgreSQL's")
     notes = logged_invoice_mails(3)
-    sink = SmtpSink().start()
-    smtp_to(settings, sink)
     seen = []
     original = marks.mark_sent
 
     def mark_and_look(note):
         original(note)
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW synchronous_commit")
-            seen.append(cursor.fetchone()[0])
+        seen.append(synchronous_commit())
 
     monkeypatch.setattr(marks, "mark_sent", mark_and_look)
-    try:
+    with mail_server(settings):
         assert mail.send_many([n.pk for n in notes]) == 3
-    finally:
-        sink.stop()
     assert seen == ["off"] * 3  # each mark's commit did not wait for its WAL flush...
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        assert cursor.fetchone()[0] == "on"  # ...and nothing after the batch inherits that
+    assert synchronous_commit() == "on"  # ...and nothing after the batch inherits that
     assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
 
 
@@ -186,8 +179,6 @@ def test_a_connection_lost_mid_batch_surfaces_its_own_error_and_the_next_batch_r
     if connection.vendor != "postgresql":
         pytest.skip("terminates a PostgreSQL backend")
     notes = logged_invoice_mails(2)
-    sink = SmtpSink().start()
-    smtp_to(settings, sink)
     original = marks.mark_sent
     killed = []
 
@@ -201,7 +192,7 @@ def test_a_connection_lost_mid_batch_surfaces_its_own_error_and_the_next_batch_r
         original(note)
 
     monkeypatch.setattr(marks, "mark_sent", mark_after_losing_the_connection)
-    try:
+    with mail_server(settings):
         with pytest.raises(OperationalError):  # the mark's own failure, not the setting's reset after it
             mail.send_many([n.pk for n in notes])
         monkeypatch.setattr(marks, "mark_sent", original)
@@ -211,8 +202,4 @@ def test_a_connection_lost_mid_batch_surfaces_its_own_error_and_the_next_batch_r
         assert mail.send_many([n.pk for n in notes]) == 0
         later = timezone.now() + mail.HOLD + timedelta(seconds=1)
         assert mail.send_backlog([n.pk for n in notes], now=later).sent == 2
-    finally:
-        sink.stop()
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        assert cursor.fetchone()[0] == "on"
+    assert synchronous_commit() == "on"

@@ -9,14 +9,9 @@ from notifications.models import Notification, Suppression
 from sharedkernel.bus import run_deliveries
 from sharedkernel.models import EventDelivery
 from subscriptions import commands as subs
-from tests.helpers import api_client, staff_user
+from tests.notifications.helpers import report_bounce
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(db):
-    return api_client(staff_user())
 
 
 @pytest.fixture
@@ -82,12 +77,7 @@ def test_bounce_marks_the_log_and_stops_non_essential_mail(drain, client, settin
         ).status_code
         == 404
     )  # no token: nothing to see
-    response = client.post(
-        "/api/v1/notifications-bounces/",
-        {"email": "bouncy@example.com", "reason": "550 no such user", "message_id": note.message_id},
-        content_type="application/json",
-        HTTP_AUTHORIZATION="Bearer bounce-secret",
-    )
+    response = report_bounce(client, note)
     assert response.status_code == 202
     note.refresh_from_db()
     assert note.status == "bounced" and "550" in note.error
@@ -117,25 +107,20 @@ def test_preferences_page_turns_off_reminders_but_not_receipts(drain, client):
     page = client.get("/notifications/preferences/").content.decode()
     assert "Welcome to SubscriptionHub, Cy" in page  # the log of what was sent
     client.post("/notifications/preferences/", {"essential_only": "on"})
-    ids = iter(["6a1f5e1e-0000-4000-8000-00000000000a", "6a1f5e1e-0000-4000-8000-00000000000b"])
-    reminder = mailer.queue(
-        template="trial_reminder",
-        email=c.email,
-        customer_id=c.id,
-        cause_event_id=next(ids),
-        cause_event_type="t",
-        context={},
-        essential_only=True,
-    )
-    receipt = mailer.queue(
-        template="receipt",
-        email=c.email,
-        customer_id=c.id,
-        cause_event_id=next(ids),
-        cause_event_type="t",
-        context={},
-        essential_only=True,
-    )
+
+    def queue(template: str, cause_event_id: str):
+        return mailer.queue(
+            template=template,
+            email=c.email,
+            customer_id=c.id,
+            cause_event_id=cause_event_id,
+            cause_event_type="t",
+            context={},
+            essential_only=True,
+        )
+
+    reminder = queue("trial_reminder", "6a1f5e1e-0000-4000-8000-00000000000a")
+    receipt = queue("receipt", "6a1f5e1e-0000-4000-8000-00000000000b")
     assert (reminder.status, receipt.status) == ("suppressed", "queued")
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from sharedkernel import tasks
 from sharedkernel.models import StoredEvent, TestClock
 from tests.conftest import at, wait_until_handled
+from tests.flows.api import make_plan, new_customer
 from tests.helpers import api_client, staff_user
 
 pytestmark = pytest.mark.flow
@@ -27,29 +28,8 @@ def trial_on_a_clock(staff, name="Ada") -> tuple[dict, dict]:
     """A customer without a card trialing a 14-day plan on a clock at 2025-03-01 09:00."""
     clock = staff.post("/api/v1/test-clocks/", {"frozen_time": "2025-03-01T09:00:00Z", "name": name}, format="json")
     clock = clock.json()
-    plan = staff.post(
-        "/api/v1/plans/",
-        {
-            "code": f"pro-{name.lower()}",
-            "name": "Pro",
-            "tier": "professional",
-            "interval": "month",
-            "trial_days": 14,
-            "prices": [{"amount": "30.00", "currency": "USD"}],
-        },
-        format="json",
-    ).json()
-    customer = staff.post(
-        "/api/v1/customers/",
-        {
-            "name": name,
-            "email": f"{name.lower()}@example.com",
-            "currency": "USD",
-            "country": "GB",
-            "test_clock": clock["id"],
-        },
-        format="json",
-    ).json()
+    plan = make_plan(staff, f"pro-{name.lower()}", "30.00", trial_days=14, name="Pro")
+    customer = new_customer(staff, name, clock)
     sub = staff.post(
         "/api/v1/subscriptions/", {"customer": customer["id"], "plan": plan["id"], "trial": True}, format="json"
     ).json()

@@ -19,20 +19,14 @@ from sharedkernel.events import upcaster
 from sharedkernel.eventstore import append, read
 from sharedkernel.models import OPEN_STATUSES, DeliveryStatus, EventDelivery, Heartbeat, StoredEvent
 from tests.conftest import at
+from tests.helpers import TaggedEvent
 
 pytestmark = pytest.mark.django_db
 
 
 @dataclass(frozen=True)
-class Pinged:
-    """A stand-in event for plumbing tests (not part of any published language)."""
-
-    tag: str
+class Pinged(TaggedEvent):
     event_type: str = "tests.Pinged"
-    event_version: int = 1
-
-    def payload(self) -> dict:
-        return {"tag": self.tag}
 
 
 FAILURES: dict[str, int] = {}

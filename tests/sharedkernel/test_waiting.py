@@ -16,18 +16,14 @@ from sharedkernel.aggregates import RecordedEvent
 from sharedkernel.eventstore import append
 from sharedkernel.models import DeliveryStatus, EventDelivery, Heartbeat
 from tests.conftest import at
+from tests.helpers import TaggedEvent
 
 
 @dataclass(frozen=True)
-class ParcelSent:
-    """A stand-in event: a parcel that can only be delivered once its address is known."""
+class ParcelSent(TaggedEvent):
+    """A parcel that can only be delivered once its address is known."""
 
-    tag: str
     event_type: str = "tests.ParcelSent"
-    event_version: int = 1
-
-    def payload(self) -> dict:
-        return {"tag": self.tag}
 
 
 @dataclass(frozen=True)

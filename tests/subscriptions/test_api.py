@@ -7,7 +7,7 @@ from django.core.cache import cache
 
 from sharedkernel.models import StoredEvent
 from subscriptions.models import Subscription
-from tests.helpers import api_client, publish, staff_user
+from tests.helpers import api_client, publish
 
 pytestmark = pytest.mark.django_db
 
@@ -22,11 +22,6 @@ PLAN = {
     "overage_rates": {"api_calls": [{"amount": "0.01", "currency": "USD"}, {"amount": "1", "currency": "JPY"}]},
     "features": ["Priority support"],
 }
-
-
-@pytest.fixture
-def staff():
-    return api_client(staff_user())
 
 
 @pytest.fixture

@@ -93,18 +93,19 @@ def test_a_refused_command_leaves_no_partial_state():
 # -- policies, fed with billing payloads of the documented shape ----------------------------
 
 
+def paid(sub, occurred_on=None) -> None:
+    """Billing's PaymentSucceeded for an invoice of ``sub``."""
+    publish("billing.PaymentSucceeded", payment_succeeded_payload(sub.customer_id, sub.pk), occurred_on=occurred_on)
+
+
 def test_payment_succeeded_activates_a_subscription_pending_payment(drain):
     sub = commands.subscribe(customer_id=make_customer().pk, plan_id=make_plan().pk, clock=FixedClock(T0))
-    publish(
-        "billing.PaymentSucceeded",
-        payment_succeeded_payload(sub.customer_id, sub.pk),
-        occurred_on=T0 + timedelta(minutes=1),
-    )
+    paid(sub, occurred_on=T0 + timedelta(minutes=1))
     drain()
     sub.refresh_from_db()
     assert sub.status == "active" and sub.activated_at == T0 + timedelta(minutes=1)
     # a payment for an already active subscription changes nothing
-    publish("billing.PaymentSucceeded", payment_succeeded_payload(sub.customer_id, sub.pk))
+    paid(sub)
     drain()
     assert event_types(sub.pk).count("subscriptions.SubscriptionActivated") == 1
 
@@ -120,11 +121,7 @@ def test_dunning_exhausted_suspends_and_a_later_payment_resumes(drain):
     drain()
     sub.refresh_from_db()
     assert (sub.status, sub.suspension_reason) == ("suspended", "non_payment")
-    publish(
-        "billing.PaymentSucceeded",
-        payment_succeeded_payload(sub.customer_id, sub.pk),
-        occurred_on=T0 + timedelta(days=12),
-    )
+    paid(sub, occurred_on=T0 + timedelta(days=12))
     drain()
     sub.refresh_from_db()
     assert sub.status == "active"

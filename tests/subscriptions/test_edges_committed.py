@@ -21,7 +21,7 @@ from sharedkernel.values import Money
 from subscriptions import commands
 from subscriptions.models import Customer, Plan, Subscription
 from tests.billing.helpers import plan
-from tests.helpers import api_client, event_types, staff_user
+from tests.helpers import api_client, event_types
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,17 +35,6 @@ PLAN = {
     "included_usage": {"api_calls": 1000},
     "overage_rates": {"api_calls": [{"amount": "0.01", "currency": "USD"}]},
 }
-
-
-@pytest.fixture
-def staff():
-    return api_client(staff_user())
-
-
-@pytest.fixture
-def admin(client):
-    client.force_login(staff_user("boss"))
-    return client
 
 
 def with_card(customer_id, drain) -> None:

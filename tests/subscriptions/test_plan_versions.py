@@ -49,17 +49,22 @@ def test_existing_subscriptions_stay_on_their_version_new_ones_get_the_current()
     assert new.recorded_events == [] and old.plan.ref(old.plan_version).version == 1
 
 
+def _schedule(sub, migration_id, *, to_version=2, effective_at="2025-03-31 10:00"):
+    """A migration, on 2025-02-11, moving ``sub`` to 59.00 USD from its renewal at ``effective_at``."""
+    sub.schedule_price_change(
+        migration_id=migration_id,
+        to_version=to_version,
+        new_price=Money("59.00", "USD"),
+        effective_at=at(effective_at),
+        at=at("2025-02-11 00:00"),
+    )
+
+
 def _scheduled(p=None):
     p = p or plan()
     sub = subscription(on=p, status="active")  # period 2025-01-31 → 2025-02-28
     _revise(p)
-    sub.schedule_price_change(
-        migration_id="7e0c0c5e-3d0e-4a53-9d4c-1f1f1f1f1f1f",
-        to_version=2,
-        new_price=Money("59.00", "USD"),
-        effective_at=at("2025-03-31 10:00"),
-        at=at("2025-02-11 00:00"),
-    )
+    _schedule(sub, "7e0c0c5e-3d0e-4a53-9d4c-1f1f1f1f1f1f")
     return sub
 
 
@@ -105,29 +110,11 @@ def test_a_plan_change_drops_the_scheduled_price_change():
 def test_a_price_change_needs_a_live_subscription_a_renewal_date_and_no_other_change():
     sub = _scheduled()
     with pytest.raises(InvalidTransition):  # one change at a time
-        sub.schedule_price_change(
-            migration_id="00000000-0000-0000-0000-000000000001",
-            to_version=2,
-            new_price=Money("59.00", "USD"),
-            effective_at=at("2025-03-31 10:00"),
-            at=at("2025-02-11 00:00"),
-        )
+        _schedule(sub, "00000000-0000-0000-0000-000000000001")
     other = subscription(on=plan(code="x-m"), status="active")
     from sharedkernel.errors import InvalidInput
 
     with pytest.raises(InvalidInput):  # not a renewal
-        other.schedule_price_change(
-            migration_id="00000000-0000-0000-0000-000000000002",
-            to_version=2,
-            new_price=Money("59.00", "USD"),
-            effective_at=at("2025-03-15 00:00"),
-            at=at("2025-02-11 00:00"),
-        )
+        _schedule(other, "00000000-0000-0000-0000-000000000002", effective_at="2025-03-15 00:00")
     with pytest.raises(InvalidTransition):  # already on the version
-        other.schedule_price_change(
-            migration_id="00000000-0000-0000-0000-000000000003",
-            to_version=1,
-            new_price=Money("59.00", "USD"),
-            effective_at=at("2025-02-28 10:00"),
-            at=at("2025-02-11 00:00"),
-        )
+        _schedule(other, "00000000-0000-0000-0000-000000000003", to_version=1, effective_at="2025-02-28 10:00")

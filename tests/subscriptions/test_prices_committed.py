@@ -19,11 +19,6 @@ V2 = {
 }
 
 
-@pytest.fixture
-def staff():
-    return api_client(staff_user())
-
-
 def test_api_plan_versions_new_subscriptions_get_the_current_one(staff, drain):
     # given a plan and a subscriber on its first version
     plan_id = staff.post("/api/v1/plans/", {**PLAN, "code": "team-v"}, format="json").json()["id"]

@@ -8,9 +8,8 @@ from billing import commands as billing
 from notifications import commands as notifications
 from sharedkernel.models import StoredEvent, TestClock
 from sharedkernel.scheduling import advance_test_clock
-from sharedkernel.values import Money
 from subscriptions import commands as subs
-from tests.billing.helpers import customer, plan
+from tests.billing.helpers import customer, metered_plan, plan
 from tests.conftest import at
 from tests.helpers import api_client, staff_user
 from tests.notifications.receiver import Receiver
@@ -109,16 +108,7 @@ def test_the_staff_event_list_is_the_whole_store_in_order(drain):
 
 def test_a_metered_subscriptions_timeline_has_its_usage_thresholds_and_the_usage_billed_on_renewal(drain):
     clock = TestClock.objects.create(name="usage", frozen_time=at("2025-05-01 00:00"))
-    metered = subs.define_plan(
-        code="api-m",
-        name="API",
-        tier="professional",
-        interval="month",
-        trial_days=0,
-        prices=[Money("50.00", "USD")],
-        included_usage={"api_calls": 1000},
-        overage_rates={"api_calls": [Money("0.01", "USD")]},
-    )
+    metered = metered_plan()
     c = customer(drain, country="GB", region="", test_clock_id=str(clock.pk))
     sub = subs.subscribe(customer_id=str(c.id), plan_id=str(metered.id))
     drain()

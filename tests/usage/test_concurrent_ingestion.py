@@ -13,11 +13,10 @@ from django.utils import timezone
 
 from sharedkernel.clock import FixedClock
 from sharedkernel.models import StoredEvent
-from sharedkernel.values import Money
 from subscriptions import commands as subs
 from subscriptions.models import UsageCounter, UsageRecord
-from tests.billing.helpers import customer
-from tests.helpers import api_client, staff_user
+from tests.billing.helpers import customer, metered_plan
+from tests.helpers import all_at_once, api_client, staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,16 +27,7 @@ def test_overlapping_concurrent_batches_count_each_key_once_and_fire_each_thresh
     if connection.vendor != "postgresql":
         pytest.skip("SQLite serialises writers: nothing runs concurrently")
     # given three subscriptions of 1,000 included calls each
-    plan = subs.define_plan(
-        code="api-c",
-        name="API",
-        tier="professional",
-        interval="month",
-        trial_days=0,
-        prices=[Money("50.00", "USD")],
-        included_usage={"api_calls": 1000},
-        overage_rates={"api_calls": [Money("0.01", "USD")]},
-    )
+    plan = metered_plan("api-c")
     start = timezone.now() - timedelta(hours=1)
     sub_ids = []
     for n in range(3):
@@ -75,11 +65,7 @@ def test_overlapping_concurrent_batches_count_each_key_once_and_fire_each_thresh
             connection.close()
 
     # when the threads post at once
-    threads = [threading.Thread(target=post_all, args=(p,)) for p in plans]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    all_at_once(post_all, [(p,) for p in plans], timeout=120)
 
     # then every call succeeded, and what was counted is exactly the distinct keys that were sent
     assert failures == []

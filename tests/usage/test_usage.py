@@ -9,12 +9,13 @@ import pytest
 from billing import commands as billing
 from sharedkernel.clock import FixedClock
 from sharedkernel.models import StoredEvent, TestClock
-from sharedkernel.values import Money, UnitRate
+from sharedkernel.values import UnitRate
 from subscriptions import commands as subs
 from subscriptions.models import UsageRecord
-from tests.billing.helpers import customer
+from tests.billing.helpers import customer, metered_plan
+from tests.billing.helpers import plan as define_plan
 from tests.conftest import at
-from tests.helpers import api_client, staff_user
+from tests.helpers import api_client
 
 pytestmark = pytest.mark.django_db
 
@@ -23,16 +24,7 @@ T0 = at("2025-05-01 00:00")
 
 @pytest.fixture
 def metered(db):
-    return subs.define_plan(
-        code="api-m",
-        name="API",
-        tier="professional",
-        interval="month",
-        trial_days=0,
-        prices=[Money("50.00", "USD")],
-        included_usage={"api_calls": 1000, "seats": 5},
-        overage_rates={"api_calls": [Money("0.01", "USD")]},
-    )
+    return metered_plan(seats=5)
 
 
 @pytest.fixture
@@ -44,11 +36,6 @@ def sub(metered, drain):
     s.refresh_from_db()
     assert s.status == "active"
     return s
-
-
-@pytest.fixture
-def staff(db):
-    return api_client(staff_user())
 
 
 def rec(sub, key, quantity=10, when="2025-05-05T12:00:00Z", metric="api_calls"):
@@ -206,22 +193,13 @@ def test_cancelling_now_bills_the_partial_periods_overage_on_a_final_invoice(sta
     cancelled_at = T0 + timedelta(days=10)
     subs.cancel_subscription(subscription_id=str(sub.id), reason="moving on", clock=FixedClock(cancelled_at))
     drain()
-    assert (
-        run_job(
-            "subscriptions.calculate_usage",
-            now=cancelled_at + timedelta(minutes=9),
-            test_clock_id=str(sub.test_clock_id),
-        )
-        == 0
-    )  # still in grace
-    assert (
-        run_job(
-            "subscriptions.calculate_usage",
-            now=cancelled_at + timedelta(minutes=10),
-            test_clock_id=str(sub.test_clock_id),
-        )
-        == 1
-    )
+
+    def usage_calculated(minutes_after_cancelling: int) -> int:
+        moment = cancelled_at + timedelta(minutes=minutes_after_cancelling)
+        return run_job("subscriptions.calculate_usage", now=moment, test_clock_id=str(sub.test_clock_id))
+
+    assert usage_calculated(9) == 0  # still in grace
+    assert usage_calculated(10) == 1
     drain()
     final = Invoice.objects.get(subscription_id=sub.id, billing_reason="subscription_cancel")
     assert final.status == "paid"
@@ -234,13 +212,10 @@ def test_a_fine_unit_rate_is_charged_once_per_line_and_the_usage_view_agrees_wit
 
     # given a plan charging 0.000125 USD per API call and 0.004999 USD per export over what it includes
     settings.USAGE_GRACE_SECONDS = 600
-    plan = subs.define_plan(
-        code="fine-m",
+    plan = define_plan(
+        "fine-m",
+        "50.00 USD",
         name="Fine",
-        tier="professional",
-        interval="month",
-        trial_days=0,
-        prices=[Money("50.00", "USD")],
         included_usage={"api_calls": 1000, "exports": 0},
         overage_rates={"api_calls": [UnitRate("0.000125", "USD")], "exports": [UnitRate("0.004999", "USD")]},
     )
