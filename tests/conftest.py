@@ -23,7 +23,7 @@ import pytest
 os.environ.setdefault("TESTING", "1")
 
 # helpers that check as they go explain their failures as the tests' own asserts do
-pytest.register_assert_rewrite("tests.faults.bill_run", "tests.flows.api")
+pytest.register_assert_rewrite("tests.faults.bill_run", "tests.flows.api", "tests.subscriptions.api")
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / "test-artifacts"))

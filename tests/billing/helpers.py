@@ -52,3 +52,7 @@ def customer(drain, *, card="pm_card_visa", currency="USD", country="US", region
 
 def at_clock(moment):
     return FixedClock(moment)
+
+
+class WorkerDied(BaseException):
+    """Stands for the process ending: not an Exception, so nothing on the way catches it."""
