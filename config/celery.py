@@ -149,6 +149,13 @@ def _announce_ready(sender=None, **kwargs):
             handle.write(str(os.getpid()))
 
 
+@signals.beat_init.connect
+def _first_heartbeat(sender=None, **kwargs):
+    """Beat's first heartbeat is sent as it starts, not one interval later: /healthz (and so the
+    `make run` banner) waits on it, and a restarted beat is seen alive at once."""
+    app.send_task("sharedkernel.beat_heartbeat")
+
+
 # -- query counting for benches (bench/bill_run.py sets QUERY_COUNT_DIR) ---------------
 _queries = [0]
 

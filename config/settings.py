@@ -326,7 +326,10 @@ LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "sharedkernel.correlation.CorrelationIdLogFilter"}},
+    "filters": {
+        "correlation": {"()": "sharedkernel.correlation.CorrelationIdLogFilter"},
+        "quiet_probe": {"()": "sharedkernel.logfilters.QuietProbe"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"},
     },
@@ -336,6 +339,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        "django.request": {"filters": ["quiet_probe"]},
         "celery": {"level": os.environ.get("CELERY_LOG_LEVEL", "WARNING")},
     },
 }

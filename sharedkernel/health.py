@@ -1,9 +1,15 @@
 """/healthz: is the database answering, the broker and the cache reachable, and beat alive?
 
 The cache failing does not stop the API (sharedkernel/cache.py answers from a local store), but it is
-reported here as failing so monitoring sees the outage; the message says what answers instead."""
+reported here as failing so monitoring sees the outage; the message says what answers instead.
+
+A failing probe is logged once per probe as a WARNING that names the failing checks, not as
+Django's "ERROR Service Unavailable: /healthz" (``sharedkernel.logfilters.QuietProbe`` drops that record): `make run`
+polls this page while beat starts, and a newcomer should not read dozens of errors."""
 
 from __future__ import annotations
+
+import logging
 
 from django.conf import settings
 from django.db import connection
@@ -11,6 +17,8 @@ from django.http import JsonResponse
 from django.utils import timezone
 
 from sharedkernel.models import Heartbeat
+
+logger = logging.getLogger(__name__)
 
 
 def _database() -> str:
@@ -59,4 +67,7 @@ def healthz(request):
         except Exception as exc:  # report, don't crash: this page is for when things are broken
             checks[name] = f"failing: {exc}"
             healthy = False
+    if not healthy:
+        failing = ", ".join(f"{name} {state}" for name, state in checks.items() if state != "ok")
+        logger.warning("healthz: %s", failing)
     return JsonResponse({"status": "ok" if healthy else "failing", "checks": checks}, status=200 if healthy else 503)
