@@ -14,11 +14,10 @@ import pytest
 
 from billing.models import CreditEntry
 from sharedkernel.models import StoredEvent, TestClock
-from sharedkernel.values import Money
 from subscriptions import commands as subs
 from subscriptions.models import PlanVersion, UsageRecord
 from tests.api.test_bad_input import error
-from tests.billing.helpers import customer
+from tests.billing.helpers import customer, metered_plan
 from tests.helpers import api_client, staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,16 +30,7 @@ def staff(db):
 
 @pytest.fixture
 def plan(db):
-    return subs.define_plan(
-        code="pro",
-        name="Pro",
-        tier="professional",
-        interval="month",
-        trial_days=0,
-        prices=[Money("30.00", "USD")],
-        included_usage={"api_calls": 1000},
-        overage_rates={"api_calls": [Money("0.01", "USD")]},
-    )
+    return metered_plan("pro")
 
 
 @pytest.mark.parametrize("page_size", ["abc", "0", "-1", "1.5", "null", "٣"])
