@@ -231,7 +231,8 @@ def recover_lost_outside_calls(deadline: float) -> None:
     a tax quote or a charge in flight that nobody will answer. Beat recovers them once their lease has
     run out (``billing.retry_tax`` re-quotes a draft at its ``tax_retry_at``; ``billing.resolve_charges``
     asks the gateway again, same idempotency key, after BILLING_CHARGE_RESOLVE_AFTER_SECONDS): when
-    nothing but such work has been open for 15 s, act as those jobs for work older than LIVE_MARGIN.
+    nothing but such work has been open for 15 s, act as those jobs: retry_tax at the moment the lost
+    drafts are due (:func:`_when_lost_quotes_are_due`), resolve_charges for charges older than LIVE_MARGIN.
     Both record an answer only once (a live quote or charge answered meanwhile is left as it is)."""
     from billing import commands
     from billing.commands import TAX_RETRY_BACKOFF
@@ -245,11 +246,26 @@ def recover_lost_outside_calls(deadline: float) -> None:
         elif only_outside_since is None:
             only_outside_since = time.monotonic()
         elif time.monotonic() - only_outside_since > 15:
-            run_job("billing.retry_tax", now=timezone.now() + TAX_RETRY_BACKOFF[0] - LIVE_MARGIN)
+            run_job(
+                "billing.retry_tax", now=_when_lost_quotes_are_due(timezone.now() + TAX_RETRY_BACKOFF[0] - LIVE_MARGIN)
+            )
             commands.resolve_stale_charges(older_than=LIVE_MARGIN)
             only_outside_since = None
         relay()
         time.sleep(0.05)
+
+
+def _when_lost_quotes_are_due(by_wall_clock):
+    """The moment beat's retry_tax would see every lost quote as due. A draft's retry time is its
+    event's time plus the backoff, and a test's bill run happens at a moment it names (a period's end,
+    weeks after the wall clock), so the wall clock alone would never reach it."""
+    from django.db.models import Max
+
+    from billing.models import Invoice, InvoiceStatus
+
+    waiting = Invoice.objects.filter(status=InvoiceStatus.DRAFT, tax_calculated=False, tax_retry_at__isnull=False)
+    latest = waiting.aggregate(at=Max("tax_retry_at"))["at"]
+    return max(by_wall_clock, latest) if latest else by_wall_clock
 
 
 def settle_everything(*, timeout: float = 120) -> None:
