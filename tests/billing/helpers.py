@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from billing import commands as billing
 from sharedkernel.clock import FixedClock
 from sharedkernel.values import Money
@@ -56,3 +58,27 @@ def at_clock(moment):
 
 class WorkerDied(BaseException):
     """Stands for the process ending: not an Exception, so nothing on the way catches it."""
+
+
+class DyingTaxTable:
+    """A tax calculator whose worker dies while asking it."""
+
+    def calculate_many(self, requests):
+        raise WorkerDied()
+
+
+@contextlib.contextmanager
+def tax_worker_dies(settings):
+    """While inside: every tax quote kills the worker asking it (:class:`WorkerDied`); after: the
+    TaxRate table again."""
+    from billing.ports import TAX_CALCULATORS, reset_adapters
+
+    TAX_CALCULATORS["dying"] = "tests.billing.helpers.DyingTaxTable"
+    settings.BILLING_TAX_CALCULATOR = "dying"
+    reset_adapters()
+    try:
+        yield
+    finally:
+        TAX_CALCULATORS.pop("dying")
+        settings.BILLING_TAX_CALCULATOR = "table"
+        reset_adapters()

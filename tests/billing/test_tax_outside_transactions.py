@@ -12,22 +12,14 @@ from django.db import transaction
 from billing import jobs
 from billing.acl.payments import SandboxGateway
 from billing.models import Invoice, InvoiceStatus, TaxRate
-from billing.ports import TAX_CALCULATORS, reset_adapters, tax_calculator
+from billing.ports import reset_adapters, tax_calculator
 from billing.values import Jurisdiction
 from sharedkernel.outside import CallInsideTransaction
 from sharedkernel.values import Money
 from subscriptions import commands as subs
-from tests.billing.helpers import WorkerDied, customer, plan
+from tests.billing.helpers import WorkerDied, customer, plan, tax_worker_dies
 from tests.fakes.servers import FakeServer
 from tests.helpers import event_types
-
-
-class DyingTaxTable:
-    """A tax calculator whose worker dies while asking it."""
-
-    def calculate_many(self, requests):
-        raise WorkerDied()
-
 
 # -- no outside call inside a transaction ---------------------------------------------------------
 
@@ -76,20 +68,13 @@ def test_the_http_tax_calculator_is_asked_outside_the_pipelines_transactions(dra
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_dying_before_its_tax_quote_is_recorded_leaves_the_draft_to_retry_tax(drain, settings):
     # given a tax calculator whose worker dies while asking it
-    TAX_CALCULATORS["test"] = "tests.billing.test_tax_outside_transactions.DyingTaxTable"
-    settings.BILLING_TAX_CALCULATOR = "test"
-    reset_adapters()
-    try:
+    with tax_worker_dies(settings):
         TaxRate.objects.create(country="GB", region="", rate="0.20", name="VAT")
         pro = plan(price="30.00 USD")
         c = customer(drain, country="GB", region="")
         subs.subscribe(customer_id=str(c.id), plan_id=str(pro.id))
         with pytest.raises(WorkerDied):
             drain()
-    finally:
-        TAX_CALCULATORS.pop("test")
-        settings.BILLING_TAX_CALCULATOR = "table"
-        reset_adapters()
     invoice = Invoice.objects.get(customer_id=c.id)
     assert invoice.status == InvoiceStatus.DRAFT and not invoice.tax_calculated and invoice.tax_retry_at is not None
     # when billing.retry_tax comes round

@@ -16,22 +16,14 @@ from django.utils import timezone
 
 from billing.commands import TAX_RETRY_BACKOFF
 from billing.models import Invoice, InvoiceStatus, TaxRate
-from billing.ports import TAX_CALCULATORS, reset_adapters
 from sharedkernel.scheduling import run_job
 from sharedkernel.values import Money
 from subscriptions import commands as subs
 from subscriptions.models import Subscription
-from tests.billing.helpers import WorkerDied, customer, plan
+from tests.billing.helpers import WorkerDied, customer, plan, tax_worker_dies
 from tests.faults.conftest import LIVE_MARGIN, _when_lost_quotes_are_due
 
 pytestmark = pytest.mark.django_db(transaction=True)  # no worker, no private broker: not a FAULTS module
-
-
-class DyingTaxTable:
-    """A tax calculator whose worker dies while asking it."""
-
-    def calculate_many(self, requests):
-        raise WorkerDied()
 
 
 def test_a_quote_lost_in_a_bill_run_is_due_at_the_bill_runs_moment_not_the_wall_clocks(drain, settings):
@@ -41,17 +33,10 @@ def test_a_quote_lost_in_a_bill_run_is_due_at_the_bill_runs_moment_not_the_wall_
     sub = subs.subscribe(customer_id=str(c.id), plan_id=str(plan(price="30.00 USD").id))
     drain()
     period_end = Subscription.objects.get(pk=sub.pk).current_period_end
-    TAX_CALCULATORS["dying"] = "tests.faults.test_lost_tax_quote.DyingTaxTable"
-    settings.BILLING_TAX_CALCULATOR = "dying"
-    reset_adapters()
-    try:
+    with tax_worker_dies(settings):
         assert run_job("subscriptions.renew_subscriptions", now=period_end + timedelta(minutes=1)) == 1
         with pytest.raises(WorkerDied):
             drain()
-    finally:
-        TAX_CALCULATORS.pop("dying")
-        settings.BILLING_TAX_CALCULATOR = "table"
-        reset_adapters()
     renewal = Invoice.objects.get(customer_id=c.id, status=InvoiceStatus.DRAFT)
     assert not renewal.tax_calculated and renewal.tax_retry_at > period_end
 
