@@ -55,9 +55,10 @@ class BillingAccount(AggregateRoot):
 
     @classmethod
     def open(cls, *, at: datetime, **holder: Unpack[AccountHolder]) -> BillingAccount:
-        account = cls(**holder, opened_at=at)
-        account.customer_id = uuid.UUID(str(holder["customer_id"]))
-        account.region = holder["region"] or ""
+        account = cls(
+            **{**holder, "customer_id": uuid.UUID(str(holder["customer_id"])), "region": holder["region"] or ""},
+            opened_at=at,
+        )
         account.record(
             ev.BillingAccountOpened(
                 customer_id=str(account.customer_id),
