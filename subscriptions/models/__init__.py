@@ -2,6 +2,8 @@
 
 State changes only through their methods; each checks its invariant, changes state and records the
 events. Commands (subscriptions.commands) load, call, save and publish. Django finds the models here.
+The package exports what other modules import from it; a word only the aggregate's own events say
+(why it was activated, what it resumed from) stays in its module.
 """
 
 from subscriptions.models.customers import Customer, SignupProfile
@@ -16,9 +18,7 @@ from subscriptions.models.price_migrations import (
 )
 from subscriptions.models.statuses import (
     LIVE_STATUSES,
-    ActivationReason,
     PriceChangeDropped,
-    ResumedFrom,
     ResumeInitiator,
     SubscriptionStatus,
     SuspensionReason,
@@ -28,7 +28,6 @@ from subscriptions.models.usage import UsageCounter, UsagePeriod, UsageRecord
 
 __all__ = [
     "LIVE_STATUSES",
-    "ActivationReason",
     "Customer",
     "ItemOutcome",
     "LeftOut",
@@ -42,7 +41,6 @@ __all__ = [
     "PriceMigration",
     "PriceMigrationItem",
     "ResumeInitiator",
-    "ResumedFrom",
     "SignupProfile",
     "Subscription",
     "SubscriptionStatus",
