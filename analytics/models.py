@@ -10,7 +10,7 @@ from django.db import models
 
 from analytics.vocabulary import Interval
 from sharedkernel.projection import applied_position_field
-from sharedkernel.values import Money
+from sharedkernel.values import Money, money_from_minor
 
 
 def monthly(price: Money, interval: str) -> Money:
@@ -56,15 +56,9 @@ class SubscriptionView(models.Model):
 
     @property
     def monthly_price(self) -> Money:
-        return (
-            Money.from_minor(self.price_minor, self.currency)
-            if self.interval == Interval.MONTH
-            else Money.rounded(Money.from_minor(self.price_minor, self.currency).amount / 12, self.currency)
-        )
+        return monthly(Money.from_minor(self.price_minor, self.currency), self.interval)
 
-    @property
-    def mrr(self) -> Money:
-        return Money.from_minor(self.mrr_minor, self.currency)
+    mrr = money_from_minor("mrr_minor")
 
     def risk_factors(self) -> list[tuple[str, int]]:
         """Why this subscription may churn, with the points each reason adds (explained on the page)."""

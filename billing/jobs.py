@@ -44,38 +44,29 @@ def _in_batches(due: QuerySet, now: datetime, run, *, then=None) -> int:
         total += len(rows)
 
 
-def _retries(test_clock_id):
-    return in_scope(Payment.objects.filter(status=PaymentStatus.FAILED, next_retry_at__isnull=False), test_clock_id)
+def _attempt_again_when_due(name: str, due_at: str, trigger: AttemptTrigger):
+    """The job that attempts failed payments again once their ``due_at`` time has come (a retry, a
+    dunning step), each attempt recorded in its batch's transaction and charged after it committed."""
+
+    def waiting(test_clock_id):
+        return in_scope(
+            Payment.objects.filter(status=PaymentStatus.FAILED, **{f"{due_at}__isnull": False}), test_clock_id
+        )
+
+    @scheduled_job(name, next_due=lambda scope: waiting(scope).aggregate(at=Min(due_at))["at"])
+    def run(now: datetime, test_clock_id: str | None) -> int:
+        return _in_batches(
+            waiting(test_clock_id).filter(**{f"{due_at}__lte": now}),
+            now,
+            lambda work: commands.retry_many(work, trigger=trigger),
+            then=commands.charge_in_flight,
+        )
+
+    return run
 
 
-@scheduled_job(
-    "billing.retry_payments",
-    next_due=lambda scope: _retries(scope).aggregate(at=Min("next_retry_at"))["at"],
-)
-def retry_payments(now: datetime, test_clock_id: str | None) -> int:
-    return _in_batches(
-        _retries(test_clock_id).filter(next_retry_at__lte=now),
-        now,
-        lambda work: commands.retry_many(work, trigger=AttemptTrigger.RETRY),
-        then=commands.charge_in_flight,
-    )
-
-
-def _dunning(test_clock_id):
-    return in_scope(Payment.objects.filter(status=PaymentStatus.FAILED, next_dunning_at__isnull=False), test_clock_id)
-
-
-@scheduled_job(
-    "billing.escalate_dunning",
-    next_due=lambda scope: _dunning(scope).aggregate(at=Min("next_dunning_at"))["at"],
-)
-def escalate_dunning(now: datetime, test_clock_id: str | None) -> int:
-    return _in_batches(
-        _dunning(test_clock_id).filter(next_dunning_at__lte=now),
-        now,
-        lambda work: commands.retry_many(work, trigger=AttemptTrigger.DUNNING),
-        then=commands.charge_in_flight,
-    )
+retry_payments = _attempt_again_when_due("billing.retry_payments", "next_retry_at", AttemptTrigger.RETRY)
+escalate_dunning = _attempt_again_when_due("billing.escalate_dunning", "next_dunning_at", AttemptTrigger.DUNNING)
 
 
 def _waiting_for_tax(test_clock_id):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import partial
 from typing import TypeVar
 
@@ -81,18 +82,8 @@ def follow_plans(event: DomainEvent) -> None:
     if isinstance(plan, PlanAvailability):
         BillingPlan.objects.filter(pk=plan.plan_id).update(archived=plan.archived)
         return
-    BillingPlan.objects.update_or_create(
-        plan_id=plan.plan_id,
-        defaults={
-            "code": plan.code,
-            "name": plan.name,
-            "tier": plan.tier,
-            "interval": plan.interval,
-            "prices": plan.prices,
-            "included_usage": plan.included_usage,
-            "overage_rates": plan.overage_rates,
-        },
-    )
+    terms = asdict(plan)  # BillingPlan's columns are the plan's facts (billing/acl), field for field
+    BillingPlan.objects.update_or_create(plan_id=terms.pop("plan_id"), defaults=terms)
 
 
 SUBSCRIPTION_EVENTS = (

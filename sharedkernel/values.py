@@ -3,6 +3,9 @@
 No Django here (an import-linter contract keeps it out): these are plain,
 immutable values, equal by their attributes, valid from construction on.
 
+A model stores an amount as an integer of minor units beside its currency and reads it back as
+Money through :func:`money_from_minor`.
+
 Money rounding happens in exactly one place, :func:`round_half_up`, to the
 currency's minor unit (ISO 4217: JPY 0 digits, USD 2, KWD 3). Every amount a
 Money holds is already at that precision, so sums are exact and a float can
@@ -19,6 +22,7 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from functools import cache
+from operator import attrgetter
 from typing import ClassVar, Self
 
 import moneyed
@@ -278,6 +282,24 @@ class Money(_AmountInCurrency):
         for amount in amounts:
             result = result + amount
         return result
+
+
+def money_from_minor(minor: str, *, currency: str = "currency", optional: bool = False) -> property:
+    """A read-only property that reads an amount stored the way money is stored (an integer of the
+    currency's minor units, attribute ``minor``) as Money in the currency at ``currency``, a dotted path
+    for a row that keeps none of its own (``"invoice.currency"``).
+
+    ``optional``: the amount may be absent (a nullable column) and then reads as None.
+    """
+    minor_of, currency_of = attrgetter(minor), attrgetter(currency)
+
+    def read(row: object) -> Money | None:
+        units = minor_of(row)
+        if units is None and optional:
+            return None
+        return Money.from_minor(units, currency_of(row))
+
+    return property(read, doc=f"``{minor}`` as Money.")
 
 
 #: Enough significant digits that quantity × rate is exact for any whole quantity below 10^40.

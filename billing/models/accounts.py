@@ -20,7 +20,7 @@ from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import DomainError, InvalidTransition
 from sharedkernel.periods import period_after
 from sharedkernel.projection import applied_position_field
-from sharedkernel.values import Money
+from sharedkernel.values import Money, money_from_minor
 
 
 class CurrencyMismatch(DomainError):
@@ -184,13 +184,8 @@ class CreditEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.amount} ({self.get_source_display()})"
 
-    @property
-    def amount(self) -> Money:
-        return Money.from_minor(self.amount_minor, self.currency)
-
-    @property
-    def balance(self) -> Money:
-        return Money.from_minor(self.balance_minor, self.currency)
+    amount = money_from_minor("amount_minor")
+    balance = money_from_minor("balance_minor")
 
 
 class BillingPlan(models.Model):
@@ -250,9 +245,7 @@ class BilledSubscription(models.Model):
     def __str__(self) -> str:
         return f"{self.plan_name} for {self.customer_id}"
 
-    @property
-    def price(self) -> Money:
-        return Money.from_minor(self.price_minor, self.currency)
+    price = money_from_minor("price_minor")
 
     def price_from(self, start: datetime) -> tuple[Money, int]:
         """The price (and version) of a period starting at ``start``: the coming one once it applies."""

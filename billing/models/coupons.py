@@ -15,7 +15,7 @@ from billing import events as ev
 from billing.models.accounts import BilledSubscription, BillingAccount, CurrencyMismatch
 from billing.values import LineDraft, LineKind
 from sharedkernel.errors import DomainError, InvalidTransition
-from sharedkernel.values import Money
+from sharedkernel.values import Money, money_from_minor
 
 
 class CouponNotApplicable(DomainError):
@@ -70,9 +70,7 @@ class Coupon(models.Model):
         if self.duration == self.Duration.REPEATING and not self.duration_in_periods:
             raise ValidationError({"duration_in_periods": "Say for how many periods."})
 
-    @property
-    def amount_off(self) -> Money | None:
-        return Money.from_minor(self.amount_off_minor, self.currency) if self.amount_off_minor is not None else None
+    amount_off = money_from_minor("amount_off_minor", optional=True)
 
     def describe(self) -> str:
         off = f"{self.percent_off.normalize():f} % off" if self.percent_off is not None else f"{self.amount_off} off"

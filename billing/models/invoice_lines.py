@@ -6,7 +6,7 @@ from django.db import models
 
 from billing import events as ev
 from billing.values import LineKind
-from sharedkernel.values import Money
+from sharedkernel.values import money_from_minor
 
 
 class InvoiceLine(models.Model):
@@ -28,9 +28,7 @@ class InvoiceLine(models.Model):
     def __str__(self) -> str:
         return f"{self.description}: {self.amount}"
 
-    @property
-    def amount(self) -> Money:
-        return Money.from_minor(self.amount_minor, self.invoice.currency)
+    amount = money_from_minor("amount_minor", currency="invoice.currency")
 
 
 def line_ref(line: InvoiceLine) -> ev.InvoiceLineRef:

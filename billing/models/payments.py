@@ -39,7 +39,7 @@ from billing.models.refunds import PaymentRefunds
 from billing.values import DunningPlan, PaymentResult
 from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import InvalidTransition
-from sharedkernel.values import Money
+from sharedkernel.values import Money, money_from_minor
 
 
 class Payment(PaymentRefunds, AggregateRoot):
@@ -98,13 +98,8 @@ class Payment(PaymentRefunds, AggregateRoot):
     def __str__(self) -> str:
         return f"Payment of {self.amount} for {self.invoice_number}"
 
-    @property
-    def amount(self) -> Money:
-        return Money.from_minor(self.amount_minor, self.currency)
-
-    @property
-    def amount_refunded(self) -> Money:
-        return Money.from_minor(self.amount_refunded_minor, self.currency)
+    amount = money_from_minor("amount_minor")
+    amount_refunded = money_from_minor("amount_refunded_minor")
 
     @property
     def refundable(self) -> Money:

@@ -16,7 +16,7 @@ from django.db import models
 from billing import events as ev
 from billing.models.payment_states import PaymentStatus
 from sharedkernel.errors import DomainError, InvalidTransition
-from sharedkernel.values import Money
+from sharedkernel.values import Money, money_from_minor
 
 
 class RefundTooLarge(DomainError):
@@ -52,11 +52,7 @@ class PaymentRefunds:
         self.refund_in_flight_at, self.refund_in_flight_since = at, since
         return self.refund_idempotency_key
 
-    @property
-    def refund_in_flight(self) -> Money | None:
-        if self.refund_in_flight_minor is None:
-            return None
-        return Money.from_minor(self.refund_in_flight_minor, self.currency)
+    refund_in_flight = money_from_minor("refund_in_flight_minor", optional=True)
 
     @property
     def refund_idempotency_key(self) -> str:
@@ -129,6 +125,4 @@ class Refund(models.Model):
     def __str__(self) -> str:
         return f"{self.credit_note_number}: {self.amount}"
 
-    @property
-    def amount(self) -> Money:
-        return Money.from_minor(self.amount_minor, self.payment.currency)
+    amount = money_from_minor("amount_minor", currency="payment.currency")

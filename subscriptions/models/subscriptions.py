@@ -13,7 +13,7 @@ from django.db import models
 
 from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import InvalidTransition
-from sharedkernel.values import Money
+from sharedkernel.values import money_from_minor
 from subscriptions import events as ev
 from subscriptions.models.changes import PlanChanges, PriceChanges
 from subscriptions.models.customers import Customer
@@ -73,19 +73,13 @@ class Subscription(PlanChanges, PriceChanges, AggregateRoot):
         return f"{self.customer.name} · {self.plan.name} ({self.status})"
 
     # -- reading -------------------------------------------------------------------
-    @property
-    def price(self) -> Money:
-        return Money.from_minor(self.price_minor, self.currency)
+    price = money_from_minor("price_minor")
 
     @property
     def period(self) -> SubscriptionPeriod:
         return SubscriptionPeriod(self.current_period_start, self.current_period_end)
 
-    @property
-    def scheduled_price(self) -> Money | None:
-        if self.scheduled_price_minor is None:
-            return None
-        return Money.from_minor(self.scheduled_price_minor, self.currency)
+    scheduled_price = money_from_minor("scheduled_price_minor", optional=True)
 
     def renewal_boundaries(self, count: int = 60):
         """The moments its next periods start (the trial's end first while trialing)."""

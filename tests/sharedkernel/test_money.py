@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from sharedkernel.values import CurrencyMismatch, Money, UnknownCurrency, minor_digits, round_half_up
+from sharedkernel.values import CurrencyMismatch, Money, UnknownCurrency, minor_digits, money_from_minor, round_half_up
 
 
 @pytest.mark.parametrize(("currency", "digits"), [("USD", 2), ("EUR", 2), ("JPY", 0), ("KWD", 3), ("BHD", 3)])
@@ -91,3 +91,34 @@ def test_money_is_immutable_and_hashable():
     with pytest.raises(AttributeError):
         money.amount = Decimal(2)
     assert {money, Money("1", "USD")} == {money}
+
+
+class _Invoice:
+    currency = "JPY"
+
+
+class _Row:
+    amount = money_from_minor("amount_minor")
+    refund = money_from_minor("refund_minor", optional=True)
+    line_amount = money_from_minor("amount_minor", currency="invoice.currency")
+
+    def __init__(self, amount_minor: int, refund_minor: int | None) -> None:
+        self.currency, self.invoice = "KWD", _Invoice()
+        self.amount_minor, self.refund_minor = amount_minor, refund_minor
+
+
+def test_a_stored_amount_reads_as_money_in_its_rows_currency_or_a_related_ones():
+    row = _Row(1250, None)
+    assert row.amount == Money("1.250", "KWD")
+    assert row.line_amount == Money(1250, "JPY")
+    assert row.refund is None
+    assert _Row(1250, 5).refund == Money("0.005", "KWD")
+
+
+def test_a_stored_amount_is_read_only_and_never_silently_absent():
+    row = _Row(1250, None)
+    with pytest.raises(AttributeError):
+        row.amount = Money("1.000", "KWD")
+    row.amount_minor = None
+    with pytest.raises(TypeError):
+        _ = row.amount
