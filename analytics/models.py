@@ -82,11 +82,11 @@ class MrrMovement(models.Model):
     """A change in a subscription's MRR contribution, classified."""
 
     class Kind(models.TextChoices):
-        NEW = "new", "New"
-        EXPANSION = "expansion", "Expansion"
-        CONTRACTION = "contraction", "Contraction"
-        CHURNED = "churned", "Churned"
-        REACTIVATION = "reactivation", "Reactivation"
+        NEW = "new"
+        EXPANSION = "expansion"
+        CONTRACTION = "contraction"
+        CHURNED = "churned"
+        REACTIVATION = "reactivation"
         PRICE_CHANGE = "price_change", "Price change"  #: a price migration moved the subscription
 
     id = models.BigAutoField(primary_key=True)

@@ -72,9 +72,9 @@ class StoredEvent(models.Model):
 
 
 class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
+    PENDING = "pending"
     RETRYING = "retrying", "Retrying after a failure"
-    DONE = "done", "Done"
+    DONE = "done"
     FAILED = "failed", "Failed (attempts exhausted)"
     #: The handler needs an upstream fact that has not arrived yet (``waiting_for`` says which).
     WAITING = "waiting", "Waiting for an upstream fact"
@@ -132,8 +132,8 @@ class TestClock(models.Model):
     __test__ = False  # not a pytest test class
 
     class Status(models.TextChoices):
-        READY = "ready", "Ready"
-        ADVANCING = "advancing", "Advancing"
+        READY = "ready"
+        ADVANCING = "advancing"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100, blank=True)

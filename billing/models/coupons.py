@@ -28,7 +28,7 @@ class Coupon(models.Model):
     class Duration(models.TextChoices):
         ONCE = "once", "Once (the next invoice)"
         REPEATING = "repeating", "For a number of periods"
-        FOREVER = "forever", "Forever"
+        FOREVER = "forever"
 
     code = models.CharField(max_length=40, primary_key=True, help_text="What customers type, e.g. WELCOME20")
     name = models.CharField(max_length=100)

@@ -23,10 +23,10 @@ from sharedkernel.values import Money
 
 
 class InvoiceStatus(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    FINALIZED = "finalized", "Finalized"
-    PAID = "paid", "Paid"
-    VOIDED = "voided", "Voided"
+    DRAFT = "draft"
+    FINALIZED = "finalized"
+    PAID = "paid"
+    VOIDED = "voided"
 
 
 class NothingToInvoice(DomainError):

@@ -9,11 +9,11 @@ from sharedkernel.errors import DomainError
 
 
 class PaymentStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
+    PENDING = "pending"
     PROCESSING = "processing", "Processing (a charge is at the gateway)"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class AttemptTrigger(models.TextChoices):

@@ -8,11 +8,11 @@ from django.db import models
 
 
 class NotificationStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    SENT = "sent", "Sent"
-    BOUNCED = "bounced", "Bounced"
-    FAILED = "failed", "Failed"
-    SUPPRESSED = "suppressed", "Suppressed"
+    QUEUED = "queued"
+    SENT = "sent"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
 
 
 class Notification(models.Model):

@@ -55,10 +55,10 @@ class WebhookDeliveryStatus(models.TextChoices):
     """Where one webhook delivery to one endpoint stands (the outbox's own states are
     ``sharedkernel.models.DeliveryStatus``)."""
 
-    PENDING = "pending", "Pending"
-    SUCCEEDED = "succeeded", "Succeeded"
-    RETRYING = "retrying", "Retrying"
-    FAILED = "failed", "Failed"
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    FAILED = "failed"
 
 
 class WebhookDelivery(models.Model):

@@ -5,11 +5,11 @@ from django.db import models
 
 
 class SubscriptionStatus(models.TextChoices):
-    TRIALING = "trialing", "Trialing"
+    TRIALING = "trialing"
     PENDING_PAYMENT = "pending_payment", "Pending payment"
-    ACTIVE = "active", "Active"
-    SUSPENDED = "suspended", "Suspended"
-    CANCELLED = "cancelled", "Cancelled"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CANCELLED = "cancelled"
 
 
 LIVE_STATUSES = (
