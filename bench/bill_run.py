@@ -210,6 +210,8 @@ def populate(n: int) -> None:
 
 
 def start_workers(count_dir: str) -> list[subprocess.Popen]:
+    from config.celery import worker_command
+
     workers = []
     for k in range(WORKERS):
         ready = Path(count_dir) / f"ready-{k}"
@@ -217,25 +219,7 @@ def start_workers(count_dir: str) -> list[subprocess.Popen]:
         log = open(Path(count_dir) / f"worker-{k}.log", "wb")  # noqa: SIM115
         workers.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "-Q",
-                    QUEUE,
-                    "--concurrency",
-                    str(CONCURRENCY),
-                    "--loglevel",
-                    "WARNING",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "-n",
-                    f"bench{k}@%h",
-                ],
+                worker_command(QUEUE, concurrency=CONCURRENCY, name=f"bench{k}@%h"),
                 cwd=ROOT,
                 env=env,
                 stdout=log,
