@@ -105,7 +105,9 @@ def populate(n: int) -> None:
 
     from analytics.models import CustomerName, SubscriptionView
     from analytics.policies import contribution
+    from billing.acl.subscriptions import account_holder
     from billing.models import BilledSubscription, BillingAccount, TaxRate
+    from billing.values import PaymentMethodInfo
     from sharedkernel.bus import drain
     from sharedkernel.values import Money
     from subscriptions import commands
@@ -129,6 +131,8 @@ def populate(n: int) -> None:
     TaxRate.objects.create(country="DE", region="", rate=Decimal("0.19"), name="Umsatzsteuer")
     TaxRate.objects.create(country="JP", region="", rate=Decimal("0.10"), name="Consumption tax")
 
+    card = PaymentMethodInfo("pm_card_visa", "visa", "4242")
+    declining_card = PaymentMethodInfo("pm_card_chargeDeclined", "visa", "0002")
     now = timezone.now()
     currencies = list(WHERE)
     for start in range(0, n, 5000):
@@ -146,21 +150,12 @@ def populate(n: int) -> None:
                 i, currency=currency, country=country, region=region, has_payment_method=True, created_at=begin
             )
             customers.append(c)
-            accounts.append(
-                BillingAccount(
-                    customer_id=c.id,
-                    name=c.name,
-                    email=c.email,
-                    currency=currency,
-                    country=country,
-                    region=region,
-                    payment_token="pm_card_chargeDeclined" if declining else "pm_card_visa",
-                    payment_brand="visa",
-                    payment_last4="0002" if declining else "4242",
-                    opened_at=begin,
-                    version=1,
-                )
-            )
+            # Billing's account, opened from the customer's CustomerRegistered as Billing's policy opens it
+            (registered,) = c.recorded_events
+            account = BillingAccount.open(at=begin, **account_holder(registered.payload()))
+            account.set_payment_method(declining_card if declining else card, at=begin)
+            account.version = 1  # as save_aggregate leaves a new row
+            accounts.append(account)
             s = _common.active_subscription_row(
                 c, plan, price_minor=price.minor_units, start=begin, end=end, period_index=0, activated_at=begin
             )
