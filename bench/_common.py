@@ -53,20 +53,29 @@ def start_api(port: int, workers: int, env: dict, *options: str) -> subprocess.P
     )
 
 
-def customer_row(i: int, *, currency: str, country: str, created_at, name: str | None = None, **fields):
-    """Customer ``i`` (``c<i>@bench.example``), unsaved, for a bulk_create."""
+def customer_row(
+    i: int,
+    *,
+    currency: str,
+    country: str,
+    created_at,
+    name: str | None = None,
+    region: str = "",
+    has_payment_method: bool = False,
+):
+    """Customer ``i`` (``c<i>@bench.example``) as Customer.register makes it, its CustomerRegistered
+    recorded (not stored: a bench that needs the other contexts' copies builds them from it), unsaved,
+    for a bulk_create."""
     from subscriptions.models import Customer
+    from subscriptions.values import CustomerDetails
 
-    return Customer(
-        id=uuid.uuid4(),
-        name=name or f"Customer {i}",
-        email=f"c{i}@bench.example",
-        currency=currency,
-        country=country,
-        created_at=created_at,
-        version=1,
-        **fields,
+    details = CustomerDetails(
+        name=name or f"Customer {i}", email=f"c{i}@bench.example", currency=currency, country=country, region=region
     )
+    customer = Customer.register(details, at=created_at)
+    customer.note_payment_method(present=has_payment_method)
+    customer.version = 1  # as save_aggregate leaves a new row
+    return customer
 
 
 def active_subscription_row(customer, plan, *, price_minor: int, start, end, created_at=None, **fields):

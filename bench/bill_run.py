@@ -105,7 +105,9 @@ def populate(n: int) -> None:
 
     from analytics.models import CustomerName, SubscriptionView
     from analytics.policies import contribution
+    from billing.acl.subscriptions import account_holder
     from billing.models import BilledSubscription, BillingAccount, TaxRate
+    from billing.values import PaymentMethodInfo
     from sharedkernel.bus import drain
     from sharedkernel.values import Money
     from subscriptions import commands
@@ -129,6 +131,8 @@ def populate(n: int) -> None:
     TaxRate.objects.create(country="DE", region="", rate=Decimal("0.19"), name="Umsatzsteuer")
     TaxRate.objects.create(country="JP", region="", rate=Decimal("0.10"), name="Consumption tax")
 
+    card = PaymentMethodInfo("pm_card_visa", "visa", "4242")
+    declining_card = PaymentMethodInfo("pm_card_chargeDeclined", "visa", "0002")
     now = timezone.now()
     currencies = list(WHERE)
     for start in range(0, n, 5000):
@@ -146,21 +150,12 @@ def populate(n: int) -> None:
                 i, currency=currency, country=country, region=region, has_payment_method=True, created_at=begin
             )
             customers.append(c)
-            accounts.append(
-                BillingAccount(
-                    customer_id=c.id,
-                    name=c.name,
-                    email=c.email,
-                    currency=currency,
-                    country=country,
-                    region=region,
-                    payment_token="pm_card_chargeDeclined" if declining else "pm_card_visa",
-                    payment_brand="visa",
-                    payment_last4="0002" if declining else "4242",
-                    opened_at=begin,
-                    version=1,
-                )
-            )
+            # Billing's account, opened from the customer's CustomerRegistered as Billing's policy opens it
+            (registered,) = c.recorded_events
+            account = BillingAccount.open(at=begin, **account_holder(registered.payload()))
+            account.set_payment_method(declining_card if declining else card, at=begin)
+            account.version = 1  # as save_aggregate leaves a new row
+            accounts.append(account)
             s = _common.active_subscription_row(
                 c, plan, price_minor=price.minor_units, start=begin, end=end, period_index=0, activated_at=begin
             )
@@ -210,6 +205,8 @@ def populate(n: int) -> None:
 
 
 def start_workers(count_dir: str) -> list[subprocess.Popen]:
+    from config.celery import worker_command
+
     workers = []
     for k in range(WORKERS):
         ready = Path(count_dir) / f"ready-{k}"
@@ -217,25 +214,7 @@ def start_workers(count_dir: str) -> list[subprocess.Popen]:
         log = open(Path(count_dir) / f"worker-{k}.log", "wb")  # noqa: SIM115
         workers.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "-Q",
-                    QUEUE,
-                    "--concurrency",
-                    str(CONCURRENCY),
-                    "--loglevel",
-                    "WARNING",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "-n",
-                    f"bench{k}@%h",
-                ],
+                worker_command(QUEUE, concurrency=CONCURRENCY, name=f"bench{k}@%h"),
                 cwd=ROOT,
                 env=env,
                 stdout=log,

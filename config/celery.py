@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from celery import Celery, signals
 from kombu.transport import redis as kombu_redis
@@ -138,6 +139,30 @@ SCHEDULE = dict(
 app.conf.beat_schedule = {
     name: {key: value for key, value in entry.items() if key != "why"} for name, entry in SCHEDULE.items()
 }
+
+
+def worker_command(queue: str, *, concurrency: int, name: str | None = None) -> list[str]:
+    """The command line of a worker that a test or a bench starts and stops: it consumes ``queue``
+    alone and keeps to itself (no gossip, mingle or heartbeat with other workers); ``name`` tells
+    several of them on one host apart. It writes WORKER_READY_FILE once it consumes (below)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-Q",
+        queue,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        *(["-n", name] if name else []),
+    ]
 
 
 @signals.worker_ready.connect

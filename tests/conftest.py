@@ -117,27 +117,13 @@ class Worker:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> None:
+        from config.celery import worker_command
+
         ready = Path(self.env["WORKER_READY_FILE"])
         ready.unlink(missing_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's lifetime
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                self.queue,
-                "--concurrency",
-                "2",
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
+            worker_command(self.queue, concurrency=2),
             cwd=ROOT,
             env=self.env,
             stdout=log,
