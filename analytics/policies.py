@@ -144,7 +144,10 @@ def project_subscriptions(events: list[DomainEvent]) -> None:
     """SubscriptionAnalyticsView and MRR movements, one locked read and a few bulk writes per batch."""
     facts = [(event, acl.subscription_fact(event)) for event in in_stored_order(events)]
     ids = {getattr(fact, "subscription_id", None) for _, fact in facts} - {None}
-    views = {str(v.subscription_id): v for v in SubscriptionView.objects.select_for_update().filter(pk__in=ids)}
+    views = {
+        str(v.subscription_id): v
+        for v in SubscriptionView.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    }
     existing = set(views)
     movements, usage = [], {}
     for event, fact in facts:

@@ -138,7 +138,10 @@ def project_billed_subscriptions(events: list[DomainEvent]) -> None:
 def _project(events: list[tuple[DomainEvent, SubscriptionFacts]]) -> None:
     """Keep BilledSubscription in step (``events`` in stored order); one already applied is skipped."""
     ids = {facts.subscription_id for _, facts in events}
-    rows = {str(r.subscription_id): r for r in BilledSubscription.objects.select_for_update().filter(pk__in=ids)}
+    rows = {
+        str(r.subscription_id): r
+        for r in BilledSubscription.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    }
     clocks = dict(
         BillingAccount.objects.filter(pk__in={f.customer_id for _, f in events}).values_list("pk", "test_clock_id")
     )

@@ -287,7 +287,10 @@ def _record(
     with transaction.atomic():
         pks = [n.pk for n, _ in handed] + [n.pk for n, _ in refused]
         mine = set(
-            Notification.objects.select_for_update().filter(pk__in=pks, held_until=hold).values_list("pk", flat=True)
+            Notification.objects.select_for_update()
+            .filter(pk__in=pks, held_until=hold)
+            .order_by("pk")
+            .values_list("pk", flat=True)
         )
         handed = [(n, subject) for n, subject in handed if n.pk in mine]
         refused = [(n, error) for n, error in refused if n.pk in mine]

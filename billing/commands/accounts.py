@@ -30,7 +30,7 @@ from sharedkernel.values import Money
 def load_accounts(customer_ids: Iterable, *, lock: bool = False) -> dict[str, BillingAccount]:
     query = BillingAccount.objects.filter(pk__in=set(customer_ids))
     if lock:
-        query = query.select_for_update()
+        query = query.select_for_update().order_by("pk")  # every batch locks rows in one order: no deadlock
     return {str(a.customer_id): a for a in query}
 
 

@@ -162,13 +162,13 @@ def void_many(work: list[Work], *, reason: str) -> int:
     Records billing.InvoiceVoided, billing.CreditApplied."""
     items = {w.id: w for w in work}
     invoices = list(
-        Invoice.objects.select_for_update().filter(
-            pk__in=items.keys(), status__in=[InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED]
-        )
+        Invoice.objects.select_for_update()
+        .filter(pk__in=items.keys(), status__in=[InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED])
+        .order_by("pk")
     )
     payments = {
         str(p.invoice_id): p
-        for p in Payment.objects.select_for_update().filter(invoice_id__in=[i.id for i in invoices])
+        for p in Payment.objects.select_for_update().filter(invoice_id__in=[i.id for i in invoices]).order_by("pk")
     }
     accounts = load_accounts((i.customer_id for i in invoices if i.credit_applied.is_positive()), lock=True)
     uow = UnitOfWork()

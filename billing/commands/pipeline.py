@@ -82,6 +82,7 @@ def bill_usage_many(facts: list[tuple[UsageFacts, Work]]) -> UsageBilled:
         .filter(
             subscription_id__in={f.subscription_id for f, _ in facts}, awaiting_usage=True, status=InvoiceStatus.DRAFT
         )
+        .order_by("pk")
         .prefetch_related("lines")
     }
     uow = UnitOfWork()
@@ -219,11 +220,12 @@ def finalize_many(work: list[Work]) -> int:
     invoices = list(
         Invoice.objects.select_for_update(of=("self",))
         .filter(pk__in=items.keys(), status=InvoiceStatus.DRAFT, tax_calculated=True)
-        .order_by("created_at", "id")
+        .order_by("pk")  # locked in the one order every batch locks invoices in: no deadlock
         .prefetch_related("lines")
     )
     if not invoices:
         return 0
+    invoices.sort(key=lambda i: (i.created_at, i.id))  # numbered in the order they were drafted
     numbers = _invoice_numbers(invoices, {k: w.at for k, w in items.items()})
     # Accounts are locked so that two invoices never spend the same credit.
     accounts = load_accounts((i.customer_id for i in invoices if i.total.is_positive()), lock=True)
@@ -259,7 +261,9 @@ def finalize_many(work: list[Work]) -> int:
 def mark_paid_many(work: list[tuple[Work, Money]]) -> int:
     """A succeeded payment marks its finalized invoice paid. Records billing.InvoicePaid."""
     items = {w.id: (w, amount) for w, amount in work}
-    invoices = list(Invoice.objects.select_for_update().filter(pk__in=items.keys(), status=InvoiceStatus.FINALIZED))
+    invoices = list(
+        Invoice.objects.select_for_update().filter(pk__in=items.keys(), status=InvoiceStatus.FINALIZED).order_by("pk")
+    )
     uow = UnitOfWork()
     for invoice in invoices:
         item, amount = items[str(invoice.id)]

@@ -37,9 +37,9 @@ def record_dunning(*, subscription_ids: list[str], since: datetime | None) -> in
     if not subscription_ids:
         return 0
     subs = list(
-        Subscription.objects.select_for_update(of=("self",)).filter(
-            pk__in=subscription_ids, dunning_since__isnull=since is not None
-        )
+        Subscription.objects.select_for_update(of=("self",))
+        .filter(pk__in=subscription_ids, dunning_since__isnull=since is not None)
+        .order_by("pk")  # every batch locks rows in one order: no deadlock
     )
     for sub in subs:
         sub.note_dunning(since=since)
