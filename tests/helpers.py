@@ -78,6 +78,19 @@ def all_at_once(target, arguments, *, timeout: float | None = None) -> None:
         thread.join(timeout=timeout)
 
 
+#: A monthly plan priced in USD only, as staff post it to /api/v1/plans/ (a test overrides what it varies).
+USD_PLAN = {
+    "code": "team-m",
+    "name": "Team",
+    "tier": "professional",
+    "interval": "month",
+    "trial_days": 14,
+    "prices": [{"amount": "49.00", "currency": "USD"}],
+    "included_usage": {"api_calls": 1000},
+    "overage_rates": {"api_calls": [{"amount": "0.01", "currency": "USD"}]},
+}
+
+
 def event_types(aggregate_id) -> list[str]:
     return list(
         StoredEvent.objects.filter(aggregate_id=str(aggregate_id))

@@ -22,20 +22,9 @@ from subscriptions.models import Customer, Plan, UsageRecord
 from tests.billing.helpers import customer
 from tests.billing.helpers import plan as define_plan
 from tests.conftest import at
-from tests.helpers import api_client, staff_user
+from tests.helpers import USD_PLAN, api_client, staff_user
 
 pytestmark = pytest.mark.django_db
-
-PLAN = {
-    "code": "pro-m",
-    "name": "Pro",
-    "tier": "professional",
-    "interval": "month",
-    "trial_days": 0,
-    "prices": [{"amount": "49.00", "currency": "USD"}],
-    "included_usage": {"api_calls": 1000},
-    "overage_rates": {"api_calls": {"amount": "0.01", "currency": "USD"}},
-}
 
 
 def error(response, status: int) -> dict:
@@ -84,7 +73,7 @@ def test_a_badly_shaped_money_value_is_a_400_naming_the_field(staff, drain, amou
 
 
 def test_a_plan_price_that_is_not_money_is_a_400(staff):
-    err = error(staff.post("/api/v1/plans/", PLAN | {"prices": ["49.99"]}, format="json"), 400)
+    err = error(staff.post("/api/v1/plans/", USD_PLAN | {"prices": ["49.99"]}, format="json"), 400)
     assert "prices" in err["details"]
     assert not Plan.objects.exists()
 
@@ -119,9 +108,11 @@ def test_amounts_not_in_the_one_accepted_shape_are_refused(staff, drain, amount,
 
 def test_the_same_rules_hold_for_plan_prices_and_refunds_and_valid_amounts_still_pass(staff, drain):
     for bad in ("1e3", "49.999", "-49.00", "4 9.00"):
-        response = staff.post("/api/v1/plans/", PLAN | {"prices": [{"amount": bad, "currency": "USD"}]}, format="json")
+        response = staff.post(
+            "/api/v1/plans/", USD_PLAN | {"prices": [{"amount": bad, "currency": "USD"}]}, format="json"
+        )
         assert error(response, 400)["details"]["prices"], bad
-    kwd = PLAN | {"code": "kwd", "prices": [{"amount": "1.250", "currency": "KWD"}], "overage_rates": {}}
+    kwd = USD_PLAN | {"code": "kwd", "prices": [{"amount": "1.250", "currency": "KWD"}], "overage_rates": {}}
     assert staff.post("/api/v1/plans/", kwd, format="json").json()["prices"] == [{"amount": "1.250", "currency": "KWD"}]
     c = customer(drain)
     assert credit(staff, c.id, {"amount": "5", "currency": "USD"}).json()["credit"] == {
@@ -187,7 +178,7 @@ def test_usage_quantities_beyond_the_bound_are_refused_per_record_and_the_rest_o
 
 
 def test_included_usage_beyond_the_bound_is_refused(staff):
-    err = error(staff.post("/api/v1/plans/", PLAN | {"included_usage": {"api_calls": 10**30}}, format="json"), 400)
+    err = error(staff.post("/api/v1/plans/", USD_PLAN | {"included_usage": {"api_calls": 10**30}}, format="json"), 400)
     assert "included_usage" in err["details"]
     assert not Plan.objects.exists()
 

@@ -66,22 +66,23 @@ def test_a_generated_client_creates_a_plan_a_customer_with_a_card_a_subscription
     def api(name):
         return importlib.import_module(f"shub_client.api.v1.{name}")
 
+    def monthly_plan(code, name, tier, amount, **fields):
+        """A monthly plan priced in USD, as the typed client takes it."""
+        return models.PlanInputRequest(
+            code=code,
+            name=name,
+            tier=tier,
+            interval=models.IntervalEnum.MONTH,
+            prices=[models.Money(amount=amount, currency="USD")],
+            **fields,
+        )
+
     del v1
     staff = shub.AuthenticatedClient(base_url=world.url, token=world.staff_token, prefix="Token")
 
     # given a plan staff created through the typed client (a JSON body with nested money)
-    created = api("v1_plans_create").sync_detailed(
-        client=staff,
-        body=models.PlanInputRequest(
-            code="gen-pro",
-            name="Generated Pro",
-            tier=models.PlanInputTierEnum.PROFESSIONAL,
-            interval=models.IntervalEnum.MONTH,
-            trial_days=0,
-            prices=[models.Money(amount="25.00", currency="USD")],
-        ),
-        idempotency_key="gen-plan-1",
-    )
+    pro = monthly_plan("gen-pro", "Generated Pro", models.PlanInputTierEnum.PROFESSIONAL, "25.00", trial_days=0)
+    created = api("v1_plans_create").sync_detailed(client=staff, body=pro, idempotency_key="gen-plan-1")
     assert created.status_code == 201, created.content
     plan = created.parsed
     assert isinstance(plan, models.PlanOut) and plan.prices[0].amount == "25.00"
@@ -117,15 +118,7 @@ def test_a_generated_client_creates_a_plan_a_customer_with_a_card_a_subscription
     assert api("v1_subscriptions_retrieve").sync(UUID(str(sub.id)), client=me).status.value == "active"
 
     # and an error answer is parsed into the one documented error body
-    refused = api("v1_plans_create").sync_detailed(
-        client=me,
-        body=models.PlanInputRequest(
-            code="nope",
-            name="Nope",
-            tier=models.PlanInputTierEnum.BASIC,
-            interval=models.IntervalEnum.MONTH,
-            prices=[models.Money(amount="1.00", currency="USD")],
-        ),
-    )
+    nope = monthly_plan("nope", "Nope", models.PlanInputTierEnum.BASIC, "1.00")
+    refused = api("v1_plans_create").sync_detailed(client=me, body=nope)
     assert refused.status_code == 403
     assert isinstance(refused.parsed, models.ErrorResponse) and refused.parsed.error.code == "permission_denied"

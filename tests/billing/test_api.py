@@ -168,30 +168,9 @@ def test_coupon_applies_to_the_next_renewal(drain, staff):
     assert upcoming["amount_due"] == {"amount": "5.00", "currency": "USD"}
 
 
-def test_proration_preview_applies_the_plan_change_policy_first(drain, staff):
-    """The preview answers what ChangePlan would: a trial downgrade is the command's 409, an
-    approval-only plan previews nothing charged now, an unknown plan is 404, an upgrade is priced."""
-    basic = plan(code="basic", price="10.00 USD", tier="basic", trial_days=14)
-    pro = plan(code="pro", price="30.00 USD", trial_days=14)
-    enterprise = plan(code="ent", price="499.00 USD", tier="enterprise")
-    c = customer(drain, country="GB", region="")
-    sub = subs.subscribe(customer_id=str(c.id), plan_id=str(pro.id), trial=True)
-    drain()
-    url = f"/api/v1/subscriptions/{sub.id}/proration-preview/"
-
-    down = staff.get(url, {"plan": str(basic.id)})
-    assert down.status_code == 409 and down.json()["error"]["code"] == "downgrade_during_trial"
-    approval = staff.get(url, {"plan": str(enterprise.id)}).json()
-    assert approval["needs_approval"] is True and approval["lines"] == []
-    assert approval["net"] == {"amount": "0.00", "currency": "USD"} and "approval" in approval["message"]
-    missing = staff.get(url, {"plan": "00000000-0000-0000-0000-000000000000"})
-    assert missing.status_code == 400 and "plan" in missing.json()["error"]["details"]
-    # the command agrees with the preview: the downgrade it refused is refused by change-plan too
-    changed = staff.post(f"/api/v1/subscriptions/{sub.id}/change-plan/", {"plan": str(basic.id)}, format="json")
-    assert changed.status_code == 409 and changed.json()["error"]["code"] == "downgrade_during_trial"
-
-
 def test_proration_preview_answers_what_the_change_plan_command_would(drain, staff):
+    """The preview applies ChangePlan's policy first: a trial downgrade and the same plan are the
+    command's 409s, an approval-only plan previews nothing charged now, an unknown plan is a 400."""
     # given a trial on Team, a cheaper Basic and an approval-only Enterprise
     basic = plan(code="basic", price="10.00 USD", tier="basic")
     team = plan(code="team", price="30.00 USD", tier="professional", trial_days=14)
@@ -203,6 +182,7 @@ def test_proration_preview_answers_what_the_change_plan_command_would(drain, sta
     # when previewing a downgrade during the trial, then the command's 409 code comes back
     down = staff.get(url, {"plan": str(basic.id)})
     assert down.status_code == 409 and down.json()["error"]["code"] == "downgrade_during_trial"
+    # and the command agrees with the preview: the downgrade it refused is refused by change-plan too
     change = staff.post(f"/api/v1/subscriptions/{sub.id}/change-plan/", {"plan": str(basic.id)}, format="json")
     assert change.status_code == 409 and change.json()["error"]["code"] == "downgrade_during_trial"
     # when previewing the same plan, then same_plan, as the command says
@@ -213,3 +193,6 @@ def test_proration_preview_answers_what_the_change_plan_command_would(drain, sta
     body = ent.json()
     assert ent.status_code == 200 and body["needs_approval"] is True and "approval" in body["message"]
     assert body["lines"] == [] and body["net"] == {"amount": "0.00", "currency": "USD"}
+    # when previewing a plan that does not exist, then a 400 naming the plan
+    missing = staff.get(url, {"plan": "00000000-0000-0000-0000-000000000000"})
+    assert missing.status_code == 400 and "plan" in missing.json()["error"]["details"]

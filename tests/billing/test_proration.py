@@ -48,17 +48,30 @@ def test_downgrade_gives_credit_for_the_unused_difference():
     assert p.credits and not p.charges_now
 
 
-def test_month_end_period_from_jan_31_counts_the_seconds_of_that_period():
-    # Jan 31 → Feb 28 (2025) is 28 days; a change 7 days in leaves 21/28 = 3/4.
-    period = InvoicePeriod(at("2025-01-31 00:00"), at("2025-02-28 00:00"))
-    p = change("40.00 USD", "80.00 USD", period, at("2025-02-07 00:00"))
-    assert amounts(p) == (["-30.00 USD", "60.00 USD"], "30.00 USD")
-
-
-def test_leap_february_has_29_days():
-    period = InvoicePeriod(at("2024-02-01 00:00"), at("2024-03-01 00:00"))
-    p = change("29.00 USD", "58.00 USD", period, at("2024-02-28 00:00"))  # 2 of 29 days left
-    assert amounts(p) == (["-2.00 USD", "4.00 USD"], "2.00 USD")
+@pytest.mark.parametrize(
+    ("period", "old", "new", "changed_on", "lines", "net"),
+    [
+        # a month-end period from Jan 31 counts the seconds of that period:
+        # Jan 31 → Feb 28 (2025) is 28 days; a change 7 days in leaves 21/28 = 3/4
+        ("2025-01-31/2025-02-28", "40.00 USD", "80.00 USD", "2025-02-07", ["-30.00 USD", "60.00 USD"], "30.00 USD"),
+        # a leap February has 29 days: 2 of 29 left
+        ("2024-02-01/2024-03-01", "29.00 USD", "58.00 USD", "2024-02-28", ["-2.00 USD", "4.00 USD"], "2.00 USD"),
+        # each line rounds half-up to the cent: 10 of 30 days left, 10.00/3 = 3.333… → 3.33; 20.05/3 = 6.6833… → 6.68
+        ("2025-04-01/2025-05-01", "10.00 USD", "20.05 USD", "2025-04-21", ["-3.33 USD", "6.68 USD"], "3.35 USD"),
+        # exactly half a cent rounds up (away from zero): 0.05 × 1/2 = 0.025 → 0.03
+        ("2025-04-01/2025-04-03", "0.05 USD", "0.05 USD", "2025-04-02", ["-0.03 USD", "0.03 USD"], "0.00 USD"),
+        # JPY has no minor unit: 1/3 left
+        ("2025-04-01/2025-05-01", "1000 JPY", "5000 JPY", "2025-04-21", ["-333 JPY", "1667 JPY"], "1334 JPY"),
+        # KWD has three decimals
+        ("2025-04-01/2025-05-01", "10.000 KWD", "25.000 KWD", "2025-04-21", ["-3.333 KWD", "8.333 KWD"], "5.000 KWD"),
+    ],
+)
+def test_each_line_is_its_price_for_the_seconds_left_rounded_half_up_in_its_currency(
+    period, old, new, changed_on, lines, net
+):
+    start, end = period.split("/")  # an ISO 8601 interval: start/end, midnight UTC
+    p = change(old, new, InvoicePeriod(at(start), at(end)), at(changed_on))
+    assert amounts(p) == (lines, net)
 
 
 def test_dst_day_is_counted_in_real_seconds():
@@ -71,30 +84,6 @@ def test_dst_day_is_counted_in_real_seconds():
     noon = datetime(2025, 3, 9, 12, 0, tzinfo=ny).astimezone(UTC)  # 12 real hours left of 23
     p = change("23.00 USD", "46.00 USD", period, noon)
     assert amounts(p) == (["-12.00 USD", "24.00 USD"], "12.00 USD")
-
-
-def test_each_line_rounds_half_up_to_the_cent():
-    period = InvoicePeriod(at("2025-04-01 00:00"), at("2025-05-01 00:00"))
-    # 10 of 30 days left: 10.00/3 = 3.333… → 3.33; 20.05/3 = 6.6833… → 6.68
-    p = change("10.00 USD", "20.05 USD", period, at("2025-04-21 00:00"))
-    assert amounts(p) == (["-3.33 USD", "6.68 USD"], "3.35 USD")
-    # exactly half a cent rounds up (away from zero): 0.05 × 1/2 = 0.025 → 0.03
-    p = change(
-        "0.05 USD", "0.05 USD", InvoicePeriod(at("2025-04-01 00:00"), at("2025-04-03 00:00")), at("2025-04-02 00:00")
-    )
-    assert amounts(p) == (["-0.03 USD", "0.03 USD"], "0.00 USD")
-
-
-def test_jpy_has_no_minor_unit():
-    period = InvoicePeriod(at("2025-04-01 00:00"), at("2025-05-01 00:00"))
-    p = change("1000 JPY", "5000 JPY", period, at("2025-04-21 00:00"))  # 1/3 left
-    assert amounts(p) == (["-333 JPY", "1667 JPY"], "1334 JPY")
-
-
-def test_kwd_has_three_decimals():
-    period = InvoicePeriod(at("2025-04-01 00:00"), at("2025-05-01 00:00"))
-    p = change("10.000 KWD", "25.000 KWD", period, at("2025-04-21 00:00"))
-    assert amounts(p) == (["-3.333 KWD", "8.333 KWD"], "5.000 KWD")
 
 
 def test_monthly_to_annual_credits_the_unused_month_and_charges_a_full_year():

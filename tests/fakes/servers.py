@@ -5,11 +5,29 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 from urllib.parse import parse_qs, urlparse
 
 
-class FakeServer:
-    """Runs a handler class on 127.0.0.1:<free port> in a thread; ``requests`` records what came in."""
+class LoopbackServer:
+    """Serves a handler class on 127.0.0.1:<free port>, in a daemon thread while the ``with`` block runs."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FakeServer(LoopbackServer):
+    """A stand-in service on loopback; ``requests`` records what came in."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler]):
         self.requests: list[dict] = []
@@ -21,17 +39,8 @@ class FakeServer:
             def log_message(self, *args):  # keep test output quiet
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recording)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Recording)
+        self.url = f"http://127.0.0.1:{self.port}"
 
 
 class JsonHandler(BaseHTTPRequestHandler):

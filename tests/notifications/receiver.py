@@ -7,7 +7,9 @@ import hmac
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.fakes.servers import LoopbackServer
 
 
 def verify(secret: str, raw_body: bytes, header: str) -> bool:
@@ -23,7 +25,7 @@ def verify(secret: str, raw_body: bytes, header: str) -> bool:
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-class Receiver:
+class Receiver(LoopbackServer):
     """Answers each POST with the next of ``answers`` (then 200), optionally slowly or with a redirect."""
 
     def __init__(self, *, answers: list[int] | None = None, delay: float = 0.0, location: str = ""):
@@ -57,18 +59,8 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
+        super().__init__(Handler)
         self.url = f"http://127.0.0.1:{self.port}/hooks"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
     def types(self) -> list[str]:
         with self.lock:

@@ -10,9 +10,10 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from notifications import commands, webhooks
-from notifications.models import WebhookDelivery, WebhookEndpoint
+from notifications.models import WebhookEndpoint
 from subscriptions import commands as subs
 from tests.helpers import api_client
+from tests.notifications.helpers import dead_endpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -24,22 +25,6 @@ def owner(drain, username="owner"):
     )
     drain()
     return customer, user
-
-
-def dead_endpoint(customer, *, failing_for: timedelta) -> tuple[WebhookEndpoint, WebhookDelivery]:
-    now = timezone.now()
-    endpoint = commands.register_endpoint(url="http://127.0.0.1:9/dead", events=["*"], customer_id=customer.id)
-    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=now - failing_for)
-    delivery = WebhookDelivery.objects.create(
-        endpoint=endpoint,
-        event_id="6a1f5e1e-0000-4000-8000-0000000000aa",
-        event_type="subscriptions.SubscriptionCreated",
-        body="{}",
-        created_at=now,
-        status="retrying",
-        next_attempt_at=now,
-    )
-    return endpoint, delivery
 
 
 def test_the_owner_enables_a_disabled_endpoint_again_with_a_fresh_failure_clock(drain, client, settings):

@@ -9,7 +9,7 @@ from notifications.models import Notification, Suppression
 from sharedkernel.bus import run_deliveries
 from sharedkernel.models import EventDelivery
 from subscriptions import commands as subs
-from tests.notifications.helpers import report_bounce
+from tests.notifications.helpers import dead_endpoint, report_bounce
 
 pytestmark = pytest.mark.django_db
 
@@ -157,28 +157,12 @@ def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_emailed(
     from django.utils import timezone
 
     from notifications import webhooks
-    from notifications.models import WebhookDelivery, WebhookEndpoint
 
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
     c = register(drain, email="owner@example.com")
-    now = timezone.now()
-    endpoint = WebhookEndpoint.objects.create(
-        customer_id=c.id,
-        url="http://127.0.0.1:9/dead",
-        events=["*"],
-        created_at=now,
-        failing_since=now - timedelta(days=3),
-    )
-    delivery = WebhookDelivery.objects.create(
-        endpoint=endpoint,
-        event_id="6a1f5e1e-0000-4000-8000-0000000000ff",
-        event_type="billing.InvoicePaid",
-        body="{}",
-        created_at=now,
-        status="retrying",
-    )
+    endpoint, delivery = dead_endpoint(c, failing_for=timedelta(days=3))
     with django_capture_on_commit_callbacks(execute=True):
-        assert webhooks.attempt(delivery.pk, now=now) is False  # nothing listens on port 9
+        assert webhooks.attempt(delivery.pk, now=timezone.now()) is False  # nothing listens on port 9
     endpoint.refresh_from_db()
     assert not endpoint.active and "3 days" in endpoint.disabled_reason
     assert any(m.subject.startswith("We stopped sending webhooks to http://127.0.0.1:9/dead") for m in mail.outbox)

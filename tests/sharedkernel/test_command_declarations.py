@@ -37,12 +37,8 @@ def polish_widget():
         widget_id: str
 
     @dataclass(frozen=True)
-    class WidgetScratched(events.Event):
+    class WidgetScratched(WidgetPolished):  # the same aggregate and payload (as PlanRestored builds on PlanArchived)
         event_type = "testkit.WidgetScratched"
-        aggregate_type = "Widget"
-        aggregate_id_field = "widget_id"
-        public = False
-        widget_id: str
 
     @command(aggregate="Widget", records=("testkit.WidgetPolished",), name="testkit.polish_widget")
     def polish(*, widget_id: str, scratch: bool = False) -> None:

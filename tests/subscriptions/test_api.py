@@ -186,31 +186,17 @@ def test_subscription_lifecycle_over_the_api(staff, plan, drain):
     } <= set(first)
 
 
+def usd_plan(staff, code: str, tier: str, price: str) -> dict:
+    """Another plan to move to, priced in USD only and metering nothing, as staff define it."""
+    usd_only = {"prices": [{"amount": price, "currency": "USD"}], "included_usage": {}, "overage_rates": {}}
+    response = staff.post("/api/v1/plans/", PLAN | {"code": code, "tier": tier, **usd_only}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
 def test_plan_change_refusals_have_their_codes(staff, plan):
-    basic = staff.post(
-        "/api/v1/plans/",
-        PLAN
-        | {
-            "code": "basic-m",
-            "tier": "basic",
-            "prices": [{"amount": "19.00", "currency": "USD"}],
-            "included_usage": {},
-            "overage_rates": {},
-        },
-        format="json",
-    ).json()
-    enterprise = staff.post(
-        "/api/v1/plans/",
-        PLAN
-        | {
-            "code": "ent-m",
-            "tier": "enterprise",
-            "prices": [{"amount": "499.00", "currency": "USD"}],
-            "included_usage": {},
-            "overage_rates": {},
-        },
-        format="json",
-    ).json()
+    basic = usd_plan(staff, "basic-m", "basic", "19.00")
+    enterprise = usd_plan(staff, "ent-m", "enterprise", "499.00")
     ada = new_customer(staff)
     client = as_customer(ada)
     sub = client.post("/api/v1/subscriptions/", {"plan": plan["id"], "trial": True}, format="json").json()

@@ -21,20 +21,9 @@ from sharedkernel.values import Money
 from subscriptions import commands
 from subscriptions.models import Customer, Plan, Subscription
 from tests.billing.helpers import plan
-from tests.helpers import api_client, event_types
+from tests.helpers import USD_PLAN, api_client, event_types
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-PLAN = {
-    "code": "team-m",
-    "name": "Team",
-    "tier": "professional",
-    "interval": "month",
-    "trial_days": 14,
-    "prices": [{"amount": "49.00", "currency": "USD"}],
-    "included_usage": {"api_calls": 1000},
-    "overage_rates": {"api_calls": [{"amount": "0.01", "currency": "USD"}]},
-}
 
 
 def with_card(customer_id, drain) -> None:
@@ -51,7 +40,7 @@ def stored(event_type: str, aggregate_id) -> list[StoredEvent]:
 
 def test_api_plan_lifecycle_customer_and_subscription_commands(staff, drain):
     # plans: define, archive, restore
-    created = staff.post("/api/v1/plans/", PLAN, format="json")
+    created = staff.post("/api/v1/plans/", USD_PLAN, format="json")
     assert created.status_code == 201, created.content
     plan_id = created.json()["id"]
     assert staff.post(f"/api/v1/plans/{plan_id}/archive/").json()["archived"] is True
@@ -117,7 +106,7 @@ def test_api_plan_lifecycle_customer_and_subscription_commands(staff, drain):
     [recorded] = StoredEvent.objects.filter(event_type="subscriptions.UsageRecorded")
     assert recorded.payload["accepted"] == 1
     drain()
-    assert Subscription.objects.get(pk=sub_id).plan_id == Plan.objects.get(code="team-m").pk
+    assert Subscription.objects.get(pk=sub_id).plan_id == Plan.objects.get(code=USD_PLAN["code"]).pk
 
 
 # -- customer pages and sign-up ---------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sharedkernel.models import StoredEvent
-from tests.helpers import api_client, staff_user
-from tests.subscriptions.test_edges_committed import PLAN, with_card
+from tests.helpers import USD_PLAN, api_client, staff_user
+from tests.subscriptions.test_edges_committed import with_card
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,7 +21,7 @@ V2 = {
 
 def test_api_plan_versions_new_subscriptions_get_the_current_one(staff, drain):
     # given a plan and a subscriber on its first version
-    plan_id = staff.post("/api/v1/plans/", {**PLAN, "code": "team-v"}, format="json").json()["id"]
+    plan_id = staff.post("/api/v1/plans/", {**USD_PLAN, "code": "team-v"}, format="json").json()["id"]
     customer = staff.post(
         "/api/v1/customers/", {"name": "Ada", "email": "ada-v@example.com", "currency": "USD", "country": "GB"}
     ).json()
@@ -78,7 +78,7 @@ def test_a_cancelled_migration_withdraws_what_it_scheduled(staff, drain, client)
     from sharedkernel.scheduling import run_job
 
     # given two subscribers, one paused by staff, and a cut to 39.00 in version 2
-    plan_id = staff.post("/api/v1/plans/", {**PLAN, "code": "team-c"}, format="json").json()["id"]
+    plan_id = staff.post("/api/v1/plans/", {**USD_PLAN, "code": "team-c"}, format="json").json()["id"]
     moving = _subscriber(staff, drain, plan_id, "ann")
     paused = _subscriber(staff, drain, plan_id, "pat")
     assert staff.post(f"/api/v1/subscriptions/{paused}/suspend/", {}, format="json").status_code == 200
@@ -142,7 +142,7 @@ def test_a_cancelled_migration_withdraws_what_it_scheduled(staff, drain, client)
 def test_admin_migration_page_previews_and_its_actions_start_pause_resume_cancel(staff, drain, client):
     # given a draft migration of one subscriber to a dearer version 2, and a plan page listing both versions
     client.force_login(staff_user("boss"))
-    plan_id = staff.post("/api/v1/plans/", {**PLAN, "code": "team-a"}, format="json").json()["id"]
+    plan_id = staff.post("/api/v1/plans/", {**USD_PLAN, "code": "team-a"}, format="json").json()["id"]
     sub = _subscriber(staff, drain, plan_id, "amy")
     assert staff.post(f"/api/v1/plans/{plan_id}/versions/", V2, format="json").status_code == 201
     plan_page = client.get(f"/admin/subscriptions/plan/{plan_id}/change/").content.decode()
@@ -185,7 +185,7 @@ def test_admin_add_form_drafts_a_migration_refuses_bad_input_on_the_form_and_the
 
     # given a plan with a subscriber on version 1 and a dearer version 2
     client.force_login(staff_user("boss"))
-    plan_id = staff.post("/api/v1/plans/", {**PLAN, "code": "team-f"}, format="json").json()["id"]
+    plan_id = staff.post("/api/v1/plans/", {**USD_PLAN, "code": "team-f"}, format="json").json()["id"]
     sub = _subscriber(staff, drain, plan_id, "fay")
     assert staff.post(f"/api/v1/plans/{plan_id}/versions/", V2, format="json").status_code == 201
     form = client.get("/admin/subscriptions/pricemigration/add/")
