@@ -162,20 +162,8 @@ def _domain_event(fields: dict) -> DomainEvent:
     return DomainEvent(**fields)
 
 
-_ROW_FIELDS = (
-    "event_id",
-    "event_type",
-    "event_version",
-    "occurred_on",
-    "aggregate_type",
-    "aggregate_id",
-    "aggregate_version",
-    "payload",
-    "correlation_id",
-    "causation_id",
-    "position",
-    "test_clock_id",
-)
+#: A stored row's columns are the envelope's fields, in its order.
+_ROW_FIELDS = tuple(f.name for f in dataclasses.fields(DomainEvent))
 
 
 def events_at(positions: Iterable[int]) -> list[DomainEvent]:
