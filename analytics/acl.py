@@ -249,16 +249,21 @@ def _dunning(event: DomainEvent) -> DunningLevel:
     return DunningLevel(event.payload.get("subscription_id"), int(event.payload.get("level") or 0) or None)
 
 
+#: The Subscription events that carry the subscription as it now is, read by :func:`subscription_changed`.
+SUBSCRIPTION_CHANGES = (
+    "subscriptions.SubscriptionCreated",
+    "subscriptions.SubscriptionActivated",
+    "subscriptions.SubscriptionSuspended",
+    "subscriptions.SubscriptionResumed",
+    "subscriptions.SubscriptionRenewed",
+    "subscriptions.SubscriptionCancelled",
+    "subscriptions.PlanChanged",
+    "subscriptions.PriceChanged",
+    "subscriptions.TrialExpired",
+)
+
 SUBSCRIPTION_FACTS = {
-    "subscriptions.SubscriptionCreated": subscription_changed,
-    "subscriptions.SubscriptionActivated": subscription_changed,
-    "subscriptions.SubscriptionSuspended": subscription_changed,
-    "subscriptions.SubscriptionResumed": subscription_changed,
-    "subscriptions.SubscriptionRenewed": subscription_changed,
-    "subscriptions.SubscriptionCancelled": subscription_changed,
-    "subscriptions.PlanChanged": subscription_changed,
-    "subscriptions.PriceChanged": subscription_changed,
-    "subscriptions.TrialExpired": subscription_changed,
+    **dict.fromkeys(SUBSCRIPTION_CHANGES, subscription_changed),
     "billing.CouponRedeemed": coupon_redeemed,
     "billing.PaymentFailed": lambda event: PaymentFailed(event.payload.get("subscription_id")),
     "billing.PaymentSucceeded": lambda event: PaymentSucceeded(event.payload.get("subscription_id")),

@@ -28,19 +28,13 @@ from analytics.vocabulary import Interval, Status
 from sharedkernel.events import DomainEvent
 from sharedkernel.values import Money
 
+#: What the replay folds (:meth:`apply`): plan versions, the migration, each subscription's changes, its usage
+#: and its invoices.
 EVENT_TYPES = (
     "subscriptions.PlanCreated",
     "subscriptions.PlanUpdated",
     "subscriptions.PriceMigrationDrafted",
-    "subscriptions.SubscriptionCreated",
-    "subscriptions.SubscriptionActivated",
-    "subscriptions.SubscriptionSuspended",
-    "subscriptions.SubscriptionResumed",
-    "subscriptions.SubscriptionRenewed",
-    "subscriptions.SubscriptionCancelled",
-    "subscriptions.PlanChanged",
-    "subscriptions.PriceChanged",
-    "subscriptions.TrialExpired",
+    *acl.SUBSCRIPTION_CHANGES,
     "subscriptions.UsageCalculated",
     "billing.InvoiceFinalized",
 )
