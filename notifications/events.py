@@ -55,8 +55,10 @@ class ReminderScheduled(Event):
 
 
 @dataclass(frozen=True)
-class WebhookDispatched(Event):
-    event_type = "notifications.WebhookDispatched"
+class WebhookAttemptEvent(Event):
+    """What every webhook attempt's event says first: which delivery of which event to which endpoint,
+    and its attempt number. Not public (see above)."""
+
     aggregate_type = "WebhookDelivery"
     aggregate_id_field = "delivery_id"
     public = False
@@ -65,21 +67,20 @@ class WebhookDispatched(Event):
     endpoint_id: str
     event_id: str
     attempt: int
+
+
+@dataclass(frozen=True)
+class WebhookDispatched(WebhookAttemptEvent):
+    event_type = "notifications.WebhookDispatched"
+
     status_code: int
     latency_ms: int
 
 
 @dataclass(frozen=True)
-class WebhookFailed(Event):
+class WebhookFailed(WebhookAttemptEvent):
     event_type = "notifications.WebhookFailed"
-    aggregate_type = "WebhookDelivery"
-    aggregate_id_field = "delivery_id"
-    public = False
 
-    delivery_id: str
-    endpoint_id: str
-    event_id: str
-    attempt: int
     status_code: int | None
     latency_ms: int
     error: str
