@@ -87,7 +87,7 @@ class InvoiceViewSet(CustomerScopedMixin, mixins.ListModelMixin, mixins.Retrieve
 class PaymentFilter(django_filters.FilterSet):
     invoice = django_filters.UUIDFilter(field_name="invoice_id")
     customer = django_filters.UUIDFilter(field_name="customer_id")
-    status = django_filters.CharFilter()
+    status = django_filters.ChoiceFilter(choices=Payment._meta.get_field("status").choices)
 
     class Meta:
         model = Payment

@@ -112,7 +112,12 @@ def test_a_usage_record_refused_on_its_own_is_a_400_and_a_partly_taken_batch_a_2
 
 
 @pytest.mark.parametrize(
-    "url, name", [("/api/v1/plans/?archived=null", "archived"), ("/api/v1/events/?after=0.5", "after")]
+    "url, name",
+    [
+        ("/api/v1/plans/?archived=null", "archived"),
+        ("/api/v1/events/?after=0.5", "after"),
+        ("/api/v1/payments/?status=paid", "status"),  # a payment succeeds; "paid" is an invoice's word
+    ],
 )
 def test_a_filter_value_of_the_wrong_kind_is_refused_instead_of_ignored(staff, plan, url, name):
     refused = error(staff.get(url), 400)
