@@ -19,7 +19,7 @@ from billing.models.invoice_lines import InvoiceLine, line_ref
 from billing.values import BillingReason, InvoicePeriod, LineDraft, LineKind, TaxCalculation
 from sharedkernel.aggregates import AggregateRoot
 from sharedkernel.errors import DomainError, InvalidTransition
-from sharedkernel.values import Money
+from sharedkernel.values import Money, money_from_minor
 
 
 class InvoiceStatus(models.TextChoices):
@@ -86,11 +86,14 @@ class Invoice(AggregateRoot):
         return self.number or f"Draft {str(self.id)[:8]}"
 
     # -- reading -----------------------------------------------------------------------
-    #: The invoice's amounts (the Money properties below), in the order staff and the API show them.
+    #: The invoice's amounts (each read as Money below), in the order staff and the API show them.
     TOTALS = ("subtotal", "tax", "total", "credit_applied", "amount_due", "amount_paid")
-
-    def _money(self, minor: int) -> Money:
-        return Money.from_minor(minor, self.currency)
+    subtotal = money_from_minor("subtotal_minor")
+    tax = money_from_minor("tax_minor")
+    total = money_from_minor("total_minor")
+    credit_applied = money_from_minor("credit_applied_minor")
+    amount_due = money_from_minor("amount_due_minor")
+    amount_paid = money_from_minor("amount_paid_minor")
 
     def _ids(self) -> dict:
         """Which invoice, whose, of which subscription: the ids the invoice's events carry."""
@@ -99,30 +102,6 @@ class Invoice(AggregateRoot):
             "customer_id": str(self.customer_id),
             "subscription_id": str(self.subscription_id) if self.subscription_id else None,
         }
-
-    @property
-    def subtotal(self) -> Money:
-        return self._money(self.subtotal_minor)
-
-    @property
-    def tax(self) -> Money:
-        return self._money(self.tax_minor)
-
-    @property
-    def total(self) -> Money:
-        return self._money(self.total_minor)
-
-    @property
-    def credit_applied(self) -> Money:
-        return self._money(self.credit_applied_minor)
-
-    @property
-    def amount_due(self) -> Money:
-        return self._money(self.amount_due_minor)
-
-    @property
-    def amount_paid(self) -> Money:
-        return self._money(self.amount_paid_minor)
 
     @property
     def period(self) -> InvoicePeriod | None:
@@ -295,7 +274,7 @@ class Invoice(AggregateRoot):
 
     @property
     def taxable_amount(self) -> Money:
-        return self._money(max(self.subtotal_minor, 0))
+        return Money.from_minor(max(self.subtotal_minor, 0), self.currency)
 
     def tax_failed(self, error: str, *, at: datetime, backoff: list[timedelta]) -> None:
         """The calculator did not answer: stay a draft, say so, try again later (never invent a rate)."""
